@@ -1,0 +1,4 @@
+"""DSSE / in-toto review attestations: keys, signing, verification, separation of duties.
+
+Imports nothing from Kubernetes, Kopf or Terraform code.
+"""

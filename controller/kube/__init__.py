@@ -1,0 +1,1 @@
+"""Kubernetes side: workloads and AdmissionReviews into subjects, admission decisions."""

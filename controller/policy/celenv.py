@@ -1,0 +1,273 @@
+"""The CEL environment shared by Kubernetes and Terraform rules.
+
+The CEL library (``common-expression-language``, Rust-backed) has no type
+checker and lacks helpers policy authors know from Kubernetes
+ValidatingAdmissionPolicy. This module registers those helpers, compiles
+expressions once, and lints them statically: syntax errors, undefined
+variables and unknown functions are caught at load; type errors surface when
+each rule runs on its test cases (see ``controller.policy.testing``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import cel
+
+from controller.policy.documents import Target
+
+# Variables a rule may read, by target (DESIGN.md, "CEL").
+VARIABLES: Mapping[Target, frozenset[str]] = {
+    Target.kubernetes: frozenset(
+        {"object", "oldObject", "resource", "request", "podSpec", "containers"}
+    ),
+    Target.terraform: frozenset({"object", "oldObject", "after", "before", "resource"}),
+}
+
+# CEL's standard functions and macros as the library names them.
+BUILTIN_FUNCTIONS = frozenset(
+    {
+        "size", "contains", "startsWith", "endsWith", "matches", "has", "all", "exists",
+        "exists_one", "map", "filter", "int", "uint", "double", "string", "bytes", "bool",
+        "timestamp", "duration", "type", "dyn", "max", "min",
+        "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear",
+        "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+    }
+)  # fmt: skip
+
+_QUANTITY_RE = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)([a-zA-Z]*|[eE][+-]?[0-9]+)?$")
+_QUANTITY_SUFFIX = {
+    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}  # fmt: skip
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes resource quantity (``500m``, ``1Gi``, ``2e3``) as a number."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a quantity: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    match = _QUANTITY_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a quantity: {value!r}")
+    number, suffix = match.group(1), match.group(2) or ""
+    try:
+        if suffix[:1] in ("e", "E"):
+            return float(Decimal(number + suffix))
+        if suffix not in _QUANTITY_SUFFIX:
+            raise ValueError(f"unknown quantity suffix {suffix!r} in {value!r}")
+        return float(Decimal(number) * _QUANTITY_SUFFIX[suffix])
+    except InvalidOperation:
+        raise ValueError(f"not a quantity: {value!r}") from None
+
+
+def _is_quantity(value: Any) -> bool:
+    try:
+        parse_quantity(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(str(value).strip(), strict=False)
+
+
+def _is_cidr(value: Any) -> bool:
+    try:
+        _network(value)
+    except ValueError:
+        return False
+    return "/" in str(value)
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _cidr_contains(cidr: str, other: str) -> bool:
+    outer = _network(cidr)
+    inner = _network(other)
+    return outer.version == inner.version and inner.subnet_of(outer)  # type: ignore[arg-type]
+
+
+def _cidr_is_public_any(cidr: str) -> bool:
+    """True for a CIDR that opens to the whole internet (0.0.0.0/0, ::/0)."""
+    return _network(cidr).prefixlen == 0
+
+
+def _lookup(value: Any, path: str, default: Any) -> Any:
+    """``lookup(obj, "a.b.0.c", default)``: a nested read that never errors.
+
+    Stands in for CEL's optional syntax (``obj.?a.?b``), which the library
+    does not parse.
+    """
+    current = value
+    for part in str(path).split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return default
+        if current is None:
+            return default
+    return current
+
+
+def _image_has_digest(image: str) -> bool:
+    _, _, digest = str(image).partition("@")
+    return bool(re.fullmatch(r"sha256:[0-9a-f]{64}", digest))
+
+
+def _image_registry(image: str) -> str:
+    """The registry host of an image reference, as the container runtime reads it."""
+    name = str(image).split("@", 1)[0]
+    first, sep, _ = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def _image_repository(image: str) -> str:
+    """``registry/path`` without tag or digest, with Docker Hub's implicit parts."""
+    name = str(image).split("@", 1)[0]
+    last_slash = name.rfind("/")
+    if name.rfind(":") > last_slash:
+        name = name[: name.rfind(":")]
+    registry = _image_registry(image)
+    if registry == "docker.io" and not name.startswith("docker.io/"):
+        path = name if "/" in name else f"library/{name}"
+        return f"docker.io/{path}"
+    return name
+
+
+def _split(text: str, separator: str, limit: int = -1) -> list[str]:
+    if int(limit) == 0:
+        return []
+    if int(limit) < 0:
+        return str(text).split(str(separator))
+    return str(text).split(str(separator), int(limit) - 1)
+
+
+def _index_of(text: str, sub: str) -> int:
+    return str(text).find(str(sub))
+
+
+def _last_index_of(text: str, sub: str) -> int:
+    return str(text).rfind(str(sub))
+
+
+def _join(items: list[Any], separator: str = "") -> str:
+    return str(separator).join(str(i) for i in items)
+
+
+def _glob(text: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(str(text), str(pattern))
+
+
+def _compare_quantity(a: Any, b: Any) -> int:
+    left, right = parse_quantity(a), parse_quantity(b)
+    return (left > right) - (left < right)
+
+
+# Registered helpers, by name. Each is tested in tests/policy/test_celenv.py.
+HELPERS: Mapping[str, Callable[..., Any]] = {
+    # strings (Kubernetes CEL string library)
+    "lowerAscii": lambda s: str(s).lower(),
+    "upperAscii": lambda s: str(s).upper(),
+    "trim": lambda s: str(s).strip(),
+    "split": _split,
+    "join": _join,
+    "replace": lambda s, old, new: str(s).replace(str(old), str(new)),
+    "indexOf": _index_of,
+    "lastIndexOf": _last_index_of,
+    "glob": _glob,
+    # quantities (Kubernetes CEL quantity library, as plain numbers)
+    "quantity": parse_quantity,
+    "isQuantity": _is_quantity,
+    "asApproximateFloat": parse_quantity,
+    "compareQuantity": _compare_quantity,
+    "isGreaterThan": lambda a, b: _compare_quantity(a, b) > 0,
+    "isLessThan": lambda a, b: _compare_quantity(a, b) < 0,
+    # networks (Kubernetes CEL IP/CIDR library, simplified)
+    "isIP": _is_ip,
+    "isCIDR": _is_cidr,
+    "cidrContains": _cidr_contains,
+    "cidrIsAny": _cidr_is_public_any,
+    # images
+    "imageHasDigest": _image_has_digest,
+    "imageRegistry": _image_registry,
+    "imageRepository": _image_repository,
+    # structure
+    "lookup": _lookup,
+}
+
+# Names comprehension macros bind (``c`` in ``containers.all(c, ...)``), which
+# the library reports as variables.
+_BOUND_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
+class CelCompileError(ValueError):
+    """An expression that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    source: str
+    program: Any  # cel.Program
+
+    def run(self, context: Any) -> Any:
+        return self.program.execute(context)
+
+
+def compile_expression(source: str, target: Target) -> Compiled:
+    """Compile and lint one expression; raise ``CelCompileError`` with the reason."""
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError) as exc:
+        message = str(exc).replace("Failed to parse expression", "syntax error in")
+        raise CelCompileError(message.strip()) from None
+    bound = set(_BOUND_RE.findall(source))
+    allowed = VARIABLES[target]
+    unknown_vars = sorted(set(program.variables()) - allowed - bound - set(HELPERS))
+    if unknown_vars:
+        raise CelCompileError(
+            f"undefined variable(s) {', '.join(unknown_vars)}; "
+            f"{target.value} rules can read {', '.join(sorted(allowed))}"
+        )
+    unknown_functions = sorted(
+        name
+        for name in program.functions()
+        if not name.startswith(("_", "@", "!"))
+        and name not in BUILTIN_FUNCTIONS
+        and name not in HELPERS
+    )
+    if unknown_functions:
+        raise CelCompileError(f"unknown function(s) {', '.join(unknown_functions)}")
+    return Compiled(source=source, program=program)
+
+
+def new_context(variables: Mapping[str, Any]) -> Any:
+    """A context with the helpers and the given variables, built once per subject."""
+    context = cel.Context()
+    for name, function in HELPERS.items():
+        context.add_function(name, function)
+    for name, value in variables.items():
+        context.add_variable(name, value)
+    return context

@@ -1,0 +1,470 @@
+"""The policy engine: compile once at load, evaluate subjects many times.
+
+Both sides (admission and ``guard tf-plan``) call the same ``Engine``, so a
+policy's verdict never depends on where it runs. Every rule gives pass, fail,
+unknown or error; error is reported and never counts as a pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller.policy.celenv import CelCompileError, Compiled, compile_expression, new_context
+from controller.policy.documents import (
+    Action,
+    GuardException,
+    GuardPolicy,
+    LabelSelector,
+    Rule,
+    Target,
+)
+from controller.policy.subject import Decision, Finding, Result, Subject
+
+# A value that stands for "known after apply" when probing whether a rule's
+# verdict depends on an unknown Terraform value.
+UNKNOWN_PLACEHOLDER = "\u2039known after apply\u203a"
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be compiled, naming the policy, rule and field."""
+
+    def __init__(self, policy: str, rule: str, field_name: str, problem: str) -> None:
+        super().__init__(f"policy {policy!r}, rule {rule!r}, {field_name}: {problem}")
+        self.policy = policy
+        self.rule = rule
+        self.field_name = field_name
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """The review verdict for one subject under one policy.
+
+    ``result`` is pass when every artifact is covered by an accepted
+    attestation; ``reasons`` lists every failed check, per artifact;
+    ``evidence`` records what was used (envelope digests, approvers,
+    exemptions) for the audit trail.
+    """
+
+    result: Result
+    reasons: tuple[str, ...] = ()
+    fix: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ReviewEvaluator(Protocol):
+    """Decides a policy's ``review`` block for a subject's artifacts."""
+
+    def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome: ...
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: Rule
+    expression: Compiled
+    message: Compiled | None
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    policy: GuardPolicy
+    rules: tuple[CompiledRule, ...]
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+
+def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
+    compiled: list[CompiledRule] = []
+    for rule in policy.spec.rules:
+        try:
+            expression = compile_expression(rule.expression, rule.target)
+        except CelCompileError as exc:
+            raise PolicyError(policy.name, rule.name, "expression", str(exc)) from None
+        message = None
+        if rule.message_expression:
+            try:
+                message = compile_expression(rule.message_expression, rule.target)
+            except CelCompileError as exc:
+                raise PolicyError(policy.name, rule.name, "messageExpression", str(exc)) from None
+        compiled.append(CompiledRule(rule=rule, expression=expression, message=message))
+    return CompiledPolicy(policy=policy, rules=tuple(compiled))
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _globs(value: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def _selects(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.match_labels.items()):
+        return False
+    for req in selector.match_expressions:
+        present = req.key in labels
+        value = labels.get(req.key)
+        if req.operator == "In" and value not in req.values:
+            return False
+        if req.operator == "NotIn" and present and value in req.values:
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def matches(policy: GuardPolicy, subject: Subject) -> bool:
+    """Whether a policy judges a subject at all."""
+    match = policy.spec.match
+    if subject.target is Target.kubernetes:
+        kube = match.kubernetes
+        if kube is None:
+            return False
+        if kube.kinds and subject.kind not in kube.kinds:
+            return False
+        namespace = subject.namespace or ""
+        if kube.namespaces.include and not _globs(namespace, kube.namespaces.include):
+            return False
+        if namespace and _globs(namespace, kube.namespaces.exclude):
+            return False
+        return not (kube.label_selector and not _selects(kube.label_selector, subject.labels))
+    tf = match.terraform
+    if tf is None:
+        return False
+    if subject.kind == "plan":
+        # The plan-level subject carries the review requirement for the whole plan.
+        return True
+    return _globs(subject.type, tf.types) and subject.action in tf.actions
+
+
+# --------------------------------------------------------------------------- variables
+
+
+def pod_spec_of(kind: str, obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The pod template of any workload kind, so a rule is written once."""
+    if not obj:
+        return {}
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    if isinstance(template, Mapping):
+        return template.get("spec") or {}
+    return {}
+
+
+def containers_of(pod_spec: Mapping[str, Any]) -> list[Any]:
+    """containers, initContainers and ephemeralContainers together."""
+    found: list[Any] = []
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        items = pod_spec.get(key) or []
+        if isinstance(items, list):
+            found.extend(items)
+    return found
+
+
+def variables_for(subject: Subject, obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    resource = {
+        "target": subject.target.value,
+        "kind": subject.kind,
+        "type": subject.type,
+        "name": subject.name,
+        "namespace": subject.namespace,
+        "address": subject.address,
+        "action": subject.action,
+    }
+    variables: dict[str, Any] = {
+        "object": obj,
+        "oldObject": subject.old_object,
+        "resource": resource,
+    }
+    if subject.target is Target.kubernetes:
+        pod_spec = pod_spec_of(subject.kind, obj if obj is not None else subject.old_object)
+        variables["request"] = subject.request or {}
+        variables["podSpec"] = pod_spec
+        variables["containers"] = containers_of(pod_spec)
+    else:
+        variables["after"] = obj
+        variables["before"] = subject.old_object
+    return variables
+
+
+def _path_parts(path: str) -> list[str]:
+    return [p for p in path.split(".") if p]
+
+
+def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: bool) -> Any:
+    """A copy of ``obj`` with the unknown paths removed, or set to a placeholder."""
+    result: Any = copy.deepcopy(dict(obj))
+    # Deepest paths first so removing list items keeps earlier indexes valid.
+    for path in sorted(paths, key=lambda p: (-len(_path_parts(p)), p), reverse=False):
+        parts = _path_parts(path)
+        parent: Any = result
+        for part in parts[:-1]:
+            if isinstance(parent, dict):
+                parent = parent.setdefault(part, {}) if placeholder else parent.get(part)
+            elif isinstance(parent, list) and part.isdigit() and int(part) < len(parent):
+                parent = parent[int(part)]
+            else:
+                parent = None
+            if parent is None:
+                break
+        if parent is None or not parts:
+            continue
+        last = parts[-1]
+        if isinstance(parent, dict):
+            if placeholder:
+                parent[last] = UNKNOWN_PLACEHOLDER
+            else:
+                parent.pop(last, None)
+        elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
+            if placeholder:
+                parent[int(last)] = UNKNOWN_PLACEHOLDER
+            else:
+                parent.pop(int(last))
+    return result
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    result: Result
+    message: str = ""
+
+
+@dataclass
+class Engine:
+    """Compiled policies plus the settings that turn results into findings.
+
+    ``enforcement`` caps every policy's action (a roll-out switch);
+    ``unknown_action`` is what an unknown-at-plan-time result does.
+    ``broken`` lists policies that failed to compile when ``skip_broken`` is
+    set: the cluster keeps enforcing the rest and reports these.
+    """
+
+    policies: Sequence[GuardPolicy]
+    exceptions: Sequence[GuardException] = ()
+    review: ReviewEvaluator | None = None
+    enforcement: Action = Action.deny
+    unknown_action: Action = Action.warn
+    today: dt.date | None = None
+    skip_broken: bool = False
+    compiled: tuple[CompiledPolicy, ...] = field(init=False)
+    broken: tuple[PolicyError, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        compiled: list[CompiledPolicy] = []
+        broken: list[PolicyError] = []
+        for policy in sorted(self.policies, key=lambda p: p.name):
+            try:
+                compiled.append(compile_policy(policy))
+            except PolicyError as exc:
+                if not self.skip_broken:
+                    raise
+                broken.append(exc)
+        self.compiled = tuple(compiled)
+        self.broken = tuple(broken)
+
+    # ----------------------------------------------------------- evaluation
+
+    def evaluate(self, subject: Subject) -> list[Finding]:
+        """Every non-passing result of every matching policy on one subject."""
+        findings: list[Finding] = []
+        contexts = _Contexts(subject)
+        for compiled in self.compiled:
+            policy = compiled.policy
+            if not matches(policy, subject):
+                continue
+            if subject.object is not None or subject.old_object is not None:
+                for rule in compiled.rules:
+                    if rule.rule.target is not subject.target:
+                        continue
+                    outcome = self.run_rule(rule, contexts)
+                    if outcome.result is not Result.passed:
+                        findings.append(self._finding(policy, rule.rule, outcome, subject))
+            if policy.spec.review is not None and subject.artifacts:
+                findings.extend(self._review(policy, subject))
+        return findings
+
+    def decide(self, subjects: Iterable[Subject], notes: Sequence[str] = ()) -> Decision:
+        findings: list[Finding] = []
+        count = 0
+        for subject in subjects:
+            count += 1
+            findings.extend(self.evaluate(subject))
+        return Decision.of(findings, subjects=count, notes=[*notes, *self.exception_notes()])
+
+    def run_rule(self, rule: CompiledRule, contexts: _Contexts) -> RuleOutcome:
+        """One rule on one subject, including the unknown-value probe."""
+        first = _execute(rule, contexts.plain)
+        if not contexts.subject.unknowns:
+            return first
+        probe = _execute(rule, contexts.with_placeholders)
+        if first.result is Result.error or probe.result is not first.result:
+            detail = "its result depends on values known only after apply"
+            message = first.message if first.result is Result.fail else probe.message
+            return RuleOutcome(Result.unknown, f"{message} ({detail})" if message else detail)
+        return first
+
+    # ----------------------------------------------------------- findings
+
+    def _action(self, policy: GuardPolicy, result: Result) -> Action:
+        action = policy.spec.action.capped(self.enforcement)
+        if result is Result.unknown:
+            action = action.capped(self.unknown_action)
+        return action
+
+    def _finding(
+        self, policy: GuardPolicy, rule: Rule, outcome: RuleOutcome, subject: Subject
+    ) -> Finding:
+        message = outcome.message or rule.message or rule.expression
+        return Finding(
+            policy=policy.name,
+            rule=rule.name,
+            severity=policy.spec.severity,
+            action=self._action(policy, outcome.result),
+            result=outcome.result,
+            target=subject.target,
+            address=subject.address,
+            message=message,
+            fix=rule.fix or "",
+            exception=self._exception_for(policy, subject),
+            location=subject.location,
+            line=subject.line,
+        )
+
+    def _review(self, policy: GuardPolicy, subject: Subject) -> list[Finding]:
+        if self.review is None:
+            outcome = ReviewOutcome(
+                Result.error,
+                ("no attestation verifier is configured, so review cannot be checked",),
+                fix="run with a trust configuration (--trust)",
+            )
+        else:
+            outcome = self.review.review(policy, subject)
+        if outcome.result is Result.passed:
+            return []
+        summary = outcome.reasons[0] if outcome.reasons else "review requirement not met"
+        if len(outcome.reasons) > 1:
+            summary = f"{summary} (and {len(outcome.reasons) - 1} more)"
+        return [
+            Finding(
+                policy=policy.name,
+                rule="review",
+                severity=policy.spec.severity,
+                action=self._action(policy, outcome.result),
+                result=outcome.result,
+                target=subject.target,
+                address=subject.address,
+                message=f"no accepted review attestation: {summary}",
+                fix=outcome.fix,
+                reasons=outcome.reasons,
+                # Review is never waived by an exception: only break-glass passes it.
+                exception=None,
+                location=subject.location,
+                line=subject.line,
+            )
+        ]
+
+    # ----------------------------------------------------------- exceptions
+
+    def _today(self) -> dt.date:
+        return self.today or dt.datetime.now(dt.UTC).date()
+
+    def _exception_for(self, policy: GuardPolicy, subject: Subject) -> str | None:
+        if policy.spec.review is not None:
+            return None
+        target = subject.address
+        if subject.target is Target.kubernetes:
+            target = f"{subject.namespace or ''}/{subject.name}" if subject.namespace else subject.name
+        for exception in self.exceptions:
+            spec = exception.spec
+            if spec.policy != policy.name or spec.expires < self._today():
+                continue
+            if fnmatch.fnmatchcase(target, spec.target):
+                return exception.name
+        return None
+
+    def exception_notes(self) -> list[str]:
+        notes: list[str] = []
+        reviewed = {c.name for c in self.compiled if c.policy.spec.review is not None}
+        for exception in sorted(self.exceptions, key=lambda e: e.name):
+            spec = exception.spec
+            if spec.expires < self._today():
+                notes.append(
+                    f"exception {exception.name!r} for policy {spec.policy!r} expired on "
+                    f"{spec.expires.isoformat()} and no longer applies"
+                )
+            if spec.policy in reviewed:
+                notes.append(
+                    f"exception {exception.name!r} names policy {spec.policy!r}, which has a "
+                    "review requirement: exceptions never waive review"
+                )
+        return notes
+
+
+class _Contexts:
+    """The CEL contexts of one subject, built lazily and reused by every rule."""
+
+    def __init__(self, subject: Subject) -> None:
+        self.subject = subject
+        self._plain: Any = None
+        self._placeholders: Any = None
+
+    @property
+    def plain(self) -> Any:
+        if self._plain is None:
+            obj = self.subject.object
+            if obj is not None and self.subject.unknowns:
+                obj = _with_unknowns(obj, self.subject.unknowns, placeholder=False)
+            self._plain = new_context(variables_for(self.subject, obj))
+        return self._plain
+
+    @property
+    def with_placeholders(self) -> Any:
+        if self._placeholders is None:
+            obj = self.subject.object
+            if obj is not None:
+                obj = _with_unknowns(obj, self.subject.unknowns, placeholder=True)
+            self._placeholders = new_context(variables_for(self.subject, obj))
+        return self._placeholders
+
+
+def _execute(rule: CompiledRule, context: Any) -> RuleOutcome:
+    try:
+        value = rule.expression.run(context)
+    except Exception as exc:  # the CEL library raises several types; all are errors
+        return RuleOutcome(Result.error, f"rule could not be evaluated: {_cel_error(exc)}")
+    if value is True:
+        return RuleOutcome(Result.passed)
+    if value is not False:
+        return RuleOutcome(
+            Result.error, f"rule returned {type(value).__name__} {value!r}, not a boolean"
+        )
+    message = rule.rule.message or ""
+    if rule.message is not None:
+        try:
+            rendered = rule.message.run(context)
+            message = str(rendered) if rendered is not None else message
+        except Exception:  # fall back to the static message; the failure still stands
+            pass
+    return RuleOutcome(Result.fail, message)
+
+
+def _cel_error(exc: Exception) -> str:
+    text = str(exc).split(". Check that", 1)[0]
+    if isinstance(exc, KeyError):
+        return f"no such key {text}"
+    return text

@@ -1,0 +1,1 @@
+"""Report formats shared by every command: text, JSON, SARIF, JUnit."""

@@ -1,0 +1,1 @@
+"""Terraform side: plan JSON, binary plans and HCL into subjects."""
