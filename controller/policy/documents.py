@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,7 +32,7 @@ class Strict(BaseModel):
     )
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     low = "low"
     medium = "medium"
     high = "high"
@@ -46,7 +46,7 @@ class Severity(str, Enum):
 _SEVERITY_RANK = {Severity.low: 0, Severity.medium: 1, Severity.high: 2, Severity.critical: 3}
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a failing policy does. The only thing that decides a verdict."""
 
     deny = "deny"
@@ -65,7 +65,7 @@ class Action(str, Enum):
 _ACTION_STRENGTH = {Action.audit: 0, Action.warn: 1, Action.deny: 2}
 
 
-class Target(str, Enum):
+class Target(StrEnum):
     kubernetes = "kubernetes"
     terraform = "terraform"
 
@@ -133,8 +133,14 @@ class KubernetesMatch(Strict):
     label_selector: LabelSelector | None = None
 
 
-TERRAFORM_ACTIONS = ("create", "update", "delete", "replace", "forget", "no-op", "read")
-DEFAULT_TERRAFORM_ACTIONS = ("create", "update", "delete", "replace", "forget")
+TerraformAction = Literal["create", "update", "delete", "replace", "forget", "no-op", "read"]
+DEFAULT_TERRAFORM_ACTIONS: tuple[TerraformAction, ...] = (
+    "create",
+    "update",
+    "delete",
+    "replace",
+    "forget",
+)
 
 
 class TerraformMatch(Strict):
@@ -146,8 +152,8 @@ class TerraformMatch(Strict):
     """
 
     types: list[NonEmptyStr] = Field(default_factory=lambda: ["*"])
-    actions: list[Literal["create", "update", "delete", "replace", "forget", "no-op", "read"]] = (
-        Field(default_factory=lambda: list(DEFAULT_TERRAFORM_ACTIONS))
+    actions: list[TerraformAction] = Field(
+        default_factory=lambda: list[TerraformAction](DEFAULT_TERRAFORM_ACTIONS)
     )
 
 
@@ -337,7 +343,7 @@ class TestResource(Strict):
 
     type: NonEmptyStr
     address: str | None = None
-    action: Literal["create", "update", "delete", "replace", "forget", "no-op", "read"] = "create"
+    action: TerraformAction = "create"
 
 
 class TestCase(Strict):

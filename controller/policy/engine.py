@@ -25,9 +25,11 @@ from controller.policy.documents import (
 )
 from controller.policy.subject import Decision, Finding, Result, Subject
 
-# A value that stands for "known after apply" when probing whether a rule's
-# verdict depends on an unknown Terraform value.
-UNKNOWN_PLACEHOLDER = "\u2039known after apply\u203a"
+# Values that stand for "known after apply" when probing whether a rule's
+# verdict depends on an unknown Terraform value. One of each type a rule is
+# likely to compare with, so that a verdict that holds for all of them (and
+# for the value being absent) really does not depend on the unknown.
+UNKNOWN_PLACEHOLDERS: tuple[Any, ...] = ("\u2039known after apply\u203a", True, False, 0, 2**31 - 1)
 
 
 class PolicyError(ValueError):
@@ -203,8 +205,11 @@ def _path_parts(path: str) -> list[str]:
     return [p for p in path.split(".") if p]
 
 
-def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: bool) -> Any:
-    """A copy of ``obj`` with the unknown paths removed, or set to a placeholder."""
+_ABSENT = object()
+
+
+def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: Any) -> Any:
+    """A copy of ``obj`` with the unknown paths removed (``_ABSENT``) or set to a placeholder."""
     result: Any = copy.deepcopy(dict(obj))
     # Deepest paths first so removing list items keeps earlier indexes valid.
     for path in sorted(paths, key=lambda p: (-len(_path_parts(p)), p), reverse=False):
@@ -212,7 +217,7 @@ def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: bo
         parent: Any = result
         for part in parts[:-1]:
             if isinstance(parent, dict):
-                parent = parent.setdefault(part, {}) if placeholder else parent.get(part)
+                parent = parent.get(part)
             elif isinstance(parent, list) and part.isdigit() and int(part) < len(parent):
                 parent = parent[int(part)]
             else:
@@ -223,15 +228,15 @@ def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: bo
             continue
         last = parts[-1]
         if isinstance(parent, dict):
-            if placeholder:
-                parent[last] = UNKNOWN_PLACEHOLDER
-            else:
+            if placeholder is _ABSENT:
                 parent.pop(last, None)
-        elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
-            if placeholder:
-                parent[int(last)] = UNKNOWN_PLACEHOLDER
             else:
+                parent[last] = placeholder
+        elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
+            if placeholder is _ABSENT:
                 parent.pop(int(last))
+            else:
+                parent[int(last)] = placeholder
     return result
 
 
@@ -311,11 +316,12 @@ class Engine:
         first = _execute(rule, contexts.plain)
         if not contexts.subject.unknowns:
             return first
-        probe = _execute(rule, contexts.with_placeholders)
-        if first.result is Result.error or probe.result is not first.result:
-            detail = "its result depends on values known only after apply"
-            message = first.message if first.result is Result.fail else probe.message
-            return RuleOutcome(Result.unknown, f"{message} ({detail})" if message else detail)
+        for index in range(len(UNKNOWN_PLACEHOLDERS)):
+            probe = _execute(rule, contexts.with_placeholder(index))
+            if first.result is Result.error or probe.result is not first.result:
+                detail = "its result depends on values known only after apply"
+                message = rule.rule.message or ""
+                return RuleOutcome(Result.unknown, f"{message} ({detail})" if message else detail)
         return first
 
     # ----------------------------------------------------------- findings
@@ -388,7 +394,9 @@ class Engine:
             return None
         target = subject.address
         if subject.target is Target.kubernetes:
-            target = f"{subject.namespace or ''}/{subject.name}" if subject.namespace else subject.name
+            target = (
+                f"{subject.namespace or ''}/{subject.name}" if subject.namespace else subject.name
+            )
         for exception in self.exceptions:
             spec = exception.spec
             if spec.policy != policy.name or spec.expires < self._today():
@@ -421,25 +429,25 @@ class _Contexts:
     def __init__(self, subject: Subject) -> None:
         self.subject = subject
         self._plain: Any = None
-        self._placeholders: Any = None
+        self._probes: dict[int, Any] = {}
 
     @property
     def plain(self) -> Any:
         if self._plain is None:
             obj = self.subject.object
             if obj is not None and self.subject.unknowns:
-                obj = _with_unknowns(obj, self.subject.unknowns, placeholder=False)
+                obj = _with_unknowns(obj, self.subject.unknowns, _ABSENT)
             self._plain = new_context(variables_for(self.subject, obj))
         return self._plain
 
-    @property
-    def with_placeholders(self) -> Any:
-        if self._placeholders is None:
+    def with_placeholder(self, index: int) -> Any:
+        """The context with every unknown set to ``UNKNOWN_PLACEHOLDERS[index]``."""
+        if index not in self._probes:
             obj = self.subject.object
             if obj is not None:
-                obj = _with_unknowns(obj, self.subject.unknowns, placeholder=True)
-            self._placeholders = new_context(variables_for(self.subject, obj))
-        return self._placeholders
+                obj = _with_unknowns(obj, self.subject.unknowns, UNKNOWN_PLACEHOLDERS[index])
+            self._probes[index] = new_context(variables_for(self.subject, obj))
+        return self._probes[index]
 
 
 def _execute(rule: CompiledRule, context: Any) -> RuleOutcome:

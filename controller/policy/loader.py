@@ -142,14 +142,20 @@ def _validate(raw: Any, where: str, node: yaml.Node, source: str) -> Iterator[Lo
     if kind == "List" and isinstance(raw.get("items"), list):
         items_node = next((v for k, v in node.value if k.value == "items"), node)
         for position, item in enumerate(raw["items"]):
-            item_node = items_node.value[position] if isinstance(items_node, yaml.SequenceNode) else node
+            item_node = (
+                items_node.value[position] if isinstance(items_node, yaml.SequenceNode) else node
+            )
             yield from _validate(item, f"{where} items[{position}]", item_node, source)
         return
     model = DOCUMENT_KINDS.get(str(kind))
     if model is None:
         known = ", ".join(sorted(DOCUMENT_KINDS))
-        raise DocumentError(where, f"kind {kind!r} is not a guard document (one of {known})", line=line)
-    name = (raw.get("metadata") or {}).get("name") if isinstance(raw.get("metadata"), dict) else None
+        raise DocumentError(
+            where, f"kind {kind!r} is not a guard document (one of {known})", line=line
+        )
+    name = (
+        (raw.get("metadata") or {}).get("name") if isinstance(raw.get("metadata"), dict) else None
+    )
     label = f"{where} {kind}/{name}" if name else where
     try:
         document = model.model_validate(raw)
@@ -162,9 +168,7 @@ def _validate(raw: Any, where: str, node: yaml.Node, source: str) -> Iterator[Lo
             if error["type"] == "extra_forbidden":
                 message = "unknown field (check its spelling; unknown fields are errors)"
             problems.append(f"{path}: {message}" if path else message)
-        raise DocumentError(
-            label, "; ".join(problems), line=_line_of(node, first["loc"])
-        ) from None
+        raise DocumentError(label, "; ".join(problems), line=_line_of(node, first["loc"])) from None
     yield Loaded(document=document, source=f"{source}", line=line)  # type: ignore[arg-type]
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from controller.policy.documents import Action, Severity, Target
 
 
-class Result(str, Enum):
+class Result(StrEnum):
     """A rule's outcome. ``error`` is never a pass."""
 
     passed = "pass"

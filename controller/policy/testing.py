@@ -1,0 +1,235 @@
+"""GuardPolicyTest: run policy test cases, like ``kyverno test`` or ``gator verify``.
+
+The CEL library has no type checker, so running every rule on its cases is
+how type errors surface; the coverage this records lets lint fail a rule that
+no case exercises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.policy.documents import GuardPolicy, Target, TestCase
+from controller.policy.engine import Engine, ReviewEvaluator, matches
+from controller.policy.loader import Bundle, Loaded
+from controller.policy.subject import Artifact, Finding, Result, Subject
+
+# Builds the review evaluator for a test document: (trust file, envelope files) -> evaluator.
+ReviewFactory = Callable[[Path | None, Sequence[Path]], ReviewEvaluator]
+
+_DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})$")
+
+
+def image_artifacts(images: Iterable[str], introduced: bool) -> tuple[Artifact, ...]:
+    """One artifact per distinct image; tag-only references get no digest."""
+    seen: dict[str, Artifact] = {}
+    for image in images:
+        if image in seen:
+            continue
+        match = _DIGEST_RE.search(image)
+        seen[image] = Artifact(
+            reference=image, digest=match.group(1) if match else None, introduced=introduced
+        )
+    return tuple(seen[i] for i in sorted(seen))
+
+
+def workload_images(kind: str, obj: Mapping[str, Any] | None) -> list[str]:
+    from controller.policy.engine import containers_of, pod_spec_of
+
+    return [
+        str(c.get("image"))
+        for c in containers_of(pod_spec_of(kind, obj))
+        if isinstance(c, Mapping) and c.get("image")
+    ]
+
+
+def kubernetes_subject(case: TestCase) -> Subject:
+    """A Kubernetes subject from a test case, as admission would build it."""
+    obj = case.object
+    old = case.old_object
+    body = obj if obj is not None else old or {}
+    kind = str(body.get("kind") or "")
+    metadata = body.get("metadata") or {}
+    name = str(metadata.get("name") or "")
+    namespace = metadata.get("namespace")
+    default_operation = "CREATE" if old is None else ("DELETE" if obj is None else "UPDATE")
+    request: dict[str, Any] = {
+        "operation": default_operation,
+        "userInfo": {"username": "policy-test", "groups": []},
+        "dryRun": False,
+    }
+    request.update(case.request or {})
+    operation = str(request["operation"])
+    images = workload_images(kind, obj)
+    old_images = set(workload_images(kind, old))
+    introduced = operation == "CREATE" or set(images) != old_images
+    return Subject(
+        target=Target.kubernetes,
+        address=f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}",
+        kind=kind,
+        type=kind,
+        name=name,
+        namespace=str(namespace) if namespace else None,
+        action=operation.lower(),
+        object=obj,
+        old_object=old,
+        request=request,
+        artifacts=image_artifacts(images, introduced) if obj is not None else (),
+        labels=dict(metadata.get("labels") or {}),
+    )
+
+
+def terraform_subject(case: TestCase) -> Subject:
+    resource = case.resource
+    assert resource is not None
+    address = resource.address or f"{resource.type}.test"
+    obj = case.old_object if resource.action == "delete" else case.object
+    return Subject(
+        target=Target.terraform,
+        address=address,
+        kind="resource",
+        type=resource.type,
+        name=address.rsplit(".", 1)[-1],
+        namespace=None,
+        action=resource.action,
+        object=obj,
+        old_object=case.old_object,
+        unknowns=tuple(case.unknowns),
+    )
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    test: str
+    case: str
+    source: str
+    passed: bool
+    expected: str
+    actual: str
+    findings: tuple[Finding, ...]
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class TestRun:
+    results: list[CaseResult] = field(default_factory=list)
+    # (policy, rule) -> number of cases that evaluated it without error
+    exercised: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.passed]
+
+
+def overall(findings: Sequence[Finding]) -> str:
+    results = {f.result for f in findings}
+    if results & {Result.fail, Result.error}:
+        return "fail"
+    if Result.unknown in results:
+        return "unknown"
+    return "pass"
+
+
+def _check(case: TestCase, findings: Sequence[Finding]) -> list[str]:
+    problems: list[str] = []
+    actual = overall(findings)
+    if actual != case.expect.result:
+        problems.append(f"expected result {case.expect.result}, got {actual}")
+    if case.expect.findings:
+        got = {(f.policy, f.rule, f.result.value) for f in findings}
+        for expected in case.expect.findings:
+            if not any(
+                p == expected.policy
+                and (expected.rule is None or r == expected.rule)
+                and res == expected.result
+                for p, r, res in got
+            ):
+                rule = f"/{expected.rule}" if expected.rule else ""
+                problems.append(f"expected a {expected.result} finding {expected.policy}{rule}")
+        for policy, rule, result in sorted(got):
+            if not any(
+                e.policy == policy and (e.rule is None or e.rule == rule) and e.result == result
+                for e in case.expect.findings
+            ):
+                problems.append(f"unexpected {result} finding {policy}/{rule}")
+    return problems
+
+
+def run_tests(
+    bundle: Bundle,
+    *,
+    review_factory: ReviewFactory | None = None,
+    tests: Sequence[Loaded] | None = None,
+) -> TestRun:
+    """Run every GuardPolicyTest case of the bundle against its policies."""
+    run = TestRun()
+    policies = {p.name: p for p in bundle.policies}
+    for loaded in tests if tests is not None else bundle.tests:
+        document = loaded.document
+        base = Path(loaded.source).parent
+        trust = base / document.spec.trust if document.spec.trust else None  # type: ignore[union-attr]
+        for case in document.spec.cases:  # type: ignore[union-attr]
+            run.results.append(
+                _run_case(document.name, loaded.source, case, policies, base, trust,
+                          review_factory, run)
+            )  # fmt: skip
+    return run
+
+
+def _run_case(
+    test_name: str,
+    source: str,
+    case: TestCase,
+    policies: Mapping[str, GuardPolicy],
+    base: Path,
+    trust: Path | None,
+    review_factory: ReviewFactory | None,
+    run: TestRun,
+) -> CaseResult:
+    missing = [name for name in case.policies if name not in policies]
+    if missing:
+        problem = f"unknown policy {', '.join(missing)}"
+        return CaseResult(test_name, case.name, source, False, case.expect.result, "error", (),
+                          (problem,))  # fmt: skip
+    chosen = [policies[n] for n in case.policies] if case.policies else list(policies.values())
+    review = None
+    if review_factory is not None and (trust is not None or case.attestations):
+        review = review_factory(trust, [base / a for a in case.attestations])
+    engine = Engine(chosen, review=review)
+    subject = (
+        terraform_subject(case) if case.target is Target.terraform else kubernetes_subject(case)
+    )
+    findings = engine.evaluate(subject)
+    errored = {(f.policy, f.rule) for f in findings if f.result is Result.error}
+    for policy in chosen:
+        if not matches(policy, subject):
+            continue
+        for rule in policy.spec.rules:
+            if rule.target is subject.target and (policy.name, rule.name) not in errored:
+                key = (policy.name, rule.name)
+                run.exercised[key] = run.exercised.get(key, 0) + 1
+    problems = _check(case, findings)
+    return CaseResult(
+        test=test_name,
+        case=case.name,
+        source=source,
+        passed=not problems,
+        expected=case.expect.result,
+        actual=overall(findings),
+        findings=tuple(findings),
+        problems=tuple(problems),
+    )
+
+
+def unexercised_rules(bundle: Bundle, run: TestRun) -> list[tuple[GuardPolicy, str]]:
+    """Rules that no test case evaluated without error."""
+    return [
+        (policy, rule.name)
+        for policy in bundle.policies
+        for rule in policy.spec.rules
+        if run.exercised.get((policy.name, rule.name), 0) == 0
+    ]
