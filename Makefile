@@ -32,11 +32,11 @@ $(HELM):
 helm: $(HELM)
 
 demo: setup
-	@$(BIN)/python -m controller.demo
+	@$(BIN)/python examples/demo.py
 
 lint: setup
-	$(BIN)/ruff check controller tests
-	$(BIN)/ruff format --check controller tests
+	$(BIN)/ruff check controller tests examples
+	$(BIN)/ruff format --check controller tests examples
 	$(BIN)/mypy
 
 format: setup
