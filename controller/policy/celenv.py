@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +23,10 @@ from typing import Any
 import cel
 
 from controller.policy.documents import Target
+
+# The library logs every failed helper call; those failures already come back
+# as rule errors (or unknowns), so the log lines would only be noise.
+logging.getLogger("cel").setLevel(logging.CRITICAL)
 
 # Variables a rule may read, by target (DESIGN.md, "CEL").
 VARIABLES: Mapping[Target, frozenset[str]] = {
@@ -181,6 +187,24 @@ def _glob(text: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(str(text), str(pattern))
 
 
+# Terraform plans carry IAM policies, bucket policies and container definitions
+# as JSON strings; a document larger than this is refused rather than parsed.
+_JSON_MAX_CHARS = 1_000_000
+
+
+def _json_decode(text: str) -> Any:
+    """``jsonDecode(s)``: a JSON string (such as a plan's IAM ``policy``) as a value.
+
+    Invalid JSON raises, so the rule errors (never a pass); a placeholder for
+    an unknown value is not JSON either, so a rule over it becomes unknown.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"jsonDecode needs a string, not {type(text).__name__}")
+    if len(text) > _JSON_MAX_CHARS:
+        raise ValueError(f"jsonDecode refuses a document over {_JSON_MAX_CHARS} characters")
+    return json.loads(text)
+
+
 def _compare_quantity(a: Any, b: Any) -> int:
     left, right = parse_quantity(a), parse_quantity(b)
     return (left > right) - (left < right)
@@ -216,7 +240,14 @@ HELPERS: Mapping[str, Callable[..., Any]] = {
     "imageRepository": _image_repository,
     # structure
     "lookup": _lookup,
+    "jsonDecode": _json_decode,
 }
+
+# CEL type names, usable as values (``type(x) == list``); the library reports
+# them as variables.
+TYPE_NAMES = frozenset(
+    {"bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type"}
+)
 
 # Names comprehension macros bind (``c`` in ``containers.all(c, ...)``), which
 # the library reports as variables.
@@ -245,7 +276,7 @@ def compile_expression(source: str, target: Target) -> Compiled:
         raise CelCompileError(message.strip()) from None
     bound = set(_BOUND_RE.findall(source))
     allowed = VARIABLES[target]
-    unknown_vars = sorted(set(program.variables()) - allowed - bound - set(HELPERS))
+    unknown_vars = sorted(set(program.variables()) - allowed - bound - set(HELPERS) - TYPE_NAMES)
     if unknown_vars:
         raise CelCompileError(
             f"undefined variable(s) {', '.join(unknown_vars)}; "

@@ -175,6 +175,22 @@ def containers_of(pod_spec: Mapping[str, Any]) -> list[Any]:
     return found
 
 
+def _without_managed_fields(obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The object without ``metadata.managedFields``.
+
+    Server-side apply bookkeeping is often larger than the spec itself, no
+    guardrail reads it, and converting it into CEL values is most of the cost
+    of an evaluation.
+    """
+    if not obj:
+        return obj
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping) or "managedFields" not in metadata:
+        return obj
+    trimmed = {k: v for k, v in metadata.items() if k != "managedFields"}
+    return {**obj, "metadata": trimmed}
+
+
 def variables_for(subject: Subject, obj: Mapping[str, Any] | None) -> dict[str, Any]:
     resource = {
         "target": subject.target.value,
@@ -185,13 +201,16 @@ def variables_for(subject: Subject, obj: Mapping[str, Any] | None) -> dict[str, 
         "address": subject.address,
         "action": subject.action,
     }
+    old = subject.old_object
+    if subject.target is Target.kubernetes:
+        obj, old = _without_managed_fields(obj), _without_managed_fields(old)
     variables: dict[str, Any] = {
         "object": obj,
-        "oldObject": subject.old_object,
+        "oldObject": old,
         "resource": resource,
     }
     if subject.target is Target.kubernetes:
-        pod_spec = pod_spec_of(subject.kind, obj if obj is not None else subject.old_object)
+        pod_spec = pod_spec_of(subject.kind, obj if obj is not None else old)
         variables["request"] = subject.request or {}
         variables["podSpec"] = pod_spec
         variables["containers"] = containers_of(pod_spec)
@@ -401,7 +420,7 @@ class Engine:
             spec = exception.spec
             if spec.policy != policy.name or spec.expires < self._today():
                 continue
-            if fnmatch.fnmatchcase(target, spec.target):
+            if _target_matches(target, spec.target):
                 return exception.name
         return None
 
@@ -421,6 +440,18 @@ class Engine:
                     "review requirement: exceptions never waive review"
                 )
         return notes
+
+
+def _target_matches(target: str, pattern: str) -> bool:
+    """An exception target: exact, or a glob where only ``*`` and ``?`` are special.
+
+    Terraform addresses contain brackets (``aws_x.y["k"]``, ``aws_x.y[0]``),
+    which fnmatch would read as character classes, so an exact address would
+    not match itself.
+    """
+    if target == pattern:
+        return True
+    return fnmatch.fnmatchcase(target, pattern.replace("[", "[[]"))
 
 
 class _Contexts:

@@ -173,9 +173,20 @@ def _validate(raw: Any, where: str, node: yaml.Node, source: str) -> Iterator[Lo
 
 
 def iter_files(path: Path) -> list[Path]:
-    """The YAML/JSON files under a path, in a stable order."""
+    """The YAML/JSON files under a path, in a stable order.
+
+    Hidden entries are skipped: a ConfigMap or Secret mounted by the kubelet
+    holds each file twice, once in a ``..<timestamp>`` folder and once as a
+    link beside it, and reading both would define every document twice.
+    """
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix in YAML_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
     if path.is_file():
         return [path]
     raise DocumentError(str(path), "no such file or directory")

@@ -14,7 +14,9 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     folder = Path(__file__).parent
-    names = sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules([str(folder)]) if m.name.startswith("bench_")
+    )
     wanted = {f"bench_{a}" if not a.startswith("bench_") else a for a in argv}
     for name in names:
         if wanted and name not in wanted:

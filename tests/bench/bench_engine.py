@@ -36,7 +36,21 @@ def deployment() -> Subject:
     obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "shop", "namespace": "prod", "labels": {"owner": "team-shop"}},
+        "metadata": {
+            "name": "shop",
+            "namespace": "prod",
+            "labels": {"owner": "team-shop"},
+            # What the API server sends: server-side apply bookkeeping.
+            "managedFields": [
+                {
+                    "manager": "kubectl",
+                    "operation": "Apply",
+                    "apiVersion": "apps/v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {f"f:field{i}": {} for i in range(40)},
+                }
+            ],
+        },
         "spec": {
             "replicas": 3,
             "template": {
@@ -98,7 +112,9 @@ def main() -> None:
     bundle = load_bundle(bundled_policies_path())
     engine = Engine(bundle.policies)
     print(f"{len(engine.compiled)} policies, {sum(len(c.rules) for c in engine.compiled)} rules")
-    print(f"{'subject':<22} {'rules':>5} {'engine subj/s':>14} {'bare CEL subj/s':>16} {'ratio':>6}")
+    print(
+        f"{'subject':<22} {'rules':>5} {'engine subj/s':>14} {'bare CEL subj/s':>16} {'ratio':>6}"
+    )
     for subject in (deployment(), security_group()):
         programs = [
             rule.expression
@@ -124,7 +140,9 @@ def main() -> None:
             f"{subject.kind + ' ' + subject.type:<22.22} {len(programs):>5} {full:>14,.0f} "
             f"{bare:>16,.0f} {full / bare:>6.2f}"
         )
-    print("ratio = engine throughput / bare CEL throughput on the same expressions (1.0 = no overhead)")
+    print(
+        "ratio = engine throughput / bare CEL throughput on the same expressions (1.0 = no overhead)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,171 @@
+"""``guard tf-plan`` on generated plans of 1,000 / 10,000 / 50,000 resources.
+
+Each plan is written the way ``terraform show -json`` writes it (one line,
+about 4 KB per resource with provider-shaped attributes, unknowns and
+sensitive values). The floor is ``json.load`` of the same file in a fresh
+interpreter: the least any tool that reads the plan must pay. Both run as
+subprocesses in this run; wall time and peak memory (max RSS of the child)
+are reported with their ratios, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SIZES = (1_000, 10_000, 50_000)
+REPO = Path(__file__).resolve().parents[2]
+TAGS = {"owner": "payments", "env": "prod", "cost-center": "1234"}
+
+
+def _resource(i: int) -> dict[str, Any]:
+    """One provider-shaped change; a mix of types, modules, count and for_each."""
+    kind = i % 5
+    module = f"module.app_{i % 7}." if i % 3 == 0 else ""
+    public = i % 50 == 0
+    if kind == 0:
+        rtype, after, unknown = (
+            "aws_s3_bucket",
+            {"bucket": f"bucket-{i}", "acl": "public-read" if public else "private",
+             "force_destroy": False, "tags": TAGS, "tags_all": TAGS,
+             "versioning": [{"enabled": True, "mfa_delete": False}]},
+            {"arn": True, "id": True, "bucket_domain_name": True, "region": True},
+        )  # fmt: skip
+    elif kind == 1:
+        cidr = "0.0.0.0/0" if public else "10.0.0.0/8"
+        rtype, after, unknown = (
+            "aws_security_group",
+            {"name": f"sg-{i}", "description": "generated", "tags": TAGS, "tags_all": TAGS,
+             "ingress": [{"from_port": 22, "to_port": 22, "protocol": "tcp", "cidr_blocks": [cidr],
+                          "ipv6_cidr_blocks": [], "prefix_list_ids": [], "security_groups": [],
+                          "self": False, "description": "ssh"}],
+             "egress": [{"from_port": 0, "to_port": 0, "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"],
+                         "ipv6_cidr_blocks": [], "prefix_list_ids": [], "security_groups": [],
+                         "self": False, "description": ""}]},
+            {"arn": True, "id": True, "vpc_id": True, "owner_id": True},
+        )  # fmt: skip
+    elif kind == 2:
+        rtype, after, unknown = (
+            "aws_db_instance",
+            {"identifier": f"db-{i}", "engine": "postgres", "engine_version": "15.4",
+             "instance_class": "db.t3.micro", "allocated_storage": 20, "storage_encrypted": not public,
+             "deletion_protection": True, "publicly_accessible": False, "username": "app",
+             "password": "not-a-real-secret", "tags": TAGS, "tags_all": TAGS,
+             "backup_retention_period": 7, "multi_az": True, "parameter_group_name": "default"},
+            {"arn": True, "id": True, "endpoint": True, "address": True, "kms_key_id": True},
+        )  # fmt: skip
+    elif kind == 3:
+        rtype, after, unknown = (
+            "aws_instance",
+            {"ami": "ami-0123456789abcdef0", "instance_type": "t3.small", "tags": TAGS,
+             "tags_all": TAGS, "monitoring": True, "ebs_optimized": True,
+             "root_block_device": [{"volume_size": 20, "volume_type": "gp3", "encrypted": True}],
+             "metadata_options": [{"http_tokens": "required", "http_endpoint": "enabled"}]},
+            {"id": True, "arn": True, "private_ip": True, "public_ip": True, "subnet_id": True},
+        )  # fmt: skip
+    else:
+        rtype, after, unknown = (
+            "aws_iam_role",
+            {"name": f"role-{i}", "path": "/", "tags": TAGS, "tags_all": TAGS,
+             "assume_role_policy": json.dumps({"Version": "2012-10-17", "Statement": [
+                 {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                  "Action": "sts:AssumeRole"}]}),
+             "max_session_duration": 3600},
+            {"arn": True, "id": True, "unique_id": True, "create_date": True},
+        )  # fmt: skip
+    index: Any = i if i % 2 else f"k{i}"
+    key = f"[{i}]" if i % 2 else f'["k{i}"]'
+    sensitive = {"password": True} if rtype == "aws_db_instance" else {}
+    entry: dict[str, Any] = {
+        "address": f"{module}{rtype}.r{i % 100}{key}",
+        "mode": "managed",
+        "type": rtype,
+        "name": f"r{i % 100}",
+        "index": index,
+        "provider_name": "registry.terraform.io/hashicorp/aws",
+        "change": {
+            "actions": ["create"],
+            "before": None,
+            "after": after,
+            "after_unknown": unknown,
+            "before_sensitive": False,
+            "after_sensitive": sensitive,
+        },
+    }
+    if module:
+        entry["module_address"] = module[:-1]
+    return entry
+
+
+def write_plan(path: Path, count: int) -> None:
+    changes = [_resource(i) for i in range(count)]
+    plan = {
+        "format_version": "1.2",
+        "terraform_version": "1.11.4",
+        "planned_values": {
+            "root_module": {
+                "resources": [
+                    {"address": c["address"], "type": c["type"], "values": c["change"]["after"]}
+                    for c in changes
+                ]
+            }
+        },
+        "resource_changes": changes,
+        "configuration": {"root_module": {}},
+    }
+    path.write_text(json.dumps(plan, separators=(",", ":")))
+
+
+@dataclass(frozen=True)
+class Measure:
+    seconds: float
+    peak_mib: float
+    code: int
+
+
+def measure(command: list[str]) -> Measure:
+    """Wall time and peak RSS of one child process (its own rusage, via wait4)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    if child.stderr is not None:
+        child.stderr.close()
+    return Measure(seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+
+
+def main() -> None:
+    python = sys.executable
+    floor_code = "import json, sys\nwith open(sys.argv[1], 'rb') as f:\n    json.load(f)\n"
+    print(
+        f"{'resources':>9} {'MB':>6} | {'json.load s':>11} {'MiB':>6} | "
+        f"{'guard s':>8} {'MiB':>6} {'exit':>4} | {'time x':>6} {'mem x':>6}"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        for count in SIZES:
+            plan = Path(folder) / f"plan-{count}.json"
+            write_plan(plan, count)
+            size_mb = plan.stat().st_size / 1e6
+            floor = measure([python, "-c", floor_code, str(plan)])
+            guard = measure(
+                [python, "-m", "controller", "tf-plan", str(plan), "--output", "json=/dev/null"]
+            )
+            print(
+                f"{count:>9} {size_mb:>6.1f} | {floor.seconds:>11.2f} {floor.peak_mib:>6.0f} | "
+                f"{guard.seconds:>8.2f} {guard.peak_mib:>6.0f} {guard.code:>4} | "
+                f"{guard.seconds / floor.seconds:>6.1f} {guard.peak_mib / floor.peak_mib:>6.1f}",
+                flush=True,
+            )
+    print("floor: json.load of the same file in a fresh interpreter; guard uses the bundle")
+    print("exit 1 is expected: about 2% of the generated resources break a policy")
+
+
+if __name__ == "__main__":
+    main()
