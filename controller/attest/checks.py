@@ -1,0 +1,344 @@
+"""The review requirement as small composable checks.
+
+Each check looks at one verified claim and returns a ``Verdict``: success,
+or failure with every reason, worded for the person who has to fix it.
+``AllOf`` runs every check and keeps every reason (not just the first), and
+refuses to be built empty: a check that trivially passes is a misuse
+waiting to happen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controller.attest.dsse import Envelope
+from controller.attest.statement import ChangeReview, Person, Statement, utc
+from controller.attest.trust import Trust, TrustedKey, normalize_id
+from controller.policy.documents import DeployerRules, RequiredCheck
+
+# Clocks drift; an attestation stamped a little ahead of ours is not forged.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Success when there are no reasons."""
+
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+SUCCESS = Verdict()
+
+
+def failure(*reasons: str) -> Verdict:
+    if not reasons:
+        raise ValueError("a failure needs a reason")
+    return Verdict(tuple(reasons))
+
+
+@dataclass(frozen=True)
+class Deployer:
+    """Who asks to deploy (Kubernetes ``request.userInfo``)."""
+
+    username: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An envelope whose statement is signed by at least one trusted key,
+    looked at for one artifact digest at one moment."""
+
+    digest: str
+    envelope: Envelope
+    statement: Statement
+    review: ChangeReview
+    signers: tuple[TrustedKey, ...]
+    trust: Trust
+    now: dt.datetime
+    deployer: Deployer | None = None
+
+    def author_of(self, identity: str) -> Person | None:
+        """The author an identity resolves to, after the identity map."""
+        canonical = self.trust.canonical(identity)
+        for author in self.review.authors:
+            if self.trust.canonical(author.id) == canonical:
+                return author
+        return None
+
+
+class Check(Protocol):
+    def check(self, claim: Claim) -> Verdict: ...
+
+
+class AllOf:
+    """Every check must pass; every reason of every failing check is kept."""
+
+    def __init__(self, *checks: Check) -> None:
+        if not checks:
+            raise ValueError("AllOf needs at least one check: an empty AllOf would pass anything")
+        self.checks = checks
+
+    def check(self, claim: Claim) -> Verdict:
+        reasons: list[str] = []
+        for check in self.checks:
+            reasons.extend(check.check(claim).reasons)
+        return Verdict(tuple(reasons))
+
+
+# --------------------------------------------------------------------------- what was signed
+
+
+class SubjectMatches:
+    """The artifact's digest (from the deployed object) is a subject of the
+    statement: an attestation for one image never covers another."""
+
+    def check(self, claim: Claim) -> Verdict:
+        covered = claim.statement.subject_digests
+        if claim.digest in covered:
+            return SUCCESS
+        shown = ", ".join(covered) or "no sha256 digest"
+        return failure(f"subject mismatch: envelope covers {shown}, not {claim.digest}")
+
+
+@dataclass(frozen=True)
+class VouchedByAttester:
+    """Signed by an attester key the policy names, which does not belong to
+    an author (an author cannot vouch for their own change).
+
+    ``names`` is None when no policy is given: any trusted attester key.
+    """
+
+    names: frozenset[str] | None
+
+    def check(self, claim: Claim) -> Verdict:
+        attesters = [k for k in claim.signers if k.role == "attester"]
+        allowed = [k for k in attesters if self.names is None or k.name in self.names]
+        reasons: list[str] = []
+        for key in allowed:
+            author = claim.author_of(key.principal) if key.principal else None
+            if author is None:
+                return SUCCESS
+            reasons.append(
+                f"attester key {key.name!r} belongs to author {author.login} ({author.id}), "
+                "so it cannot vouch for this change"
+            )
+        if not reasons:
+            signed = ", ".join(f"{k.name!r} ({k.role})" for k in claim.signers)
+            wanted = ", ".join(sorted(self.names)) if self.names is not None else "any"
+            reasons.append(
+                f"not signed by an attester the policy accepts (review.attesters: {wanted}); "
+                f"signed by {signed}"
+            )
+        return Verdict(tuple(reasons))
+
+
+def _globs(value: str, patterns: Sequence[str]) -> bool:
+    folded = value.casefold()
+    return any(fnmatch.fnmatchcase(folded, p.casefold()) for p in patterns)
+
+
+@dataclass(frozen=True)
+class RepositoryIn:
+    """The change was made in a repository the policy names (globs allowed)."""
+
+    repositories: tuple[str, ...]
+
+    def check(self, claim: Claim) -> Verdict:
+        if _globs(claim.review.repository, self.repositories):
+            return SUCCESS
+        return failure(
+            f"repository {claim.review.repository!r} is not one the policy accepts "
+            f"({', '.join(self.repositories)})"
+        )
+
+
+@dataclass(frozen=True)
+class TargetRefIn:
+    """The change was merged into a branch the policy names (globs allowed)."""
+
+    target_refs: tuple[str, ...]
+
+    def check(self, claim: Claim) -> Verdict:
+        if _globs(claim.review.target_ref, self.target_refs):
+            return SUCCESS
+        return failure(
+            f"target ref {claim.review.target_ref!r} is not one the policy accepts "
+            f"({', '.join(self.target_refs)})"
+        )
+
+
+# --------------------------------------------------------------------------- time
+
+
+class NotExpired:
+    def check(self, claim: Claim) -> Verdict:
+        if claim.now < claim.review.expires_at:
+            return SUCCESS
+        return failure(f"expired at {utc(claim.review.expires_at)}")
+
+
+class NotFromTheFuture:
+    def check(self, claim: Claim) -> Verdict:
+        if claim.review.attested_at <= claim.now + CLOCK_SKEW:
+            return SUCCESS
+        return failure(
+            f"attested in the future ({utc(claim.review.attested_at)}): check the attester's clock"
+        )
+
+
+@dataclass(frozen=True)
+class NotTooOld:
+    max_age: dt.timedelta
+    label: str
+
+    def check(self, claim: Claim) -> Verdict:
+        if claim.now - claim.review.attested_at <= self.max_age:
+            return SUCCESS
+        return failure(
+            f"too old: attested at {utc(claim.review.attested_at)}, more than maxAge "
+            f"{self.label} ago"
+        )
+
+
+# --------------------------------------------------------------------------- people
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Approvals that count (principal → display name) and why others do not."""
+
+    counted: Mapping[str, str] = field(default_factory=dict)
+    rejected: tuple[str, ...] = ()
+
+
+def tally(claim: Claim, allow_bots: bool) -> Tally:
+    """Distinct principals who approved: predicate approvals and person-key signatures."""
+    review = claim.review
+    counted: dict[str, str] = {}
+    rejected: list[str] = []
+    for approval in review.approvals:
+        reviewer = approval.reviewer
+        author = claim.author_of(reviewer.id)
+        if author is not None:
+            if normalize_id(author.id) == normalize_id(reviewer.id):
+                rejected.append(f"{reviewer.login} approved their own change")
+            else:
+                rejected.append(
+                    f"{reviewer.login} ({reviewer.id}) approved their own change: "
+                    f"{reviewer.id} is an alias of author {author.login} ({author.id})"
+                )
+        elif reviewer.kind == "bot" and not allow_bots:
+            rejected.append(
+                f"{reviewer.login} is a bot: bot approvals do not count (review.allowBots is off)"
+            )
+        elif approval.reviewed_revision != review.change.head_revision:
+            rejected.append(
+                f"{reviewer.login} approved revision {approval.reviewed_revision}, not the head "
+                f"revision {review.change.head_revision} (stale approval)"
+            )
+        else:
+            counted.setdefault(claim.trust.canonical(reviewer.id), reviewer.login)
+    for key in claim.signers:
+        if key.role != "person" or key.principal is None:
+            continue
+        author = claim.author_of(key.principal)
+        if author is not None:
+            rejected.append(
+                f"person key {key.name!r} belongs to author {author.login} ({author.id}): "
+                "an author's signature is not an approval"
+            )
+        else:
+            counted.setdefault(key.principal, key.name)
+    return Tally(counted=counted, rejected=tuple(rejected))
+
+
+@dataclass(frozen=True)
+class EnoughApprovals:
+    """``minApprovals`` distinct principals who are not authors, not bots
+    (unless allowed), and who approved the head revision."""
+
+    min_approvals: int
+    allow_bots: bool
+
+    def check(self, claim: Claim) -> Verdict:
+        result = tally(claim, self.allow_bots)
+        count = len(result.counted)
+        if count >= self.min_approvals:
+            return SUCCESS
+        names = ", ".join(sorted(result.counted.values())) or "none"
+        # The specific refusals lead: "alice approved their own change" says
+        # more than the count it causes.
+        return failure(
+            *result.rejected,
+            f"{count} of {self.min_approvals} approvals from reviewers who are not authors "
+            f"(counted: {names})",
+        )
+
+
+@dataclass(frozen=True)
+class ChecksPassed:
+    """Every required CI check is present, passed, and meets its minimum."""
+
+    required: tuple[RequiredCheck, ...]
+
+    def check(self, claim: Claim) -> Verdict:
+        reasons: list[str] = []
+        for need in self.required:
+            runs = [c for c in claim.review.checks if c.name == need.name]
+            if not runs:
+                reasons.append(f"required check {need.name!r} is missing")
+                continue
+            failed = [c for c in runs if c.result != "pass"]
+            if failed:
+                reasons.append(
+                    f"required check {need.name!r} did not pass (result {failed[0].result})"
+                )
+                continue
+            if need.min is not None:
+                low = [c for c in runs if c.value is None or c.value < need.min]
+                if low:
+                    value = "no value" if low[0].value is None else f"value {low[0].value:g}"
+                    reasons.append(
+                        f"required check {need.name!r} has {value}, below the minimum {need.min:g}"
+                    )
+        return Verdict(tuple(reasons))
+
+
+@dataclass(frozen=True)
+class DeployerAllowed:
+    """The optional deployer rules: the deployer is not an author, and is one
+    of the listed users or in one of the listed groups."""
+
+    rules: DeployerRules
+
+    def check(self, claim: Claim) -> Verdict:
+        deployer = claim.deployer
+        if deployer is None:
+            return SUCCESS
+        reasons: list[str] = []
+        if self.rules.not_author:
+            author = claim.author_of(deployer.username)
+            if author is not None:
+                reasons.append(
+                    f"deployer {deployer.username} is an author of the change "
+                    f"({author.login}, {author.id}): someone else must deploy it"
+                )
+        if self.rules.allowed:
+            user = claim.trust.canonical(deployer.username)
+            allowed = {claim.trust.canonical(a) for a in self.rules.allowed}
+            groups = {g for a in self.rules.allowed for g in (a, a.removeprefix("group:"))}
+            if user not in allowed and not groups.intersection(deployer.groups):
+                reasons.append(
+                    f"deployer {deployer.username} is not allowed to deploy reviewed changes "
+                    f"(review.deployer.allowed: {', '.join(self.rules.allowed)})"
+                )
+        return Verdict(tuple(reasons))

@@ -1,0 +1,460 @@
+"""``guard keygen`` and ``guard attest review|sign|verify``.
+
+Exit codes: 0 verified, 1 rejected, 2 bad input (a malformed envelope, key,
+trust or policy file is bad input, reported in one line). The trust is
+never defaulted: without ``--trust`` nothing verifies, and the example keys
+are never picked up implicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.attest import dsse
+from controller.attest.checks import Deployer
+from controller.attest.files import is_resource, read_envelope, resource_text
+from controller.attest.keys import KEY_KINDS, PrivateKey, generate, load_private_key
+from controller.attest.statement import (
+    ChangeReview,
+    StatementError,
+    build_statement,
+    normalize_digest,
+    parse_statement,
+    utc,
+)
+from controller.attest.strictjson import StrictJSONError, load_json_or_yaml
+from controller.attest.trust import load_trust
+from controller.attest.verify import Circumstances, Requirements, Verifier
+from controller.errors import InputError
+from controller.policy.documents import parse_duration
+from controller.policy.loader import load_bundle
+
+PASSWORD_ENV = "GUARD_KEY_PASSWORD"
+DEFAULT_EXPIRY = "30d"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keygen = commands.add_parser(
+        "keygen",
+        help="make a signing key pair (NAME.key, mode 0600, and NAME.pub)",
+        description="Make a key pair. With a password the private key is written in "
+        "cosign's encrypted format, so cosign can use it too.",
+    )
+    keygen.add_argument("name", metavar="NAME")
+    keygen.add_argument("--dir", default=".", help="where to write the files (default: .)")
+    keygen.add_argument("--type", choices=KEY_KINDS, default="ecdsa", dest="key_type")
+    keygen.add_argument("--password-env", metavar="VAR", help="encrypt with the password in $VAR")
+    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+    keygen.set_defaults(handler=_keygen)
+
+    attest = commands.add_parser("attest", help="create, co-sign and verify review attestations")
+    sub = attest.add_subparsers(dest="attest_command", metavar="ACTION")
+    sub.required = True
+    _register_review(sub)
+    _register_sign(sub)
+    _register_verify(sub)
+
+
+def _register_review(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    review = sub.add_parser(
+        "review",
+        help="build and sign a change-review attestation",
+        description="Build an in-toto statement with the change-review predicate from flags "
+        "or --input, sign it and write the DSSE envelope.",
+    )
+    review.add_argument("--key", required=True, metavar="FILE", help="attester private key")
+    review.add_argument("--password-env", metavar="VAR", help=f"password variable ({PASSWORD_ENV})")
+    review.add_argument("--output", "-o", default="-", metavar="FILE", help="envelope (default -)")
+    review.add_argument(
+        "--digest", action="append", default=[], metavar="[NAME@]sha256:HEX", help="subject"
+    )
+    review.add_argument(
+        "--subject-file", action="append", default=[], metavar="FILE", help="subject: a file"
+    )
+    review.add_argument("--input", metavar="FILE", help="the predicate as JSON or YAML")
+    group = review.add_argument_group("predicate (instead of --input)")
+    group.add_argument("--repository")
+    group.add_argument("--revision", help="the built git commit")
+    group.add_argument("--tree", help="the built git tree")
+    group.add_argument("--target-ref", help="the branch merged into, e.g. refs/heads/main")
+    group.add_argument("--change-system", default=None, help="code review system (github)")
+    group.add_argument("--change-id", help="the change (pull request) id")
+    group.add_argument("--change-uri")
+    group.add_argument("--head-revision", help="last revision reviewed (default: --revision)")
+    group.add_argument("--author", action="append", default=[], metavar="LOGIN=ID")
+    group.add_argument("--bot-author", action="append", default=[], metavar="LOGIN=ID")
+    group.add_argument("--approval", action="append", default=[], metavar="LOGIN=ID")
+    group.add_argument("--bot-approval", action="append", default=[], metavar="LOGIN=ID")
+    group.add_argument(
+        "--check", action="append", default=[], metavar="NAME=pass|fail|skip[:VALUE[/THRESHOLD]]"
+    )
+    review.add_argument(
+        "--resource",
+        metavar="NAME",
+        help="write a ReviewAttestation document named NAME (for kubectl apply) instead of JSON",
+    )
+    review.add_argument("--attester", help="attester name (default: the key file's name)")
+    review.add_argument("--expires-in", default=None, metavar="DURATION", help="default 30d")
+    review.set_defaults(handler=_review)
+
+
+def _register_sign(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sign = sub.add_parser(
+        "sign",
+        help="add a signature to an envelope (a reviewer co-signing with a person key)",
+    )
+    sign.add_argument("envelope", metavar="ENVELOPE")
+    sign.add_argument("--key", required=True, metavar="FILE")
+    sign.add_argument("--password-env", metavar="VAR")
+    sign.add_argument("--output", "-o", metavar="FILE", help="default: rewrite ENVELOPE")
+    sign.set_defaults(handler=_sign)
+
+
+def _register_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = sub.add_parser(
+        "verify",
+        help="verify envelopes for a digest; print the verdict and every reason",
+        description="Exit 0 verified, 1 rejected, 2 bad input.",
+    )
+    verify.add_argument("envelopes", nargs="+", metavar="ENVELOPE")
+    verify.add_argument("--trust", required=True, action="append", metavar="FILE")
+    target = verify.add_mutually_exclusive_group(required=True)
+    target.add_argument("--digest", metavar="sha256:HEX")
+    target.add_argument("--subject-file", metavar="FILE")
+    verify.add_argument("--policy", metavar="FILE", help="check this policy's review block")
+    verify.add_argument("--policy-name", metavar="NAME")
+    verify.add_argument("--deployer", metavar="USER", help="who deploys (deployer rules)")
+    verify.add_argument("--deployer-group", action="append", default=[], metavar="GROUP")
+    verify.set_defaults(handler=_verify)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _password_source(var: str | None) -> Any:
+    """A callable asked only when a key turns out to be encrypted."""
+
+    def ask() -> bytes | None:
+        if var:
+            value = os.environ.get(var)
+            if not value:
+                raise InputError(f"--password-env {var}: the variable is not set")
+            return value.encode()
+        value = os.environ.get(PASSWORD_ENV)
+        if value:
+            return value.encode()
+        if sys.stdin.isatty():
+            return getpass.getpass("key password: ").encode()
+        return None
+
+    return ask
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+
+
+def _load_key(path: str, password_env: str | None) -> PrivateKey:
+    return load_private_key(_read(path, "key"), path, _password_source(password_env))
+
+
+def _file_digest(path: str) -> str:
+    return dsse.sha256_digest(_read(path, "subject file"))
+
+
+def _digest_arg(value: str) -> tuple[str, str]:
+    """``[NAME@]sha256:HEX`` → (name, digest)."""
+    name, _, digest = value.rpartition("@")
+    try:
+        return name, normalize_digest(digest)
+    except StatementError as exc:
+        raise InputError(f"--digest: {exc}") from None
+
+
+def _write(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.write(data.decode("utf-8") + "\n")
+        return
+    try:
+        Path(path).write_bytes(data + b"\n")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _resource_name(path: str) -> str:
+    documents = load_json_or_yaml(_read(path, "envelope").decode("utf-8"))
+    name = (documents.get("metadata") or {}).get("name") if isinstance(documents, dict) else None
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{path}: the ReviewAttestation has no metadata.name")
+    return name
+
+
+def _parse(raw: bytes, path: str) -> dsse.Envelope:
+    try:
+        return dsse.parse(raw)
+    except dsse.EnvelopeError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- keygen
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    if not _NAME.match(args.name):
+        raise InputError(f"key name {args.name!r}: use letters, digits, '.', '_' and '-'")
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = folder / f"{args.name}.key", folder / f"{args.name}.pub"
+    for path in (private_path, public_path):
+        if path.exists() and not args.force:
+            raise InputError(f"{path}: already exists (use --force to replace it)")
+    password = None
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if not value:
+            raise InputError(f"--password-env {args.password_env}: the variable is not set")
+        password = value.encode()
+    key = generate(args.key_type)
+    if private_path.exists():
+        private_path.unlink()
+    # Created 0600 from the start: a umask-wide window would leak the key.
+    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key.private_pem(password))
+    public_path.write_text(key.public.pem(), encoding="ascii")
+    state = "encrypted" if password else "NOT encrypted"
+    print(f"wrote {private_path} (private, mode 0600, {state}) and {public_path}")
+    print(f"keyid {key.keyid} ({key.public.algorithm})")
+    return 0
+
+
+# --------------------------------------------------------------------------- review
+
+
+def _people(values: list[str], kind: str, flag: str) -> list[dict[str, str]]:
+    people = []
+    for value in values:
+        login, sep, identity = value.partition("=")
+        if not sep or not login or not identity:
+            raise InputError(f"{flag} {value!r}: use LOGIN=ID, e.g. alice=github:1001")
+        people.append({"id": identity, "login": login, "kind": kind})
+    return people
+
+
+def _checks(values: list[str]) -> list[dict[str, Any]]:
+    checks = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        result, _, numbers = rest.partition(":")
+        if not sep or not name or result not in ("pass", "fail", "skip"):
+            raise InputError(f"--check {value!r}: use NAME=pass|fail|skip[:VALUE[/THRESHOLD]]")
+        check: dict[str, Any] = {"name": name, "result": result}
+        if numbers:
+            measured, _, threshold = numbers.partition("/")
+            try:
+                check["value"] = float(measured)
+                if threshold:
+                    check["threshold"] = float(threshold)
+            except ValueError:
+                raise InputError(
+                    f"--check {value!r}: VALUE and THRESHOLD must be numbers"
+                ) from None
+        checks.append(check)
+    return checks
+
+
+_PREDICATE_FLAGS = (
+    "repository",
+    "revision",
+    "tree",
+    "target_ref",
+    "change_system",
+    "change_id",
+    "change_uri",
+    "head_revision",
+    "author",
+    "bot_author",
+    "approval",
+    "bot_approval",
+    "check",
+)
+
+
+def _predicate_from_flags(args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:
+    missing = [
+        f"--{name.replace('_', '-')}"
+        for name in ("repository", "revision", "target_ref", "change_id")
+        if not getattr(args, name)
+    ]
+    if not (args.author or args.bot_author):
+        missing.append("--author")
+    if missing:
+        raise InputError(f"attest review needs {', '.join(missing)} (or --input FILE)")
+    head = args.head_revision or args.revision
+    approvals = [
+        {"reviewer": person, "reviewedRevision": head, "approvedAt": utc(now)}
+        for person in _people(args.approval, "human", "--approval")
+        + _people(args.bot_approval, "bot", "--bot-approval")
+    ]
+    revision = {"gitCommit": args.revision}
+    if args.tree:
+        revision["gitTree"] = args.tree
+    change = {"system": args.change_system or "github", "id": args.change_id, "headRevision": head}
+    if args.change_uri:
+        change["uri"] = args.change_uri
+    return {
+        "repository": args.repository,
+        "revision": revision,
+        "targetRef": args.target_ref,
+        "change": change,
+        "authors": _people(args.author, "human", "--author")
+        + _people(args.bot_author, "bot", "--bot-author"),
+        "approvals": approvals,
+        "checks": _checks(args.check),
+    }
+
+
+def _predicate(args: argparse.Namespace, now: dt.datetime) -> ChangeReview:
+    if args.input:
+        used = [f"--{n.replace('_', '-')}" for n in _PREDICATE_FLAGS if getattr(args, n)]
+        if used:
+            raise InputError(f"--input gives the whole predicate; drop {', '.join(used)}")
+        try:
+            data = load_json_or_yaml(_read(args.input, "predicate").decode("utf-8"))
+        except (StrictJSONError, UnicodeDecodeError) as exc:
+            raise InputError(f"{args.input}: {exc}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{args.input}: the predicate must be a mapping")
+    else:
+        data = _predicate_from_flags(args, now)
+    try:
+        expires_in = parse_duration(args.expires_in or DEFAULT_EXPIRY)
+    except ValueError as exc:
+        raise InputError(f"--expires-in: {exc}") from None
+    data.setdefault("attester", args.attester or Path(args.key).stem)
+    data.setdefault("attestedAt", utc(now))
+    data.setdefault("expiresAt", utc(now + expires_in))
+    try:
+        return ChangeReview.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join(str(p) for p in error["loc"])
+        where = args.input or "flags"
+        raise InputError(f"{where}: predicate.{path}: {error['msg']}") from None
+
+
+def _review(args: argparse.Namespace) -> int:
+    if args.resource and not _RESOURCE_NAME.match(args.resource):
+        raise InputError(f"--resource {args.resource!r}: use lower-case letters, digits, '-', '.'")
+    subjects = [_digest_arg(d) for d in args.digest]
+    subjects += [(Path(f).name, _file_digest(f)) for f in args.subject_file]
+    if not subjects:
+        raise InputError("attest review needs --digest sha256:HEX or --subject-file FILE")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    predicate = _predicate(args, now)
+    key = _load_key(args.key, args.password_env)
+    payload = build_statement(subjects, predicate)
+    message = dsse.pae(dsse.IN_TOTO_PAYLOAD_TYPE, payload)
+    signature = dsse.Signature(sig=key.sign(message), keyid=key.keyid)
+    envelope = dsse.build(dsse.IN_TOTO_PAYLOAD_TYPE, payload, [signature])
+    text = envelope.to_json()
+    _write(args.output, resource_text(args.resource, text) if args.resource else text)
+    if args.output != "-":
+        print(f"wrote {args.output} ({envelope.digest})", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- sign
+
+
+def _sign(args: argparse.Namespace) -> int:
+    envelope = _parse(read_envelope(args.envelope), args.envelope)
+    key = _load_key(args.key, args.password_env)
+    message = envelope.pae()
+    if any(key.public.verify(s.sig, message) for s in envelope.signatures):
+        raise InputError(f"{args.envelope}: already signed by this key ({key.keyid[:16]})")
+    if len(envelope.signatures) >= dsse.MAX_SIGNATURES:
+        raise InputError(f"{args.envelope}: already has {dsse.MAX_SIGNATURES} signatures")
+    try:
+        statement = parse_statement(envelope.payload)
+        review = statement.change_review()
+        summary = (
+            f"change {review.change.id} of {review.repository} into {review.target_ref} at "
+            f"head revision {review.change.head_revision}"
+        )
+    except StatementError as exc:
+        summary = f"a payload that is not a change review ({exc})"
+    signature = dsse.Signature(sig=key.sign(message), keyid=key.keyid)
+    signed = dsse.build(envelope.payload_type, envelope.payload, [*envelope.signatures, signature])
+    output = args.output or args.envelope
+    text = signed.to_json()
+    if is_resource(args.envelope):
+        text = resource_text(_resource_name(args.envelope), text)
+    _write(output, text)
+    print(f"signed {summary}; wrote {output}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _requirements(args: argparse.Namespace) -> tuple[Requirements, str]:
+    if not args.policy:
+        if args.policy_name:
+            raise InputError("--policy-name needs --policy FILE")
+        return Requirements.baseline(), (
+            "no --policy: any trusted attester, one independent approval; repository, "
+            "targetRef and required checks not checked"
+        )
+    bundle = load_bundle(args.policy)
+    reviewed = [p for p in bundle.policies if p.spec.review is not None]
+    if args.policy_name:
+        reviewed = [p for p in reviewed if p.name == args.policy_name]
+        if not reviewed:
+            raise InputError(f"{args.policy}: no policy {args.policy_name!r} with a review block")
+    if not reviewed:
+        raise InputError(f"{args.policy}: no GuardPolicy with a review block")
+    if len(reviewed) > 1:
+        names = ", ".join(p.name for p in reviewed)
+        raise InputError(
+            f"{args.policy}: several policies have a review block ({names}): "
+            "choose one with --policy-name"
+        )
+    policy = reviewed[0]
+    assert policy.spec.review is not None
+    return Requirements.from_review(policy.spec.review), f"policy {policy.name!r}"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    trust = load_trust(args.trust)
+    requirements, scope = _requirements(args)
+    digest = _digest_arg(args.digest)[1] if args.digest else _file_digest(args.subject_file)
+    envelopes = [read_envelope(path) for path in args.envelopes]
+    if len(envelopes) == 1:
+        _parse(envelopes[0], args.envelopes[0])  # a single malformed envelope is bad input
+    deployer = Deployer(args.deployer, tuple(args.deployer_group)) if args.deployer else None
+    circumstances = Circumstances(now=dt.datetime.now(dt.UTC), deployer=deployer)
+    verdict = Verifier(trust).verify(digest, envelopes, requirements, circumstances)
+    if verdict.ok:
+        approvers = ", ".join(verdict.approvers) or "nobody"
+        print(f"verified: {digest} ({scope})")
+        print(f"  envelope {verdict.accepted}, approved by {approvers}")
+        return 0
+    print(f"rejected: {digest} ({scope})")
+    for reason in verdict.reasons:
+        print(f"  - {reason}")
+    return 1

@@ -1,0 +1,230 @@
+"""The review evaluator the policy engine calls.
+
+``AttestationReview.review(policy, subject)`` decides a policy's ``review``
+block for every artifact of a subject (images of a workload, or the plan
+file of a Terraform run): each must be pinned by digest and covered by an
+accepted attestation, or be an exempt image. The result carries every
+reason, the command that would fix it, and evidence for the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from controller.attest.checks import Deployer
+from controller.attest.dsse import EnvelopeError, parse
+from controller.attest.files import read_envelope
+from controller.attest.statement import StatementError, normalize_digest, peek_subject_digests
+from controller.attest.trust import Trust, load_trust
+from controller.attest.verify import (
+    ArtifactVerdict,
+    Circumstances,
+    Requirements,
+    SignatureCache,
+    Verifier,
+)
+from controller.errors import InputError
+from controller.policy.documents import GuardPolicy, GuardTrustSpec, Review
+from controller.policy.engine import ReviewOutcome
+from controller.policy.subject import Artifact, Result, Subject
+
+
+class EnvelopeSource(Protocol):
+    """Where candidate envelopes come from: the raw bytes of every envelope
+    that might cover a digest. Returning too many is safe (each is verified);
+    returning too few only denies."""
+
+    def for_digest(self, digest: str) -> Sequence[bytes]: ...
+
+
+class EnvelopeList:
+    """An in-memory source: envelopes that claim a digest, or all of them when
+    none does (so a replayed envelope is reported as a subject mismatch)."""
+
+    def __init__(self, envelopes: Iterable[bytes]) -> None:
+        self.envelopes = tuple(envelopes)
+        self._index: dict[str, list[bytes]] = {}
+        for raw in self.envelopes:
+            try:
+                claimed = peek_subject_digests(parse(raw).payload)
+            except EnvelopeError:
+                continue
+            for digest in claimed:
+                self._index.setdefault(digest, []).append(raw)
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | Path]) -> EnvelopeList:
+        """Envelope files: DSSE JSON or ReviewAttestation documents."""
+        return cls(read_envelope(path) for path in paths)
+
+    def for_digest(self, digest: str) -> Sequence[bytes]:
+        return tuple(self._index.get(digest, ())) or self.envelopes
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AttestationReview:
+    """Implements the engine's ``ReviewEvaluator`` with signed attestations.
+
+    ``controller_identities`` are the usernames of Kubernetes controllers
+    (``system:serviceaccount:kube-system:replicaset-controller``...): their
+    requests get the signature and subject checks only, so scaling and
+    rescheduling never fail because an attestation aged. They are matched on
+    ``request.userInfo.username``, never on ``ownerReferences``, which users
+    can set.
+    """
+
+    def __init__(
+        self,
+        trust: Trust | GuardTrustSpec,
+        envelopes: EnvelopeSource,
+        now: Callable[[], dt.datetime] = _utcnow,
+        controller_identities: frozenset[str] = frozenset(),
+        cache: SignatureCache | None = None,
+    ) -> None:
+        self.trust = trust if isinstance(trust, Trust) else Trust.from_spec(trust)
+        self.envelopes = envelopes
+        self.now = now
+        self.controller_identities = controller_identities
+        self.verifier = Verifier(self.trust, cache)
+
+    def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
+        review = policy.spec.review
+        if review is None:
+            return ReviewOutcome(Result.passed)
+        requirements = Requirements.from_review(review)
+        circumstances = self._circumstances(subject)
+        reasons: list[str] = []
+        fixes: list[str] = []
+        evidence: dict[str, Any] = {
+            "envelopes": [],
+            "approvers": {},
+            "exempted": [],
+            "checks": "signature and subject only (controller identity)"
+            if circumstances.controller
+            else "all",
+        }
+        errored = False
+        for artifact in subject.artifacts:
+            if artifact.kind == "image" and _exempt(artifact.reference, review.exempt_images):
+                evidence["exempted"].append(artifact.reference)
+                continue
+            if artifact.digest is None:
+                reasons.append(
+                    f"{artifact.reference}: not pinned by digest (tag-only images are denied)"
+                )
+                fixes.append(f"pin {artifact.reference} by digest: IMAGE@sha256:<digest>")
+                continue
+            try:
+                verdict = self._verify(artifact, requirements, circumstances)
+            except (InputError, StatementError) as exc:
+                reasons.append(f"{artifact.reference}: cannot be verified: {exc}")
+                errored = True
+                continue
+            except Exception as exc:  # a broken envelope source must deny, not crash
+                reasons.append(f"{artifact.reference}: attestations unavailable: {exc}")
+                errored = True
+                continue
+            evidence["envelopes"].extend(verdict.examined)
+            if verdict.ok:
+                evidence["approvers"][verdict.digest] = list(verdict.approvers)
+                continue
+            reasons.extend(f"{artifact.reference}: {r}" for r in verdict.reasons)
+            fixes.append(review_command(verdict.digest, artifact, review))
+        evidence["envelopes"] = sorted(set(evidence["envelopes"]))
+        if not reasons:
+            return ReviewOutcome(Result.passed, evidence=evidence)
+        return ReviewOutcome(
+            Result.error if errored else Result.fail,
+            tuple(reasons),
+            fix="; ".join(dict.fromkeys(fixes)),
+            evidence=evidence,
+        )
+
+    def _verify(
+        self, artifact: Artifact, requirements: Requirements, circumstances: Circumstances
+    ) -> ArtifactVerdict:
+        assert artifact.digest is not None
+        digest = normalize_digest(artifact.digest)
+        candidates = self.envelopes.for_digest(digest)
+        return self.verifier.verify(
+            digest,
+            candidates,
+            requirements,
+            _with_introduced(circumstances, artifact.introduced),
+        )
+
+    def _circumstances(self, subject: Subject) -> Circumstances:
+        user = _user_info(subject.request)
+        username = user.get("username")
+        deployer = None
+        if isinstance(username, str) and username:
+            groups = user.get("groups")
+            names = (
+                tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else ()
+            )
+            deployer = Deployer(username=username, groups=names)
+        controller = deployer is not None and deployer.username in self.controller_identities
+        return Circumstances(
+            now=self.now(),
+            controller=controller,
+            deployer=None if controller else deployer,
+        )
+
+
+def _with_introduced(circumstances: Circumstances, introduced: bool) -> Circumstances:
+    return Circumstances(
+        now=circumstances.now,
+        introduced=introduced,
+        controller=circumstances.controller,
+        deployer=circumstances.deployer,
+    )
+
+
+def _user_info(request: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not isinstance(request, Mapping):
+        return {}
+    info = request.get("userInfo")
+    return info if isinstance(info, Mapping) else {}
+
+
+def _exempt(reference: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(reference, p) for p in patterns)
+
+
+def review_command(digest: str, artifact: Artifact, review: Review) -> str:
+    """The ``guard attest review`` line an attester would run for this artifact."""
+    subject = (
+        f"--subject-file {shlex.quote(artifact.reference)}"
+        if artifact.kind == "plan"
+        else f"--digest {shlex.quote(_image_name(artifact.reference))}@{digest}"
+    )
+    return (
+        f"guard attest review --key {review.attesters[0]}.key "
+        f"--repository {shlex.quote(review.repositories[0])} "
+        f"--target-ref {shlex.quote(review.target_refs[0])} "
+        "--revision <commit> --change-id <id> --author <login>=<id> "
+        f"--approval <login>=<id> {subject} --output review.json"
+    )
+
+
+def _image_name(reference: str) -> str:
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    return name
+
+
+def review_factory_for_tests(trust: Path | None, envelopes: Sequence[Path]) -> AttestationReview:
+    """The evaluator ``guard policy test`` uses for a GuardPolicyTest's cases:
+    its trust file (none means the empty trust) and its attestation files."""
+    loaded = load_trust([trust]) if trust is not None else Trust()
+    return AttestationReview(loaded, EnvelopeList.from_files(envelopes))

@@ -1,0 +1,80 @@
+"""JSON and YAML parsing that refuses what attackers use to confuse parsers.
+
+Two parsers reading one document must see one meaning. Python's ``json``
+keeps the last of two equal keys while other languages keep the first, so a
+signed envelope with two ``payload`` keys could mean one thing to the signer
+and another to us: duplicate keys are rejected. ``NaN`` and ``Infinity`` are
+not JSON and are rejected too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+
+class StrictJSONError(ValueError):
+    """The text is not plain, unambiguous JSON (or YAML)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise StrictJSONError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not valid JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON, rejecting duplicate keys, NaN/Infinity and invalid UTF-8."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise StrictJSONError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise StrictJSONError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise StrictJSONError("not valid JSON: nested too deeply") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def load_json_or_yaml(text: str) -> Any:
+    """Parse a JSON or YAML document (YAML is a superset), rejecting duplicate keys."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise StrictJSONError(f"not valid JSON or YAML{where}: {problem}") from None

@@ -1,0 +1,339 @@
+"""Verify one artifact digest against one review requirement.
+
+The order matters for safety: the envelope is parsed under hard limits, its
+payload type is pinned before any cryptography, signatures are checked
+against every trusted key (keyids are only hints), and only a statement
+signed by a trusted key is read at all. Then the composable checks run on
+every call; only signature results are cached, keyed by the envelope's
+digest and the key, because nothing else is a pure function of the bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from controller.attest import checks
+from controller.attest.checks import AllOf, Check, Claim, Deployer, tally
+from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeError, parse
+from controller.attest.statement import (
+    Statement,
+    StatementError,
+    normalize_digest,
+    parse_statement,
+)
+from controller.attest.trust import Trust, TrustedKey
+from controller.policy.documents import DeployerRules, RequiredCheck, Review
+
+# Each candidate can cost (signatures x keys) verifications when uncached; a
+# flood of envelopes naming one digest must not stall admission.
+MAX_CANDIDATES = 32
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What must hold, taken from a policy's ``review`` block.
+
+    Without a policy (``baseline``) any trusted attester counts and the
+    repository, branch and checks are not constrained, but one independent
+    approval is still required: separation of duties is never optional.
+    """
+
+    attesters: frozenset[str] | None
+    repositories: tuple[str, ...] | None
+    target_refs: tuple[str, ...] | None
+    min_approvals: int = 1
+    allow_bots: bool = False
+    required_checks: tuple[RequiredCheck, ...] = ()
+    max_age: dt.timedelta | None = None
+    max_age_label: str = ""
+    deployer: DeployerRules = field(default_factory=DeployerRules)
+
+    @classmethod
+    def from_review(cls, review: Review) -> Requirements:
+        return cls(
+            attesters=frozenset(review.attesters),
+            repositories=tuple(review.repositories),
+            target_refs=tuple(review.target_refs),
+            min_approvals=review.min_approvals,
+            allow_bots=review.allow_bots,
+            required_checks=tuple(review.required_checks),
+            max_age=review.max_age_delta,
+            max_age_label=review.max_age or "",
+            deployer=review.deployer,
+        )
+
+    @classmethod
+    def baseline(cls) -> Requirements:
+        return cls(attesters=None, repositories=None, target_refs=None)
+
+
+@dataclass(frozen=True)
+class Circumstances:
+    """Facts about the request, not the attestation.
+
+    ``introduced``: the request brings this artifact in, so expiry and maxAge
+    apply. ``controller``: a Kubernetes controller made the request
+    (autoscaling, rescheduling); only signature and subject are checked.
+    """
+
+    now: dt.datetime
+    introduced: bool = True
+    controller: bool = False
+    deployer: Deployer | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactVerdict:
+    """The outcome for one digest: accepted by one envelope, or every reason why not."""
+
+    digest: str
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    accepted: str | None = None
+    approvers: tuple[str, ...] = ()
+    examined: tuple[str, ...] = ()
+
+
+def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllOf:
+    """The checks that apply in these circumstances."""
+    selected: list[Check] = [
+        checks.SubjectMatches(),
+        checks.VouchedByAttester(requirements.attesters),
+    ]
+    if circumstances.controller:
+        return AllOf(*selected)
+    if requirements.repositories is not None:
+        selected.append(checks.RepositoryIn(requirements.repositories))
+    if requirements.target_refs is not None:
+        selected.append(checks.TargetRefIn(requirements.target_refs))
+    if circumstances.introduced:
+        selected.append(checks.NotExpired())
+        selected.append(checks.NotFromTheFuture())
+        if requirements.max_age is not None:
+            selected.append(checks.NotTooOld(requirements.max_age, requirements.max_age_label))
+    selected.append(checks.EnoughApprovals(requirements.min_approvals, requirements.allow_bots))
+    if requirements.required_checks:
+        selected.append(checks.ChecksPassed(requirements.required_checks))
+    if circumstances.deployer is not None and (
+        requirements.deployer.not_author or requirements.deployer.allowed
+    ):
+        selected.append(checks.DeployerAllowed(requirements.deployer))
+    return AllOf(*selected)
+
+
+class SignatureCache:
+    """Bounded memo of "does some signature in envelope E verify with key K".
+
+    Keyed by the envelope's digest and the key's id (a hash of the key
+    itself), so an entry stays true across trust reloads; shared between
+    requests, hence the lock.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._results: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, envelope: str, keyid: str) -> bool | None:
+        with self._lock:
+            found = self._results.get((envelope, keyid))
+            if found is not None:
+                self._results.move_to_end((envelope, keyid))
+            return found
+
+    def put(self, envelope: str, keyid: str, verified: bool) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._results[(envelope, keyid)] = verified
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+
+
+class Verifier:
+    """Verifies artifact digests against requirements with one trust."""
+
+    def __init__(self, trust: Trust, cache: SignatureCache | None = None) -> None:
+        self.trust = trust
+        self.cache = cache if cache is not None else SignatureCache()
+
+    # ----------------------------------------------------------- signatures
+
+    def signers(self, envelope: Envelope) -> tuple[TrustedKey, ...]:
+        """Trusted keys with a verifying signature. Every key is tried, keyid or not.
+
+        Keys named by a signature's keyid go first; a signature that verified
+        with one public key is not tried again with other keys (it cannot
+        verify with a different key), which keeps the uncached cost near one
+        verification per signature when keyids are honest.
+        """
+        results: dict[str, bool] = {}
+        pending: set[str] = set()
+        for key in self.trust.keys:
+            cached = self.cache.get(envelope.digest, key.public.keyid)
+            if cached is None:
+                pending.add(key.public.keyid)
+            else:
+                results[key.public.keyid] = cached
+        if pending:
+            results.update(self._verify_signatures(envelope, pending))
+        return tuple(k for k in self.trust.keys if results.get(k.public.keyid))
+
+    def _verify_signatures(self, envelope: Envelope, keyids: set[str]) -> dict[str, bool]:
+        message = envelope.pae()
+        publics = {k.public.keyid: k.public for k in self.trust.keys if k.public.keyid in keyids}
+        hinted = [k for s in envelope.signatures if (k := s.keyid) in publics]
+        order = list(dict.fromkeys([*hinted, *publics]))
+        unclaimed = list(envelope.signatures)
+        results: dict[str, bool] = {}
+        for keyid in order:
+            public = publics[keyid]
+            match = next((s for s in unclaimed if public.verify(s.sig, message)), None)
+            results[keyid] = match is not None
+            if match is not None:
+                unclaimed = [s for s in unclaimed if s is not match and s.sig != match.sig]
+            self.cache.put(envelope.digest, keyid, results[keyid])
+        return results
+
+    def _unsigned_reasons(self, envelope: Envelope) -> list[str]:
+        reasons: list[str] = []
+        if not self.trust.keys:
+            return ["signed by an unknown key: the trust has no keys (pass a GuardTrust)"]
+        by_hint = {k.public.keyid: k for k in self.trust.keys} | {
+            k.name: k for k in self.trust.keys
+        }
+        for signature in envelope.signatures:
+            claimed = by_hint.get(signature.keyid)
+            if claimed is not None:
+                reasons.append(
+                    f"signature claims key {claimed.name!r} but does not verify with it: the "
+                    "envelope was changed after signing, or the keyid was relabelled"
+                )
+            else:
+                hint = f"keyid {signature.keyid[:16]!r}" if signature.keyid else "no keyid"
+                reasons.append(f"signed by an unknown key ({hint}): no trusted key verifies it")
+        return list(dict.fromkeys(reasons))
+
+    # ----------------------------------------------------------- verification
+
+    def verify(
+        self,
+        digest: str,
+        envelopes: Sequence[bytes],
+        requirements: Requirements,
+        circumstances: Circumstances,
+    ) -> ArtifactVerdict:
+        digest = normalize_digest(digest)
+        if not envelopes:
+            return ArtifactVerdict(digest, False, (f"no review attestation found for {digest}",))
+        parsed: list[Envelope | str] = []
+        for index, raw in enumerate(envelopes):
+            try:
+                parsed.append(parse(raw))
+            except EnvelopeError as exc:
+                parsed.append(f"envelope #{index + 1} is malformed: {exc}")
+        # Envelopes that claim this digest are judged first; the others only
+        # explain a miss. Claims are not trusted here: the checks re-verify.
+        statements: dict[str, Statement | StatementError] = {}
+        for item in parsed:
+            if isinstance(item, Envelope) and item.digest not in statements:
+                statements[item.digest] = _statement(item)
+        claiming = [
+            e
+            for e in parsed
+            if isinstance(e, Envelope)
+            and isinstance(statement := statements[e.digest], Statement)
+            and digest in statement.subject_digests
+        ]
+        candidates: Sequence[Envelope | str] = claiming or parsed
+        skipped = max(0, len(candidates) - MAX_CANDIDATES)
+        candidates = candidates[:MAX_CANDIDATES]
+        checks_used = checks_for(requirements, circumstances)
+        reasons: list[str] = []
+        examined: list[str] = []
+        label = len(candidates) > 1
+        for candidate in candidates:
+            if isinstance(candidate, str):
+                reasons.append(candidate)
+                continue
+            examined.append(candidate.digest)
+            own, approvers = self._judge(
+                candidate,
+                statements[candidate.digest],
+                digest,
+                requirements,
+                circumstances,
+                checks_used,
+            )
+            if not own:
+                return ArtifactVerdict(
+                    digest, True, (), candidate.digest, approvers, tuple(examined)
+                )
+            prefix = f"envelope {candidate.short_id}: " if label else ""
+            reasons.extend(prefix + r for r in own)
+        if skipped:
+            reasons.append(
+                f"{skipped} more envelope(s) for {digest} were not examined (limit "
+                f"{MAX_CANDIDATES}): remove stale attestations"
+            )
+        return ArtifactVerdict(digest, False, tuple(reasons), None, (), tuple(examined))
+
+    def _judge(
+        self,
+        envelope: Envelope,
+        parsed: Statement | StatementError,
+        digest: str,
+        requirements: Requirements,
+        circumstances: Circumstances,
+        checks_used: Check,
+    ) -> tuple[list[str], tuple[str, ...]]:
+        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            return [
+                f"payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE!r}: "
+                "not an in-toto statement"
+            ], ()
+        signers = self.signers(envelope)
+        if not signers:
+            return self._unsigned_reasons(envelope), ()
+        # Read only now that a trusted key signed it.
+        if isinstance(parsed, StatementError):
+            return [str(parsed)], ()
+        statement = parsed
+        try:
+            review = statement.change_review()
+        except StatementError as exc:
+            return [str(exc)], ()
+        claim = Claim(
+            digest=digest,
+            envelope=envelope,
+            statement=statement,
+            review=review,
+            signers=signers,
+            trust=self.trust,
+            now=circumstances.now,
+            deployer=circumstances.deployer,
+        )
+        verdict = checks_used.check(claim)
+        if not verdict.ok:
+            return list(verdict.reasons), ()
+        counted = tally(claim, requirements.allow_bots).counted
+        return [], tuple(sorted(counted.values()))
+
+
+def _statement(envelope: Envelope) -> Statement | StatementError:
+    """The envelope's statement, parsed once; not trusted until a signature verifies."""
+    try:
+        return parse_statement(envelope.payload)
+    except StatementError as exc:
+        return exc
