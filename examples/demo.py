@@ -51,7 +51,25 @@ def policies_step() -> None:
     run("policy test policies/", expect=0)
 
 
-STEPS: list[Callable[[], None]] = [policies_step]
+APP_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+VERIFY = (
+    "attest verify {envelope} --trust examples/keys/demo-trust.yaml "
+    f"--policy policies/review.yaml --digest {APP_DIGEST}"
+)
+
+
+def attest_step() -> None:
+    heading("2. Review attestations: an independent review verifies, a self-approval does not")
+    run(VERIFY.format(envelope="examples/attestations/app-reviewed.json"), expect=0)
+    run(VERIFY.format(envelope="examples/attestations/app-self-approved.json"), expect=1)
+    replayed = VERIFY.format(envelope="examples/attestations/app-reviewed.json").replace(
+        APP_DIGEST, "sha256:" + "0" * 64
+    )
+    print("# the same attestation replayed onto another image:")
+    run(replayed, expect=1)
+
+
+STEPS: list[Callable[[], None]] = [policies_step, attest_step]
 
 
 def main() -> int:
