@@ -1,0 +1,328 @@
+"""The admission decision: one function, one structured result.
+
+Every answer the webhook gives, including refusals of requests it does not
+judge, is an ``AdmissionResult``: the AdmissionReview response is rendered
+from it and so is the audit record, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS, AdmissionRequest
+from controller.kube.state import PolicySet
+from controller.kube.subjects import workload_subject
+from controller.policy.documents import Action, Target
+from controller.policy.engine import ReviewEvaluator, matches
+from controller.policy.subject import Decision, Finding, Result, Subject
+
+# How many findings one denial message spells out; the audit record keeps all.
+MAX_LISTED_FINDINGS = 20
+# Kubernetes shows warnings to kubectl users one per line; keep them readable.
+MAX_WARNINGS = 20
+MAX_WARNING_CHARS = 512
+
+
+class Reason:
+    """Why an answer is what it is (a closed vocabulary for audit and metrics)."""
+
+    judged = "judged"
+    unsupported = "unsupported"
+    malformed = "malformed"
+    not_ready = "not-ready"
+    not_judged = "not-judged"
+    too_large = "too-large"
+    error = "error"
+
+
+@dataclass(frozen=True)
+class AdmissionResult:
+    """The answer to one AdmissionReview, with everything an audit line needs."""
+
+    uid: str
+    allowed: bool
+    code: int
+    message: str
+    reason: str
+    warnings: tuple[str, ...] = ()
+    api_version: str = "admission.k8s.io/v1"
+    request: AdmissionRequest | None = None
+    subject: Subject | None = None
+    decision: Decision | None = None
+    enforcement: Action = Action.deny
+    notes: tuple[str, ...] = ()
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    decided_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    )
+
+    @property
+    def verdict(self) -> str:
+        if not self.allowed:
+            return "deny"
+        return "warn" if self.warnings else "allow"
+
+    def response(self) -> dict[str, Any]:
+        """The AdmissionReview the API server expects back."""
+        body: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
+        if not self.allowed:
+            body["status"] = {"code": self.code, "message": self.message}
+        if self.warnings:
+            body["warnings"] = list(self.warnings)
+        return {"apiVersion": self.api_version, "kind": "AdmissionReview", "response": body}
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready audit record of this decision."""
+        request = self.request
+        record: dict[str, Any] = {
+            "time": self.decided_at,
+            "uid": self.uid,
+            "verdict": self.verdict,
+            "allowed": self.allowed,
+            "code": self.code,
+            "reason": self.reason,
+            "enforcement": self.enforcement.value,
+            "message": self.message,
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+        }
+        if request is not None:
+            record["request"] = {
+                "operation": request.operation,
+                "resource": request.resource_label,
+                "kind": request.kind,
+                "namespace": request.namespace,
+                "name": request.name,
+                "dryRun": request.dry_run,
+                "user": request.requester.username,
+                "groups": list(request.requester.groups),
+            }
+        if self.subject is not None:
+            record["subject"] = self.subject.address
+            record["artifacts"] = [
+                {"image": a.reference, "digest": a.digest, "introduced": a.introduced}
+                for a in self.subject.artifacts
+            ]
+        if self.decision is not None:
+            record["findings"] = [_finding_record(f) for f in self.decision.findings]
+        if self.evidence:
+            record["evidence"] = dict(self.evidence)
+        return record
+
+
+def _finding_record(finding: Finding) -> dict[str, Any]:
+    return {
+        "policy": finding.policy,
+        "rule": finding.rule,
+        "result": finding.result.value,
+        "action": finding.action.value,
+        "severity": finding.severity.value,
+        "message": finding.message,
+        "reasons": list(finding.reasons),
+        "fix": finding.fix,
+        "exception": finding.exception,
+    }
+
+
+def refuse(
+    uid: str,
+    reason: str,
+    message: str,
+    *,
+    code: int = 403,
+    request: AdmissionRequest | None = None,
+    api_version: str = "admission.k8s.io/v1",
+    enforcement: Action = Action.deny,
+) -> AdmissionResult:
+    """A denial that did not come from policies (unsupported, malformed, not ready)."""
+    return AdmissionResult(
+        uid=uid,
+        allowed=False,
+        code=code,
+        message=message,
+        reason=reason,
+        api_version=api_version,
+        request=request,
+        enforcement=enforcement,
+    )
+
+
+def unsupported_reason(request: AdmissionRequest) -> str | None:
+    """Why guard does not judge this request, or None when it does."""
+    workload = request.workload
+    judged = ", ".join(w.label for w in WORKLOADS)
+    if workload is None:
+        return (
+            f"guard does not judge {request.resource_label} (it judges {judged}); the "
+            "webhook configuration should not send it here, so it is denied rather than "
+            "admitted unchecked"
+        )
+    if request.operation not in JUDGED_OPERATIONS:
+        return (
+            f"guard judges only CREATE and UPDATE, not {request.operation} of "
+            f"{request.resource_label}; the webhook configuration should not send it here"
+        )
+    if request.kind != workload.kind:
+        return (
+            f"guard expected kind {workload.kind} for {request.resource_label}, got "
+            f"{request.kind}; this API version is not supported"
+        )
+    if request.object is None:
+        return f"the {request.operation} request for {request.resource_label} carries no object"
+    return None
+
+
+def subject_of(
+    request: AdmissionRequest, location: str | None = None, line: int | None = None
+) -> Subject:
+    return workload_subject(
+        kind=request.kind,
+        name=request.name,
+        namespace=request.namespace,
+        operation=request.operation,
+        obj=request.object,
+        old_obj=request.old_object,
+        requester=request.requester,
+        dry_run=request.dry_run,
+        sub_resource=request.sub_resource,
+        location=location,
+        line=line,
+    )
+
+
+def needs_review(policies: PolicySet, subject: Subject) -> bool:
+    """Whether any policy in force asks for review of this subject's images."""
+    return any(
+        policy.spec.review is not None and matches(policy, subject) for policy in policies.policies
+    )
+
+
+def broken_findings(policies: PolicySet, subject: Subject) -> list[Finding]:
+    """Policies that failed to compile still judge what they match: as errors.
+
+    Skipping them would let a typo in one rule switch the whole policy off;
+    their error carries the policy's own action, so a deny policy keeps
+    denying (with the compile error as the reason) until it is fixed.
+    """
+    by_name = {p.name: p for p in policies.policies}
+    findings: list[Finding] = []
+    for error in policies.broken_policies:
+        policy = by_name.get(error.policy)
+        if policy is None or not matches(policy, subject):
+            continue
+        findings.append(
+            Finding(
+                policy=policy.name,
+                rule=error.rule,
+                severity=policy.spec.severity,
+                action=policy.spec.action.capped(policies.engine.enforcement),
+                result=Result.error,
+                target=Target.kubernetes,
+                address=subject.address,
+                message=f"policy cannot be evaluated: {error}",
+                fix=f"fix rule {error.rule!r} of GuardPolicy {policy.name!r} "
+                "(run `guard policy test` on it)",
+            )
+        )
+    return findings
+
+
+def judge(
+    request: AdmissionRequest,
+    policies: PolicySet,
+    review: ReviewEvaluator | None,
+    *,
+    notes: Sequence[str] = (),
+    evidence: Mapping[str, Any] | None = None,
+    subject: Subject | None = None,
+) -> AdmissionResult:
+    """Judge one admission request with the policies in force.
+
+    ``subject`` may be passed when the caller already built it from this
+    request (to gather its envelopes); it is rebuilt otherwise.
+    """
+    problem = unsupported_reason(request)
+    if problem is not None:
+        return refuse(
+            request.uid,
+            Reason.unsupported,
+            problem,
+            request=request,
+            api_version=request.api_version,
+            enforcement=policies.engine.enforcement,
+        )
+    subject = subject if subject is not None else subject_of(request)
+    engine = policies.engine
+    # The engine is shared and compiled once; the evaluator is per request.
+    # Evaluation is synchronous, so no other request can see this one's.
+    engine.review = review
+    try:
+        findings = engine.evaluate(subject)
+    finally:
+        engine.review = None
+    findings.extend(broken_findings(policies, subject))
+    all_notes = [*notes, *engine.exception_notes(), *policies.unenforced]
+    decision = Decision.of(findings, subjects=1, notes=all_notes)
+    return decided(request, subject, decision, engine.enforcement, evidence or {})
+
+
+def decided(
+    request: AdmissionRequest,
+    subject: Subject,
+    decision: Decision,
+    enforcement: Action,
+    evidence: Mapping[str, Any],
+) -> AdmissionResult:
+    warnings = [warning_text(f) for f in decision.warnings]
+    if len(warnings) > MAX_WARNINGS:
+        extra = len(warnings) - MAX_WARNINGS
+        warnings = [*warnings[:MAX_WARNINGS], f"guard: {extra} more warning(s) not shown"]
+    allowed = decision.allowed
+    message = "" if allowed else denial_message(subject, decision.denials, request.dry_run)
+    return AdmissionResult(
+        uid=request.uid,
+        allowed=allowed,
+        code=200 if allowed else 403,
+        message=message,
+        reason=Reason.judged,
+        warnings=tuple(warnings),
+        api_version=request.api_version,
+        request=request,
+        subject=subject,
+        decision=decision,
+        enforcement=enforcement,
+        notes=decision.notes,
+        evidence=evidence,
+    )
+
+
+def denial_message(subject: Subject, denials: Sequence[Finding], dry_run: bool) -> str:
+    """One message listing every failure: policy, rule, what is wrong, how to fix it."""
+    count = len(denials)
+    head = f"guard denied {subject.address}: {count} problem{'s' if count != 1 else ''}"
+    if dry_run:
+        head += " (dry run)"
+    lines = [head]
+    for finding in denials[:MAX_LISTED_FINDINGS]:
+        lines.append(f"- [{finding.policy}/{finding.rule}] {finding.message}")
+        if finding.rule == "review" and len(finding.reasons) > 1:
+            # The message names the first reason; list them all.
+            for reason in finding.reasons:
+                lines.append(f"    {reason}")
+        if finding.fix:
+            lines.append(f"    fix: {finding.fix}")
+    if count > MAX_LISTED_FINDINGS:
+        lines.append(f"- and {count - MAX_LISTED_FINDINGS} more (see the audit log)")
+    return "\n".join(lines)
+
+
+def warning_text(finding: Finding) -> str:
+    text = f"guard [{finding.policy}/{finding.rule}] {finding.message}"
+    if finding.fix:
+        text += f" (fix: {finding.fix})"
+    if len(text) > MAX_WARNING_CHARS:
+        text = text[: MAX_WARNING_CHARS - 1] + "…"
+    return text

@@ -1,0 +1,54 @@
+"""Reading guard's custom resources through the operator's own API session.
+
+Kopf keeps the credentials (the login handlers, re-authentication on 401) in
+a per-operator vault that only its internal client can use; the public
+surface has no "list these objects" call. This module is the one place that
+touches that internal client (kopf is pinned to 1.45.x in pyproject), so an
+upgrade has one file to check. Only reads are made, of guard.dev resources.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+from kopf._cogs.clients import api as kopf_api
+
+from controller.policy.documents import API_GROUP
+
+API_VERSION = "v1alpha1"
+logger = logging.getLogger(__name__)
+
+
+def list_path(plural: str, namespace: str | None = None) -> str:
+    base = f"/apis/{API_GROUP}/{API_VERSION}"
+    if namespace:
+        return f"{base}/namespaces/{namespace}/{plural}"
+    return f"{base}/{plural}"
+
+
+async def list_objects(
+    settings: kopf.OperatorSettings,
+    plural: str,
+    namespace: str | None = None,
+    *,
+    timeout: float = 10.0,
+) -> list[Mapping[str, Any]]:
+    """One list request, no retries (callers decide whether to retry)."""
+    response = await kopf_api.request(
+        "get",
+        list_path(plural, namespace),
+        settings=settings,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        backoffs=[],
+        logger=logger,
+    )
+    async with response:
+        data = await response.json()
+    items = data.get("items") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise ValueError(f"listing {plural} returned no items list")
+    return [item for item in items if isinstance(item, Mapping)]

@@ -1,0 +1,205 @@
+"""The running webhook's state: what the Kopf handlers call into.
+
+``GuardRuntime`` is shared by every handler (through Kopf's memo). It owns
+the compiled policies, the signature cache, the fallback reader, readiness,
+the audit log and the metrics. ``admit`` is the whole admission path for one
+request: gather candidate envelopes (index, annotation, fallback read),
+build the verifier, and call the one decision function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from controller.attest.enforce import AttestationReview
+from controller.attest.verify import SignatureCache
+from controller.kube import decide
+from controller.kube.audit import AuditLog
+from controller.kube.decide import AdmissionResult, Reason
+from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, merge
+from controller.kube.fallback import FallbackReader
+from controller.kube.metrics import Metrics
+from controller.kube.readiness import Readiness, WatchLog
+from controller.kube.request import AdmissionRequest
+from controller.kube.settings import ServeSettings
+from controller.kube.state import FileInputs, PolicyCache, PolicySet, ResourceEntry
+from controller.policy.documents import GuardPolicy
+from controller.policy.engine import ReviewEvaluator, ReviewOutcome
+from controller.policy.subject import Subject
+
+logger = logging.getLogger(__name__)
+
+# Kind of each guard custom resource and its plural in the API.
+PLURALS: dict[str, str] = {
+    "GuardPolicy": "guardpolicies",
+    "GuardTrust": "guardtrusts",
+    "GuardException": "guardexceptions",
+    "ReviewAttestation": "reviewattestations",
+}
+NAMESPACED = {"ReviewAttestation"}
+
+Lister = Callable[[str, str | None], Awaitable[list[Mapping[str, Any]]]]
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class GuardRuntime:
+    """Everything admission needs that outlives one request."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        files: FileInputs,
+        *,
+        lister: Lister | None = None,
+        audit: AuditLog | None = None,
+        now: Clock = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.policies = PolicyCache(files, settings.enforcement)
+        self.signatures = SignatureCache()
+        self.readiness = Readiness(PLURALS)
+        # Set (once) when readiness is reached, for threads outside the loop.
+        self.ready_flag = threading.Event()
+        self.watch_log = WatchLog()
+        self.metrics = Metrics()
+        self.audit = audit if audit is not None else AuditLog(settings.audit_file)
+        self.now = now
+        self.identities = frozenset(settings.controller_identities)
+        self._lister = lister
+        self.fallback = FallbackReader(
+            self._list_attestations,
+            timeout=settings.fallback_timeout,
+            rate=settings.fallback_rate,
+            burst=settings.fallback_burst,
+        )
+
+    # ----------------------------------------------------------- admission
+
+    async def admit(
+        self,
+        request: AdmissionRequest,
+        *,
+        attestations: Mapping[str, Iterable[IndexedEnvelope]],
+        resources: Iterable[ResourceEntry],
+    ) -> AdmissionResult:
+        """Judge one request that passed the server's checks."""
+        policies = self.policies.get(resources)
+        self.metrics.policy_problems.set(len(policies.problems))
+        if decide.unsupported_reason(request) is not None:
+            return decide.judge(request, policies, None)
+        subject = decide.subject_of(request)
+        notes: list[str] = []
+        evidence: dict[str, Any] = {}
+        reviewer = None
+        if decide.needs_review(policies, subject):
+            digests = [a.digest for a in subject.artifacts if a.digest is not None]
+            inline, problems = annotation_envelopes(request.kind, request.object)
+            notes.extend(problems)
+            candidates = gather(digests, attestations, inline)
+            missing = candidates.missing(digests)
+            if missing:
+                found = await self.fallback.read(request.namespace, missing)
+                self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
+                candidates = merge(candidates, found.found, found.note)
+            notes.extend(candidates.notes)
+            evidence["candidates"] = {d: list(s) for d, s in candidates.sources.items()}
+            reviewer = RecordingReview(self.reviewer(policies, candidates))
+            evidence["review"] = reviewer.evidence
+        return decide.judge(
+            request, policies, reviewer, notes=notes, evidence=evidence, subject=subject
+        )
+
+    def reviewer(self, policies: PolicySet, candidates: Any) -> AttestationReview:
+        return AttestationReview(
+            policies.trust,
+            candidates,
+            now=self.now,
+            controller_identities=self.identities,
+            cache=self.signatures,
+        )
+
+    def finish(self, result: AdmissionResult, started: float) -> None:
+        """Record one answer (every answer, including refusals)."""
+        self.metrics.observe(result, time.perf_counter() - started)
+        try:
+            self.audit.write(result)
+        except OSError as exc:  # the answer stands; the failure is loud
+            logger.error("Cannot write the audit record of %s: %s", result.uid, exc)
+
+    # ----------------------------------------------------------- readiness
+
+    async def become_ready(self, *, relist_after: float = 5.0) -> None:
+        """List every guard kind until all listed objects are indexed."""
+        while not self.readiness.ready:
+            for kind, plural in PLURALS.items():
+                try:
+                    keys = await self._list_keys(kind, plural)
+                except Exception as exc:  # retried below; readiness waits
+                    logger.warning("Listing %s failed, readiness waits: %s", plural, exc)
+                    continue
+                self.readiness.listed(kind, keys)
+            if self.readiness.ready:
+                break
+            try:
+                await asyncio.wait_for(self.readiness.wait(), timeout=relist_after)
+            except TimeoutError:
+                logger.info("Not ready yet: %s", "; ".join(self.readiness.waiting_for()))
+        self.metrics.ready.set(1)
+        self.ready_flag.set()
+        logger.info("Policies, trust and attestations are listed: ready for admissions.")
+
+    async def _list_keys(self, kind: str, plural: str) -> list[tuple[str | None, str]]:
+        if self._lister is None:
+            raise RuntimeError("no API lister configured")
+        namespaces: Iterable[str | None] = (None,)
+        if kind in NAMESPACED and self.settings.namespaces:
+            namespaces = self.settings.namespaces
+        keys: list[tuple[str | None, str]] = []
+        for namespace in namespaces:
+            for item in await self._lister(plural, namespace):
+                metadata = item.get("metadata") or {}
+                ns = metadata.get("namespace") if kind in NAMESPACED else None
+                keys.append((ns, str(metadata.get("name", ""))))
+        return keys
+
+    async def _list_attestations(self, namespace: str | None) -> list[Mapping[str, Any]]:
+        if self._lister is None:
+            raise RuntimeError("no API lister configured")
+        return await self._lister(PLURALS["ReviewAttestation"], namespace)
+
+
+class RecordingReview:
+    """Keeps each policy's review evidence (envelopes, approvers, exemptions)
+    for the audit record; the engine's findings carry only failures."""
+
+    def __init__(self, inner: ReviewEvaluator) -> None:
+        self.inner = inner
+        self.evidence: dict[str, Any] = {}
+
+    def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
+        outcome = self.inner.review(policy, subject)
+        self.evidence[policy.name] = {"result": outcome.result.value, **outcome.evidence}
+        return outcome
+
+
+def not_ready_result(
+    request: AdmissionRequest | None, uid: str, waiting: list[str]
+) -> AdmissionResult:
+    detail = "; ".join(waiting) or "starting"
+    return decide.refuse(
+        uid,
+        Reason.not_ready,
+        f"guard is not ready yet (policies, trust and attestations are still loading: {detail})",
+        code=503,
+        request=request,
+    )

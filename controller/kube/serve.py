@@ -1,0 +1,93 @@
+"""``guard serve``: the Kopf operator with guard's webhook server and probes.
+
+Always standalone: Kopf's peering pauses watch streams when another replica
+holds priority, and a paused replica would keep answering admissions from
+stale indexes. Kopf's managed webhook configuration is off: it is URL-only,
+fixes a 30 s timeout, has no namespaceSelector and removes its webhooks on
+exit (failing open during restarts); the chart ships the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from controller.errors import InputError
+from controller.kube.kubeapi import list_objects
+from controller.kube.probes import start_probes
+from controller.kube.runtime import GuardRuntime
+from controller.kube.server import GuardWebhookServer
+from controller.kube.settings import ServeSettings
+from controller.kube.state import FileInputs
+from controller.operator import create_registry
+
+Flag = asyncio.Event | asyncio.Future[Any] | threading.Event
+
+
+def operator_settings(server: GuardWebhookServer) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.peering.standalone = True
+    settings.admission.server = server
+    settings.admission.managed = None
+    # Kopf would post every handler log line as a Kubernetes Event; guard
+    # posts the events it means to, rate-limited, itself.
+    settings.posting.enabled = False
+    return settings
+
+
+class GuardService:
+    """One running ``guard serve``: runtime, webhook server, probes, operator."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        files: FileInputs,
+        *,
+        registry: kopf.OperatorRegistry | None = None,
+    ) -> None:
+        if settings.tls_cert is None or settings.tls_key is None:
+            raise InputError(
+                "--tls-cert and --tls-key are required: the API server only speaks HTTPS"
+            )
+        for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+            if not path.is_file():
+                raise InputError(f"{flag} {path}: no such file")
+        self.settings = settings
+        self.runtime = GuardRuntime(settings, files, lister=self._list)
+        self.server = GuardWebhookServer(
+            self.runtime,
+            addr=settings.webhook_host,
+            port=settings.webhook_port,
+            certfile=settings.tls_cert,
+            pkeyfile=settings.tls_key,
+            max_body=settings.max_review_bytes,
+            file_check_interval=settings.tls_check_interval,
+        )
+        self.kopf_settings = operator_settings(self.server)
+        self.registry = registry if registry is not None else create_registry()
+        self.probes_port: int | None = None
+
+    async def _list(self, plural: str, namespace: str | None) -> list[Mapping[str, Any]]:
+        return await list_objects(self.kopf_settings, plural, namespace)
+
+    async def run(self, stop_flag: Flag | None = None) -> None:
+        runner, self.probes_port = await start_probes(
+            self.runtime, self.settings.metrics_host, self.settings.metrics_port
+        )
+        try:
+            await kopf.operator(
+                registry=self.registry,
+                settings=self.kopf_settings,
+                standalone=True,
+                clusterwide=self.settings.clusterwide,
+                namespaces=list(self.settings.namespaces),
+                memo=kopf.Memo(runtime=self.runtime),
+                stop_flag=stop_flag,
+            )
+        finally:
+            await runner.cleanup()
+            self.runtime.audit.close()

@@ -1,0 +1,320 @@
+"""The HTTPS server the API server posts AdmissionReviews to.
+
+A ``kopf.WebhookServer`` with the parts guard cannot leave to defaults:
+
+- one fixed path, ``/validate``; a request to any other path, or for a
+  resource, subresource or operation guard does not judge, is **denied**
+  (Kopf alone answers "allowed" when no handler matches);
+- 503 until the policies, trust and attestations have been listed;
+- a deliberate body limit, with a clear 413 beyond it and malformed JSON
+  answered with a precise 400, so a hostile or huge request never takes the
+  server down;
+- the TLS certificate re-read when its files change, swapped into the live
+  SSL context so no connection is refused during a renewal.
+
+The request itself is judged by the Kopf handler in ``controller.operator``;
+this server hands it over through a context variable (``Ticket``) and
+renders the answer from the structured result the handler leaves there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import hashlib
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp.web
+import kopf
+
+from controller.kube.decide import AdmissionResult, Reason, refuse, unsupported_reason
+from controller.kube.request import (
+    ADMISSION_API_VERSIONS,
+    AdmissionRequest,
+    BadReview,
+    parse_review,
+)
+from controller.kube.runtime import GuardRuntime, not_ready_result
+from controller.kube.settings import WEBHOOK_PATH
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Ticket:
+    """One request on its way through Kopf to guard's handler and back."""
+
+    request: AdmissionRequest
+    result: AdmissionResult | None = None
+
+
+current_ticket: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
+    "guard_admission_ticket", default=None
+)
+
+
+class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
+    """Kopf's webhook server, narrowed to guard's single path and rules."""
+
+    def __init__(
+        self,
+        runtime: GuardRuntime,
+        *,
+        addr: str | None,
+        port: int,
+        certfile: Path,
+        pkeyfile: Path,
+        host: str | None = None,
+        max_body: int,
+        file_check_interval: float = 60.0,
+    ) -> None:
+        super().__init__(
+            addr=addr,
+            port=port or None,
+            host=host,
+            certfile=str(certfile),
+            pkeyfile=str(pkeyfile),
+            file_check_interval=file_check_interval,
+        )
+        self.runtime = runtime
+        self.max_body = max_body
+        self.tls_files = (certfile, pkeyfile)
+        # Set once the socket listens; ``bound_port`` is the real port.
+        self.listening = threading.Event()
+        self.bound_port: int | None = None
+        self.tls_reloads = 0
+        # Set after each certificate swap (cleared by whoever waits for the next).
+        self.tls_reloaded = threading.Event()
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        cadata, context = self._build_ssl()
+
+        async def serve(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+            return await self._serve_guard(fn, request)
+
+        app = aiohttp.web.Application(client_max_size=self.max_body)
+        app.router.add_route("*", "/{tail:.*}", serve)
+        runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        readiness = asyncio.create_task(self.runtime.become_ready(), name="guard readiness")
+        try:
+            site = aiohttp.web.TCPSite(
+                runner, self.addr or None, self.port or 0, ssl_context=context, reuse_address=True
+            )
+            await site.start()
+            server = getattr(site, "_server", None)
+            sockets = getattr(server, "sockets", None) or []
+            self.bound_port = int(sockets[0].getsockname()[1]) if sockets else self.port
+            host = self.host or self._get_accessible_addr(self.addr)
+            url = self._build_url("https", host, self.bound_port or 0, WEBHOOK_PATH)
+            logger.info("Serving admission reviews at %s", url)
+            self.listening.set()
+            config: kopf.WebhookClientConfig = {"url": url}
+            if cadata is not None:
+                config["caBundle"] = base64.b64encode(cadata).decode("ascii")
+            yield config
+            assert context is not None
+            await self._reload_tls_forever(context)
+        finally:
+            readiness.cancel()
+            await asyncio.gather(readiness, return_exceptions=True)
+            await runner.cleanup()
+            self.listening.clear()
+
+    # ----------------------------------------------------------- TLS
+
+    def _tls_digest(self) -> str:
+        hasher = hashlib.sha256()
+        for path in self.tls_files:
+            hasher.update(Path(path).read_bytes())
+        return hasher.hexdigest()
+
+    async def _reload_tls_forever(self, context: ssl.SSLContext) -> None:
+        """Swap a renewed certificate into the live context (new handshakes use it)."""
+        current = self._tls_digest()
+        while True:
+            await asyncio.sleep(self.file_check_interval)
+            try:
+                latest = self._tls_digest()
+                if latest == current:
+                    continue
+                context.load_cert_chain(str(self.tls_files[0]), str(self.tls_files[1]))
+            except (OSError, ssl.SSLError) as exc:
+                # A half-written renewal: keep serving the old certificate.
+                logger.error(
+                    "Cannot load the renewed TLS certificate, keeping the old one: %s", exc
+                )
+                continue
+            current = latest
+            self.tls_reloads += 1
+            self.tls_reloaded.set()
+            logger.info("Loaded the renewed TLS certificate.")
+
+    # ----------------------------------------------------------- requests
+
+    async def _serve_guard(
+        self, fn: kopf.WebhookFn, http: aiohttp.web.Request
+    ) -> aiohttp.web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            body = await http.read()
+        except aiohttp.web.HTTPRequestEntityTooLarge:
+            message = (
+                f"AdmissionReview body is larger than guard's {self.max_body}-byte limit; "
+                "the request is denied (no Kubernetes object is this large)"
+            )
+            self.runtime.finish(refuse("", Reason.too_large, message, code=413), started)
+            return _plain(413, message)
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            message = f"AdmissionReview body is not valid JSON: {exc}; the request is denied"
+            self.runtime.finish(refuse("", Reason.malformed, message, code=400), started)
+            return _plain(400, message)
+        uid, api_version = _uid_of(data)
+        if http.method != "POST" or http.path != WEBHOOK_PATH:
+            message = (
+                f"guard judges admission reviews only at POST {WEBHOOK_PATH}, not "
+                f"{http.method} {http.path}: the request is denied unchecked; fix the "
+                "webhook configuration's path"
+            )
+            result = refuse(uid, Reason.unsupported, message, code=404, api_version=api_version)
+            return self._answer(result, started, http_status=200 if uid else 404)
+        try:
+            request = parse_review(data)
+        except BadReview as exc:
+            result = refuse(
+                exc.uid, Reason.malformed, str(exc), code=400, api_version=exc.api_version
+            )
+            return self._answer(result, started, http_status=200 if exc.uid else 400)
+        if not self.runtime.readiness.ready:
+            result = not_ready_result(request, request.uid, self.runtime.readiness.waiting_for())
+            return self._answer(result, started, http_status=503)
+        problem = unsupported_reason(request)
+        if problem is not None:
+            result = refuse(
+                request.uid,
+                Reason.unsupported,
+                problem,
+                request=request,
+                api_version=request.api_version,
+            )
+            return self._answer(result, started)
+        result = await self._judge(fn, request, data, http)
+        return self._answer(result, started)
+
+    async def _judge(
+        self,
+        fn: kopf.WebhookFn,
+        request: AdmissionRequest,
+        data: Mapping[str, Any],
+        http: aiohttp.web.Request,
+    ) -> AdmissionResult:
+        ticket = Ticket(request)
+        token = current_ticket.set(ticket)
+        try:
+            answer = await fn(
+                cast(Any, _kopf_view(data)),
+                webhook=None,
+                headers=dict(http.headers),
+                sslpeer=http.transport.get_extra_info("peercert") if http.transport else None,
+            )
+        except Exception as exc:  # Kopf refused the request: deny, never allow
+            logger.exception("Admission of %s failed", request.uid)
+            return refuse(
+                request.uid,
+                Reason.error,
+                f"guard could not judge {request.resource_label} {request.operation}: {exc}; "
+                "denied",
+                code=500,
+                request=request,
+                api_version=request.api_version,
+            )
+        finally:
+            current_ticket.reset(token)
+        result = ticket.result
+        response = answer.get("response", {}) if isinstance(answer, Mapping) else {}
+        if result is None:
+            return refuse(
+                request.uid,
+                Reason.not_judged,
+                f"no guard handler judged {request.resource_label} {request.operation}: "
+                "denied rather than admitted unchecked",
+                request=request,
+                api_version=request.api_version,
+            )
+        if result.allowed and not response.get("allowed", False):
+            status = response.get("status") or {}
+            return refuse(
+                request.uid,
+                Reason.error,
+                f"guard failed while judging: {status.get('message', 'unknown error')}; denied",
+                code=500,
+                request=request,
+                api_version=request.api_version,
+            )
+        return result
+
+    def _answer(
+        self, result: AdmissionResult, started: float, *, http_status: int = 200
+    ) -> aiohttp.web.Response:
+        self.runtime.finish(result, started)
+        if http_status != 200:
+            return _plain(http_status, result.message)
+        return aiohttp.web.json_response(result.response())
+
+
+def _plain(status: int, message: str) -> aiohttp.web.Response:
+    return aiohttp.web.json_response(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": status,
+            "message": message,
+        },
+        status=status,
+    )
+
+
+def _uid_of(data: Any) -> tuple[str, str]:
+    """The uid and apiVersion of a review, as far as they can be read."""
+    api_version = ADMISSION_API_VERSIONS[0]
+    if not isinstance(data, Mapping):
+        return "", api_version
+    if data.get("apiVersion") in ADMISSION_API_VERSIONS:
+        api_version = str(data["apiVersion"])
+    request = data.get("request")
+    uid = request.get("uid") if isinstance(request, Mapping) else None
+    return (uid if isinstance(uid, str) else ""), api_version
+
+
+def _kopf_view(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The review as Kopf gets it: identity only, not the objects.
+
+    guard's handler reads the full request from its ticket. Kopf would
+    otherwise diff the old and new objects of every UPDATE (costly for large
+    objects) and remember a memo per object uid forever (a slow leak, since
+    workloads are never watched to forget them).
+    """
+    request = dict(data["request"])
+    for key in ("object", "oldObject"):
+        obj = request.get(key)
+        if isinstance(obj, Mapping):
+            metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+            assert isinstance(metadata, Mapping)
+            request[key] = {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "metadata": {k: metadata[k] for k in ("name", "namespace") if k in metadata},
+            }
+    return {"apiVersion": data.get("apiVersion"), "kind": data.get("kind"), "request": request}

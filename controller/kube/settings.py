@@ -1,0 +1,67 @@
+"""The settings of ``guard serve``: the contract the Helm chart builds to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.policy.documents import Action
+
+# The identities the Kubernetes controllers act as when they create Pods,
+# ReplicaSets and Jobs on a person's behalf. Their requests get signature and
+# subject checks only, never expiry or deployer checks.
+DEFAULT_CONTROLLER_IDENTITIES: tuple[str, ...] = (
+    *(
+        f"system:serviceaccount:kube-system:{name}-controller"
+        for name in (
+            "replicaset",
+            "deployment",
+            "statefulset",
+            "daemon-set",
+            "job",
+            "cronjob",
+            "replication",
+        )
+    ),
+    "system:kube-controller-manager",
+)
+
+# The one path the webhook serves. Both webhooks of the chart's configuration
+# (user requests and controller identities) post here; every other path is
+# denied.
+WEBHOOK_PATH = "/validate"
+
+# The API server caps request bodies at 3 MiB and objects at about 1.5 MiB
+# (etcd); an UPDATE review carries the old and the new object plus the
+# request around them. 8 MiB holds the largest legitimate review with room
+# to spare, and anything larger is refused with a clear 413, not a crash.
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything ``guard serve`` is told on its command line."""
+
+    policy_paths: tuple[Path, ...]
+    trust_paths: tuple[Path, ...] = ()
+    enforcement: Action = Action.deny
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 8443
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9090
+    audit_file: Path | None = None
+    namespaces: tuple[str, ...] = ()
+    controller_identities: tuple[str, ...] = DEFAULT_CONTROLLER_IDENTITIES
+    max_review_bytes: int = MAX_REVIEW_BYTES
+    # How often the TLS files are re-read to pick up a renewed certificate.
+    tls_check_interval: float = 60.0
+    # The bounded fallback read when the attestation index misses.
+    fallback_timeout: float = 2.0
+    fallback_rate: float = 5.0
+    fallback_burst: float = 10.0
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces

@@ -1,0 +1,213 @@
+"""Policies, exceptions and trust in force: mounted files plus custom resources.
+
+The files (a ConfigMap or Secret mounted into the pod) are read once at
+start-up and must be valid: a bad file stops the server with a clear error.
+Custom resources come and go while the server runs; a bad one is reported
+(its status, the log, and a note on every decision it could have judged)
+and never silently switches enforcement off: a policy whose rules fail to
+compile still denies what it matches, with the compile error as the reason.
+Compilation happens once per change of the inputs, never per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.attest.trust import Trust
+from controller.errors import InputError
+from controller.policy.documents import (
+    Action,
+    GuardException,
+    GuardPolicy,
+    GuardTrust,
+    GuardTrustSpec,
+)
+from controller.policy.engine import Engine, PolicyError, compile_policy
+from controller.policy.loader import Bundle, load_bundle
+
+logger = logging.getLogger(__name__)
+
+GUARD_KINDS = ("GuardPolicy", "GuardTrust", "GuardException")
+_MODELS: dict[str, type[GuardPolicy] | type[GuardTrust] | type[GuardException]] = {
+    "GuardPolicy": GuardPolicy,
+    "GuardTrust": GuardTrust,
+    "GuardException": GuardException,
+}
+
+
+@dataclass(frozen=True)
+class ResourceEntry:
+    """One guard custom resource as the operator's index holds it.
+
+    ``fingerprint`` changes exactly when the document changes, so the
+    compiled state is rebuilt on edits and not on status updates.
+    """
+
+    kind: str
+    name: str
+    fingerprint: str
+    document: GuardPolicy | GuardTrust | GuardException | None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
+    """Validate a custom resource's body into a document, or record why not."""
+    metadata = body.get("metadata") or {}
+    name = str(metadata.get("name") or "")
+    spec = body.get("spec")
+    canonical = json.dumps({"name": name, "spec": spec}, sort_keys=True, default=str)
+    fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    raw = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    try:
+        document = _MODELS[kind].model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = ".".join(str(p) for p in error["loc"])
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown field (check its spelling; unknown fields are errors)"
+            problems.append(f"{path}: {message}" if path else message)
+        return ResourceEntry(kind, name, fingerprint, None, "; ".join(problems))
+    if isinstance(document, GuardPolicy):
+        try:
+            compile_policy(document)
+        except PolicyError as exc:
+            return ResourceEntry(kind, name, fingerprint, document, str(exc))
+    return ResourceEntry(kind, name, fingerprint, document, None)
+
+
+@dataclass(frozen=True)
+class FileInputs:
+    """What the mounted files hold; read once, at start-up."""
+
+    policies: tuple[GuardPolicy, ...] = ()
+    exceptions: tuple[GuardException, ...] = ()
+    trust_specs: tuple[tuple[GuardTrustSpec, str], ...] = ()
+
+    @classmethod
+    def load(cls, policy_paths: Sequence[Path], trust_paths: Sequence[Path]) -> FileInputs:
+        bundle = load_bundle(*policy_paths) if policy_paths else Bundle.of([])
+        if bundle.trusts:
+            raise InputError(
+                f"{policy_paths[0]}: GuardTrust documents belong in --trust files, not --policies"
+            )
+        specs: list[tuple[GuardTrustSpec, str]] = []
+        for path in trust_paths:
+            trust_bundle = load_bundle(path)
+            others = len(trust_bundle.policies) + len(trust_bundle.exceptions)
+            if others or not trust_bundle.trusts:
+                raise InputError(f"{path}: expected only GuardTrust documents")
+            for trust in trust_bundle.trusts:
+                specs.append((trust.spec, f"{path} GuardTrust {trust.name}"))
+        # Refuse conflicting trust files now, not on the first request.
+        Trust.from_specs(specs)
+        return cls(bundle.policies, bundle.exceptions, tuple(specs))
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Everything one admission is judged by, compiled and ready.
+
+    ``problems`` maps a broken custom resource's label to why it is broken,
+    for statuses and logs. ``unenforced`` says, for every decision's notes,
+    which resources could not be used at all (a policy that fails only to
+    compile is still enforced, as an error, so it is not listed there).
+    """
+
+    engine: Engine
+    trust: Trust
+    policies: tuple[GuardPolicy, ...]
+    problems: Mapping[str, str] = field(default_factory=dict)
+    unenforced: tuple[str, ...] = ()
+
+    @property
+    def broken_policies(self) -> tuple[PolicyError, ...]:
+        return self.engine.broken
+
+
+def build_policy_set(
+    files: FileInputs,
+    entries: Iterable[ResourceEntry],
+    *,
+    enforcement: Action,
+) -> PolicySet:
+    policies = list(files.policies)
+    exceptions = list(files.exceptions)
+    trust_specs = list(files.trust_specs)
+    problems: dict[str, str] = {}
+    unenforced: list[str] = []
+    trust = Trust.from_specs(trust_specs)
+    for entry in sorted(entries, key=lambda e: (e.kind, e.name)):
+        document = entry.document
+        if document is None:
+            problems[entry.label] = entry.error or "invalid"
+            unenforced.append(f"{entry.label} is invalid and not enforced: {entry.error}")
+            continue
+        if isinstance(document, GuardPolicy):
+            policies.append(document)
+            if entry.error:
+                problems[entry.label] = entry.error
+        elif isinstance(document, GuardException):
+            exceptions.append(document)
+        else:
+            candidate = [*trust_specs, (document.spec, entry.label)]
+            try:
+                trust = Trust.from_specs(candidate)
+            except InputError as exc:
+                problems[entry.label] = f"not used: {exc}"
+                unenforced.append(f"{entry.label} is not used: {exc}")
+                continue
+            trust_specs = candidate
+    engine = Engine(
+        policies=policies,
+        exceptions=exceptions,
+        enforcement=enforcement,
+        skip_broken=True,
+    )
+    return PolicySet(
+        engine=engine,
+        trust=trust,
+        policies=tuple(policies),
+        problems=problems,
+        unenforced=tuple(unenforced),
+    )
+
+
+class PolicyCache:
+    """Rebuilds the PolicySet only when an input changed (by fingerprint)."""
+
+    def __init__(self, files: FileInputs, enforcement: Action) -> None:
+        self._files = files
+        self._enforcement = enforcement
+        self._key: tuple[tuple[str, str, str], ...] | None = None
+        self._current: PolicySet | None = None
+        self.builds = 0
+
+    def get(self, entries: Iterable[ResourceEntry]) -> PolicySet:
+        ordered = sorted(entries, key=lambda e: (e.kind, e.name, e.fingerprint))
+        key = tuple((e.kind, e.name, e.fingerprint) for e in ordered)
+        if self._current is None or key != self._key:
+            self._current = build_policy_set(self._files, ordered, enforcement=self._enforcement)
+            self._key = key
+            self.builds += 1
+            for label, problem in sorted(self._current.problems.items()):
+                logger.error("%s is broken: %s", label, problem)
+        return self._current

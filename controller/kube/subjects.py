@@ -1,0 +1,166 @@
+"""Kubernetes objects into the engine's subjects.
+
+One function serves both the admission webhook and ``guard kube check``, so
+a manifest is judged offline exactly as the cluster would judge it. Images
+come from every container list of the pod template (containers,
+initContainers, ephemeralContainers); the digest is taken from the deployed
+reference itself, never looked up, so a tag-only image has no digest and the
+review check denies it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.policy.documents import Target
+from controller.policy.engine import containers_of, pod_spec_of
+from controller.policy.subject import Artifact, Subject
+
+# What a digest-pinned reference ends with. Only sha256 is accepted: it is
+# what attestations name, and an unknown algorithm must never match.
+_DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks: the deployer (``request.userInfo``) and what they asked."""
+
+    username: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: Mapping[str, Any] | None = None
+
+    def user_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"username": self.username, "groups": list(self.groups)}
+        if self.uid:
+            info["uid"] = self.uid
+        if self.extra:
+            info["extra"] = dict(self.extra)
+        return info
+
+
+def image_digest(image: str) -> str | None:
+    """``sha256:<hex>`` when the reference is pinned by digest, else ``None``."""
+    match = _DIGEST_RE.search(image.strip())
+    return match.group(1) if match else None
+
+
+def images_of(kind: str, obj: Mapping[str, Any] | None) -> list[str]:
+    """Every image the object runs, in order of first appearance, without repeats."""
+    seen: dict[str, None] = {}
+    for container in containers_of(pod_spec_of(kind, obj)):
+        if isinstance(container, Mapping):
+            image = container.get("image")
+            if isinstance(image, str) and image:
+                seen.setdefault(image, None)
+    return list(seen)
+
+
+def address_of(kind: str, namespace: str | None, name: str) -> str:
+    """``Deployment prod/web``; cluster-scoped objects have no namespace part."""
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def labels_of(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    metadata = (obj or {}).get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    if not isinstance(labels, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def workload_subject(
+    *,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    operation: str,
+    obj: Mapping[str, Any] | None,
+    old_obj: Mapping[str, Any] | None,
+    requester: Requester,
+    dry_run: bool = False,
+    sub_resource: str | None = None,
+    location: str | None = None,
+    line: int | None = None,
+) -> Subject:
+    """The subject of one admission request (or one manifest, played as CREATE).
+
+    Images are *introduced* on CREATE, and on UPDATE when the set of images
+    differs from the old object's: only then do expiry and maxAge apply, so
+    scaling or relabelling an old workload never fails because its
+    attestation aged.
+    """
+    images = images_of(kind, obj if obj is not None else old_obj)
+    old_images = set(images_of(kind, old_obj)) if old_obj is not None else set()
+    introduced = operation == "CREATE" or (operation == "UPDATE" and set(images) != old_images)
+    artifacts = tuple(
+        Artifact(
+            reference=image,
+            digest=image_digest(image),
+            # On an UPDATE that changes images, the images that were already
+            # running are not newly introduced either.
+            introduced=introduced and (operation != "UPDATE" or image not in old_images),
+            kind="image",
+        )
+        for image in images
+    )
+    request = {
+        "operation": operation,
+        "userInfo": requester.user_info(),
+        "dryRun": dry_run,
+        "subResource": sub_resource,
+    }
+    return Subject(
+        target=Target.kubernetes,
+        address=address_of(kind, namespace, name),
+        kind=kind,
+        type=kind,
+        name=name,
+        namespace=namespace,
+        action=operation.lower(),
+        object=obj,
+        old_object=old_obj,
+        request=request,
+        artifacts=artifacts,
+        labels=labels_of(obj if obj is not None else old_obj),
+        location=location,
+        line=line,
+    )
+
+
+def annotations_of(kind: str, obj: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The object's annotations and its pod template's, where envelopes may ride.
+
+    A Deployment's annotations are copied to its ReplicaSets, but Pods only
+    get the template's: reading both lets controller-created objects carry
+    the same evidence as the object a person applied.
+    """
+    found: list[Mapping[str, Any]] = []
+    if not obj:
+        return found
+    for holder in _metadata_holders(kind, obj):
+        metadata = holder.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+        if isinstance(annotations, Mapping):
+            found.append(annotations)
+    return found
+
+
+def _metadata_holders(kind: str, obj: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    yield obj
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping) or kind == "Pod":
+        return
+    if kind == "CronJob":
+        job = spec.get("jobTemplate")
+        if isinstance(job, Mapping):
+            yield job
+            spec = job.get("spec")
+            if not isinstance(spec, Mapping):
+                return
+    template = spec.get("template")
+    if isinstance(template, Mapping):
+        yield template

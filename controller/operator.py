@@ -1,0 +1,235 @@
+"""Kopf handlers only: the validating webhook, the indexes, the statuses.
+
+The logic lives in ``controller.kube``; these handlers connect Kopf's events
+and admission requests to it. Handlers are registered on a registry made by
+``create_registry`` rather than on Kopf's global one, so the server and the
+tests each run exactly the handlers they mean to.
+
+Indexes (each handler's name is its index's name in handler kwargs):
+
+- ``guard_attestations``: ReviewAttestation envelopes by claimed subject digest;
+- ``guard_policies``, ``guard_trusts``, ``guard_exceptions``: documents by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+import kopf
+
+from controller.attest.statement import normalize_digest
+from controller.attest.verify import Circumstances, Requirements, Verifier
+from controller.kube.envelopes import IndexedEnvelope, index_entries
+from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS
+from controller.kube.runtime import GuardRuntime
+from controller.kube.server import current_ticket
+from controller.kube.state import ResourceEntry, entry_from_body
+from controller.policy.documents import API_GROUP
+
+VERSION = "v1alpha1"
+STATUS_KEY = "guard"
+logger = logging.getLogger(__name__)
+
+
+def _runtime(memo: Any) -> GuardRuntime:
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, GuardRuntime):
+        raise kopf.PermanentError("guard's runtime is missing from the operator memo")
+    return runtime
+
+
+# --------------------------------------------------------------------------- login
+
+
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, then a kubeconfig (for local runs)."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- admission
+
+
+async def validate(*, memo: Any, warnings: list[str], **kwargs: Any) -> None:
+    """Judge one workload request; the server renders the answer from the ticket."""
+    ticket = current_ticket.get()
+    if ticket is None:
+        raise kopf.AdmissionError("guard received a request outside its own server", code=500)
+    result = await _runtime(memo).admit(
+        ticket.request,
+        attestations=_index(kwargs, "guard_attestations"),
+        resources=_resources(kwargs),
+    )
+    ticket.result = result
+    warnings.extend(result.warnings)
+    if not result.allowed:
+        raise kopf.AdmissionError(result.message, code=result.code)
+
+
+def _index(kwargs: Mapping[str, Any], name: str) -> Mapping[str, Iterable[Any]]:
+    # A missing index must fail loudly: an empty policy index would allow everything.
+    index = kwargs.get(name)
+    if not isinstance(index, Mapping):
+        raise kopf.PermanentError(f"the operator index {name!r} is missing")
+    return index
+
+
+def _resources(kwargs: Mapping[str, Any]) -> list[ResourceEntry]:
+    return _entries(
+        *(_index(kwargs, n) for n in ("guard_policies", "guard_trusts", "guard_exceptions"))
+    )
+
+
+def _entries(*indexes: Mapping[str, Iterable[ResourceEntry]]) -> list[ResourceEntry]:
+    return [entry for index in indexes for store in index.values() for entry in store]
+
+
+# --------------------------------------------------------------------------- indexes
+
+
+def guard_attestations(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> dict[str, IndexedEnvelope]:
+    _runtime(memo).readiness.observe("ReviewAttestation", namespace, name)
+    envelope = (body.get("spec") or {}).get("envelope")
+    if not isinstance(envelope, str):
+        return {}
+    entries, _problem = index_entries(envelope, f"ReviewAttestation {namespace}/{name}")
+    return entries
+
+
+def _index_resource(kind: str, body: kopf.Body, name: str, memo: Any) -> dict[str, ResourceEntry]:
+    _runtime(memo).readiness.observe(kind, None, name)
+    return {name: entry_from_body(kind, body)}
+
+
+def guard_policies(*, body: kopf.Body, name: str, memo: Any, **_: Any) -> dict[str, ResourceEntry]:
+    return _index_resource("GuardPolicy", body, name, memo)
+
+
+def guard_trusts(*, body: kopf.Body, name: str, memo: Any, **_: Any) -> dict[str, ResourceEntry]:
+    return _index_resource("GuardTrust", body, name, memo)
+
+
+def guard_exceptions(
+    *, body: kopf.Body, name: str, memo: Any, **_: Any
+) -> dict[str, ResourceEntry]:
+    return _index_resource("GuardException", body, name, memo)
+
+
+# --------------------------------------------------------------------------- statuses
+
+
+def _record(memo: Any, kind: str, body: kopf.Body, type: str | None) -> None:
+    # Runs after the indexes took the event in: "processed" means "indexed".
+    metadata = body.get("metadata") or {}
+    _runtime(memo).watch_log.record(
+        kind, metadata.get("namespace"), str(metadata.get("name", "")), type or "LISTED"
+    )
+
+
+def _set_status(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any]) -> None:
+    # Patch only on change: every patch is a new watch event for this object.
+    current = (body.get("status") or {}).get(STATUS_KEY)
+    if current != status:
+        patch.setdefault("status", {})[STATUS_KEY] = status
+
+
+def _document_status(
+    kind: str, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any
+) -> None:
+    _record(memo, kind, body, type)
+    if type == "DELETED":
+        return
+    entry = entry_from_body(kind, body)
+    if entry.error:
+        logger.error("%s %s is broken: %s", kind, entry.name, entry.error)
+        enforced = (
+            "enforced as an error until fixed" if entry.document is not None else "not enforced"
+        )
+        status = {"valid": False, "message": f"{entry.error} ({enforced})"}
+    else:
+        status = {"valid": True, "message": "accepted"}
+    _set_status(body, patch, status)
+
+
+def policy_status(
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **_: Any
+) -> None:
+    _document_status("GuardPolicy", body, patch, type, memo)
+
+
+def trust_status(
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **_: Any
+) -> None:
+    _document_status("GuardTrust", body, patch, type, memo)
+
+
+def exception_status(
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **_: Any
+) -> None:
+    _document_status("GuardException", body, patch, type, memo)
+
+
+def attestation_status(
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Informational only (for ``kubectl get``): admission never reads it."""
+    _record(memo, "ReviewAttestation", body, type)
+    if type == "DELETED":
+        return
+    envelope = (body.get("spec") or {}).get("envelope")
+    entries, problem = index_entries(envelope if isinstance(envelope, str) else "", "status")
+    if problem is not None or not entries:
+        _set_status(body, patch, {"verified": False, "subjects": [], "reason": problem or "empty"})
+        return
+    runtime = _runtime(memo)
+    policies = runtime.policies.get(_resources(kwargs))
+    verifier = Verifier(policies.trust, runtime.signatures)
+    subjects = sorted(entries)
+    text = next(iter(entries.values())).text
+    verdict = verifier.verify(
+        normalize_digest(subjects[0]),
+        [text],
+        Requirements.baseline(),
+        Circumstances(now=runtime.now()),
+    )
+    reason = "signed by a trusted attester" if verdict.ok else "; ".join(verdict.reasons)
+    _set_status(body, patch, {"verified": verdict.ok, "subjects": subjects, "reason": reason})
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def create_registry(*, login_handler: bool = True) -> kopf.OperatorRegistry:
+    """A registry with every guard handler (and the production login)."""
+    registry = kopf.OperatorRegistry()
+    if login_handler:
+        kopf.on.login(registry=registry)(login)
+    for workload in WORKLOADS:
+        handler_id = f"validate-{workload.resource}"
+        if workload.sub_resource:
+            handler_id += f"-{workload.sub_resource}"
+        kopf.on.validate(
+            workload.group,
+            workload.version,
+            workload.resource,
+            id=handler_id,
+            subresource=workload.sub_resource,
+            operations=cast(list[kopf.Operation], list(JUDGED_OPERATIONS)),
+            registry=registry,
+        )(validate)
+    kinds = (
+        ("reviewattestations", guard_attestations, attestation_status),
+        ("guardpolicies", guard_policies, policy_status),
+        ("guardtrusts", guard_trusts, trust_status),
+        ("guardexceptions", guard_exceptions, exception_status),
+    )
+    for plural, index_fn, status_fn in kinds:
+        kopf.index(API_GROUP, VERSION, plural, registry=registry)(index_fn)
+        kopf.on.event(API_GROUP, VERSION, plural, id=f"status-{plural}", registry=registry)(
+            status_fn
+        )
+    return registry

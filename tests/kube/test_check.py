@@ -1,0 +1,150 @@
+"""``guard kube check``: manifests offline through the webhook's decision."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.cli import main
+from tests.kube.helpers import (
+    TEST_POLICIES,
+    UNATTESTED,
+    WEB,
+    WEB_DIGEST,
+    Cast,
+    attestation_resource,
+    envelope,
+    workload,
+    write_documents,
+)
+
+
+@pytest.fixture()
+def setup(tmp_path: Path) -> tuple[Path, Path, Path, Cast]:
+    cast = Cast.make()
+    policies = write_documents(tmp_path / "policies.yaml", TEST_POLICIES)
+    trust = write_documents(tmp_path / "trust.yaml", [cast.trust_document()])
+    attestations = tmp_path / "attestations"
+    attestations.mkdir()
+    (attestations / "web.json").write_text(envelope(cast.ci, [WEB_DIGEST]))
+    return policies, trust, attestations, cast
+
+
+def _manifests(path: Path, *images: str) -> Path:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}
+    items = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            workload("Deployment", f"web{i}", "prod", image) for i, image in enumerate(images)
+        ],
+    }
+    path.write_text("---\n" + yaml.safe_dump(service) + "---\n" + yaml.safe_dump(items))
+    return path
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().out
+
+
+def test_attested_manifests_pass(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, trust, attestations, _ = setup
+    manifests = _manifests(tmp_path / "m.yaml", WEB)
+    args = ["kube", "check", "-f", str(manifests), "--policies", str(policies)]
+    code, out = _run([*args, "--trust", str(trust), "--attestations", str(attestations)], capsys)
+    assert code == 0, out
+    code, out = _run([*args, "--trust", str(trust), "--format", "json"], capsys)
+    assert code == 1
+    report = json.loads(out)
+    assert "review" in json.dumps(report)
+
+
+def test_unattested_image_denies_with_its_line(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, trust, attestations, _ = setup
+    manifests = _manifests(tmp_path / "m.yaml", WEB, UNATTESTED)
+    code, out = _run(
+        [
+            "kube",
+            "check",
+            "-f",
+            str(manifests),
+            "--policies",
+            str(policies),
+            "--trust",
+            str(trust),
+            "--attestations",
+            str(attestations),
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert code == 1
+    text = json.dumps(json.loads(out))
+    assert "Deployment prod/web1" in text
+    assert "Deployment prod/web0" not in text
+
+
+def test_reviewattestation_documents_and_stdin(
+    setup: tuple[Path, Path, Path, Cast],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policies, trust, _, cast = setup
+    folder = tmp_path / "ras"
+    folder.mkdir()
+    write_documents(folder / "ra.yaml", [attestation_resource("web", "prod", envelope(cast.ci))])
+    text = _manifests(tmp_path / "m.yaml", WEB).read_text()
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    code, out = _run(
+        [
+            "kube",
+            "check",
+            "-f",
+            "-",
+            "--policies",
+            str(policies),
+            "--trust",
+            str(trust),
+            "--attestations",
+            str(folder),
+            "--user",
+            "carol",
+            "--group",
+            "devs",
+        ],
+        capsys,
+    )
+    assert code == 0, out
+
+
+def test_bad_input_exits_2(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies = setup[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: [unclosed\n")
+    assert main(["kube", "check", "-f", str(bad), "--policies", str(policies)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:" in err and "not valid YAML" in err
+    assert main(["kube", "check", "-f", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_serve_refuses_to_start_without_tls(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, trust, _, _ = setup
+    args = ["serve", "--policies", str(policies), "--trust", str(trust)]
+    assert main([*args, "--tls-cert", str(tmp_path / "no.crt"), "--tls-key", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--tls-cert {tmp_path / 'no.crt'}: no such file" in err

@@ -1,0 +1,127 @@
+"""The decision function: actions, the enforcement cap, broken policies,
+unsupported requests, and the records an audit line is written from."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.attest.enforce import AttestationReview
+from controller.kube.decide import Reason, judge
+from controller.kube.envelopes import gather
+from controller.kube.request import parse_review
+from controller.kube.state import FileInputs, PolicySet, build_policy_set, entry_from_body
+from controller.policy.documents import Action
+from tests.kube.helpers import (
+    NO_PRIVILEGED,
+    TEST_POLICIES,
+    UNATTESTED,
+    WEB,
+    WEB_DIGEST,
+    Cast,
+    admission_review,
+    envelope,
+    workload,
+    write_documents,
+)
+
+
+@pytest.fixture(scope="module")
+def cast() -> Cast:
+    return Cast.make()
+
+
+def _files(tmp_path: Path, cast: Cast) -> FileInputs:
+    policies = write_documents(tmp_path / "p.yaml", TEST_POLICIES)
+    trust = write_documents(tmp_path / "t.yaml", [cast.trust_document()])
+    return FileInputs.load([policies], [trust])
+
+
+def _judge(policies: PolicySet, review: dict[str, Any], cast: Cast, *texts: str) -> Any:
+    request = parse_review(review)
+    candidates = gather([WEB_DIGEST], {}, [t.encode() for t in texts])
+    reviewer = AttestationReview(policies.trust, candidates, now=lambda: dt.datetime.now(dt.UTC))
+    return judge(request, policies, reviewer)
+
+
+def test_deny_allow_and_the_record(tmp_path: Path, cast: Cast) -> None:
+    policies = build_policy_set(_files(tmp_path, cast), (), enforcement=Action.deny)
+    review = admission_review(workload("Deployment", "web", "prod", WEB, privileged=True))
+    result = _judge(policies, review, cast, envelope(cast.ci))
+    assert not result.allowed
+    assert result.code == 403
+    assert result.response()["response"]["status"]["code"] == 403
+    assert result.message.splitlines()[0] == "guard denied Deployment prod/web: 1 problem"
+    record = json.loads(json.dumps(result.record()))
+    assert record["verdict"] == "deny"
+    assert record["request"]["user"] == "carol@example.com"
+    assert [f["policy"] for f in record["findings"]] == ["no-privileged"]
+    allowed = _judge(
+        policies,
+        admission_review(workload("Deployment", "web", "prod", WEB)),
+        cast,
+        envelope(cast.ci),
+    )
+    assert allowed.allowed
+    assert allowed.response()["response"] == {"uid": allowed.uid, "allowed": True}
+
+
+def test_enforcement_cap_turns_denials_into_warnings(tmp_path: Path, cast: Cast) -> None:
+    policies = build_policy_set(_files(tmp_path, cast), (), enforcement=Action.warn)
+    result = _judge(policies, admission_review(workload("Pod", "p", "prod", UNATTESTED)), cast)
+    assert result.allowed
+    assert any("[require-review/review]" in w for w in result.warnings)
+    audit_cap = build_policy_set(_files(tmp_path, cast), (), enforcement=Action.audit)
+    quiet = _judge(audit_cap, admission_review(workload("Pod", "p", "prod", UNATTESTED)), cast)
+    assert quiet.allowed and quiet.warnings == ()
+    assert quiet.decision is not None and len(quiet.decision.findings) == 1
+
+
+def test_broken_policy_still_denies_what_it_matches(tmp_path: Path, cast: Cast) -> None:
+    broken = copy.deepcopy(NO_PRIVILEGED)
+    broken["metadata"]["name"] = "broken"
+    broken["spec"]["match"] = {"kubernetes": {"namespaces": {"include": ["team-a"]}}}
+    broken["spec"]["rules"][0]["expression"] = "containers.all(c, "
+    entry = entry_from_body("GuardPolicy", broken)
+    assert entry.error is not None and "policy 'broken', rule 'not-privileged'" in entry.error
+    policies = build_policy_set(_files(tmp_path, cast), [entry], enforcement=Action.deny)
+    matched = _judge(policies, admission_review(workload("Pod", "p", "team-a", WEB)), cast)
+    assert not matched.allowed
+    assert "[broken/not-privileged] policy cannot be evaluated" in matched.message
+    other = _judge(policies, admission_review(workload("Pod", "p", "team-b", WEB)), cast)
+    assert other.allowed
+
+
+def test_invalid_resource_is_noted_on_every_decision(tmp_path: Path, cast: Cast) -> None:
+    invalid = copy.deepcopy(NO_PRIVILEGED)
+    invalid["metadata"]["name"] = "typo"
+    invalid["spec"]["acton"] = "deny"
+    entry = entry_from_body("GuardPolicy", invalid)
+    assert entry.document is None
+    policies = build_policy_set(_files(tmp_path, cast), [entry], enforcement=Action.deny)
+    result = _judge(policies, admission_review(workload("Pod", "p", "dev", WEB)), cast)
+    assert any("GuardPolicy typo is invalid and not enforced" in n for n in result.notes)
+    assert "unknown field" in policies.problems["GuardPolicy typo"]
+
+
+def test_unsupported_requests_are_refused(tmp_path: Path, cast: Cast) -> None:
+    policies = build_policy_set(_files(tmp_path, cast), (), enforcement=Action.deny)
+    obj = workload("Deployment", "web", "dev", WEB)
+    review = admission_review(obj, operation="DELETE", old=obj)
+    result = judge(parse_review(review), policies, None)
+    assert not result.allowed
+    assert result.reason == Reason.unsupported
+    assert "only CREATE and UPDATE" in result.message
+
+
+def test_many_failures_are_capped_in_the_message(tmp_path: Path, cast: Cast) -> None:
+    policies = build_policy_set(_files(tmp_path, cast), (), enforcement=Action.deny)
+    images = [f"{UNATTESTED[:-4]}{i:04d}" for i in range(3)]
+    result = _judge(policies, admission_review(workload("Pod", "p", "prod", *images)), cast)
+    assert "(and 2 more)" in result.message
+    assert all(image in result.message for image in images)
