@@ -46,3 +46,37 @@ def test_docs_name_only_commands_that_exist(name: str) -> None:
     used |= set(re.findall(r"`guard ([a-z-]+)", text))
     assert used, f"{name} shows no guard command"
     assert used <= commands, f"{name} names commands that do not exist: {used - commands}"
+
+
+def _shell_commands(text: str) -> list[list[str]]:
+    """Every ``guard ...`` line of the ```sh blocks, continuation lines joined."""
+    import shlex
+
+    commands = []
+    variables: dict[str, str] = {}
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split("#", 1)[0].strip()
+            for name, value in variables.items():
+                line = line.replace(f"${name}", value)
+            assignment = re.fullmatch(r"([A-Z_]+)=(.*)", line)
+            if assignment:
+                variables[assignment.group(1)] = " ".join(shlex.split(assignment.group(2)))
+            elif line.startswith("guard "):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+@pytest.mark.parametrize("name", ["README.md", "examples/attestations/README.md"])
+def test_documented_command_lines_parse(name: str) -> None:
+    from controller.cli import build_parser
+
+    commands = _shell_commands((ROOT / name).read_text(encoding="utf-8"))
+    assert commands, f"{name} shows no guard command lines"
+    parser = build_parser()
+    for argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:  # argparse exits on an unknown flag
+            pytest.fail(f"{name}: `guard {' '.join(argv)}` does not parse ({exc})")
