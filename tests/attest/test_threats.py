@@ -94,6 +94,23 @@ def _oversized(k: Keys) -> Scenario:
     return Scenario(h.envelope(h.statement(pred), [k.ci]))
 
 
+def _raw_check_value(k: Keys, value: bytes, review: dict[str, Any] | None = None) -> Scenario:
+    """A coverage check whose ``value`` is written as raw JSON text."""
+    checks = [
+        {"name": "unit-tests", "result": "pass"},
+        {"name": "coverage", "result": "pass", "value": "RAW"},
+    ]
+    payload = h.statement(h.predicate(checks=checks)).replace(b'"RAW"', value)
+    assert value in payload
+    return Scenario(h.envelope(payload, [k.ci]), review=review or {})
+
+
+def _blank_revisions(k: Keys, revision: str) -> Scenario:
+    change = {"system": "github", "id": "42", "headRevision": revision}
+    approvals = [h.approval("bob", "github:1002", revision=revision)]
+    return _with(k, change=change, approvals=approvals)
+
+
 CASES = [
     Case("tampered payload", _tampered, "signature claims key 'ci' but does not verify"),
     Case(
@@ -206,6 +223,58 @@ CASES = [
             ],
         ),
         "required check 'coverage' has value 70, below the minimum 80",
+    ),
+    Case(
+        "branch differing only in case",
+        lambda k: _with(k, targetRef="refs/heads/MAIN"),
+        "target ref 'refs/heads/MAIN' is not one the policy accepts",
+    ),
+    Case(
+        "self-approval behind an invisible character",
+        lambda k: _with(k, approvals=[h.approval("alice", "github:1001\u200b")]),
+        "alice approved their own change",
+    ),
+    Case(
+        "self-approval behind full-width and upper-case letters",
+        lambda k: _with(k, approvals=[h.approval("alice", "\uff27ITHUB:\uff11001")]),
+        "alice approved their own change",
+    ),
+    Case(
+        "bot approval not marked as a bot",
+        lambda k: _with(k, approvals=[h.approval("renovate[bot]", "github:2000")]),
+        "renovate[bot] is a bot: bot approvals do not count",
+    ),
+    Case(
+        "empty head and reviewed revisions",
+        lambda k: _blank_revisions(k, ""),
+        "predicate.change.headRevision",
+    ),
+    Case(
+        "blank head and reviewed revisions",
+        lambda k: _blank_revisions(k, "  "),
+        "predicate.change.headRevision",
+    ),
+    Case(
+        "check value overflowing to infinity",
+        lambda k: _raw_check_value(k, b"1e400"),
+        "not a finite number",
+    ),
+    Case(
+        "check value as a string",
+        lambda k: _raw_check_value(k, b'"95"'),
+        "predicate.checks.1.value",
+    ),
+    Case(
+        "check value as a boolean",
+        lambda k: _raw_check_value(
+            k, b"true", {"requiredChecks": [{"name": "coverage", "min": 1}]}
+        ),
+        "predicate.checks.1.value",
+    ),
+    Case(
+        "integer too long to read in the statement",
+        lambda k: _raw_check_value(k, b"9" * 5000),
+        "number too long",
     ),
     Case(
         "duplicate JSON keys in the envelope",

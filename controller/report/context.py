@@ -1,0 +1,81 @@
+"""What a report needs besides the findings: where they came from and notes.
+
+Kept separate from :class:`~controller.policy.subject.Decision` because it
+describes the run (input file, review summary, roll-out switches), not the
+verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from controller.policy.documents import GuardException
+from controller.policy.subject import Decision
+
+
+@dataclass(frozen=True)
+class AppliedException:
+    """A governed exception that waived at least one finding in this run."""
+
+    name: str
+    policy: str
+    target: str
+    reason: str
+    owner: str
+    expires: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """The run a decision belongs to.
+
+    ``source`` is the input (plan file, manifest); findings without their own
+    location point at it. ``subject_count`` overrides the decision's count
+    when some subjects are bookkeeping (the plan-level subject is not a
+    resource). ``unknown_values`` counts values that are known only after
+    apply (or that the HCL reader could not resolve). ``review`` is a
+    one-line verdict of the review requirement.
+    """
+
+    command: str
+    source: str
+    subjects_label: str = "resources"
+    subject_count: int | None = None
+    notes: tuple[str, ...] = ()
+    review: str = "not required"
+    unknown_values: int = 0
+    exceptions: tuple[AppliedException, ...] = ()
+    warn_only: bool = False
+    colour: bool = False
+
+    def count(self, decision: Decision) -> int:
+        return decision.subjects if self.subject_count is None else self.subject_count
+
+
+def applied_exceptions(
+    decision: Decision, documents: Iterable[GuardException]
+) -> tuple[AppliedException, ...]:
+    """The exceptions that waived a finding, with the addresses they waived."""
+    waived: dict[str, list[str]] = {}
+    for finding in decision.waived:
+        assert finding.exception is not None  # waived means an exception is named
+        waived.setdefault(finding.exception, []).append(finding.address)
+    applied: list[AppliedException] = []
+    for document in sorted(documents, key=lambda d: d.name):
+        if document.name not in waived:
+            continue
+        spec = document.spec
+        applied.append(
+            AppliedException(
+                name=document.name,
+                policy=spec.policy,
+                target=spec.target,
+                reason=spec.reason,
+                owner=spec.owner,
+                expires=spec.expires.isoformat(),
+                addresses=tuple(sorted(set(waived[document.name]))),
+            )
+        )
+    return tuple(applied)

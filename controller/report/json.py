@@ -1,0 +1,78 @@
+"""Machine-readable JSON: the decision, the counts and the context, stable keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller import __version__
+from controller.policy.subject import Decision, Finding
+from controller.report.base import ReportFormat
+from controller.report.context import ReportContext
+from controller.report.summary import Counts, summary_line, verdict
+
+SCHEMA_VERSION = 1
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "policy": finding.policy,
+        "rule": finding.rule,
+        "severity": finding.severity.value,
+        "action": finding.action.value,
+        "result": finding.result.value,
+        "denies": finding.denies,
+        "target": finding.target.value,
+        "address": finding.address,
+        "message": finding.message,
+        "fix": finding.fix,
+        "reasons": list(finding.reasons),
+        "exception": finding.exception,
+        "location": finding.location,
+        "line": finding.line,
+    }
+
+
+class JsonFormat(ReportFormat):
+    @property
+    def name(self) -> str:
+        return "json"
+
+    def render(self, decision: Decision, context: ReportContext) -> str:
+        counts = Counts.of(decision, context)
+        document = {
+            "schemaVersion": SCHEMA_VERSION,
+            "tool": {"name": "guard", "version": __version__},
+            "command": context.command,
+            "source": context.source,
+            "verdict": verdict(decision).lower(),
+            "allowed": decision.allowed,
+            "warnOnly": context.warn_only,
+            "summary": {
+                context.subjects_label: counts.subjects,
+                "findingsBySeverity": {s.value: n for s, n in counts.by_severity.items()},
+                "denied": counts.denied,
+                "warned": counts.warned,
+                "audited": counts.audited,
+                "waived": counts.waived,
+                "unknownResults": counts.unknown_results,
+                "unknownValues": counts.unknown_values,
+                "review": context.review,
+                "line": summary_line(decision, context),
+            },
+            "findings": [finding_dict(f) for f in decision.findings],
+            "exceptionsApplied": [
+                {
+                    "name": e.name,
+                    "policy": e.policy,
+                    "target": e.target,
+                    "reason": e.reason,
+                    "owner": e.owner,
+                    "expires": e.expires,
+                    "addresses": list(e.addresses),
+                }
+                for e in context.exceptions
+            ],
+            "notes": list(context.notes),
+        }
+        return json.dumps(document, indent=2, sort_keys=False) + "\n"

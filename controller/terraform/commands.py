@@ -1,0 +1,263 @@
+"""``guard tf-plan`` and ``guard tf-config``: Terraform against the same policies."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from controller.errors import InputError
+from controller.policy.bundled import bundled_policies_path
+from controller.policy.documents import Action, GuardException, GuardPolicy
+from controller.policy.engine import Engine
+from controller.policy.loader import load_bundle, load_path
+from controller.policy.subject import Decision, Finding, Result
+from controller.report.context import ReportContext, applied_exceptions
+from controller.report.output import parse_outputs, write_reports
+from controller.report.registry import FORMAT_NAMES
+from controller.terraform.config import ConfigIndex, read_config
+from controller.terraform.lines import address_lines
+from controller.terraform.normalize import normalize
+from controller.terraform.planfile import read_plan
+from controller.terraform.review import JSON_ONLY_REASON, PlanReview, attestation_verifier
+
+EXIT_OK = 0
+EXIT_DENIED = 1
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser(
+        "tf-plan",
+        help="check a Terraform plan against the policies (exit 0, 1 or 2)",
+        description="Check every resource change of a Terraform plan, and the plan's "
+        "review attestation, against the policies. PLAN is the output of "
+        "`terraform show -json`, a binary plan file (guard runs terraform show), or - "
+        "for JSON on stdin. Exit 0 when nothing denies, 1 when a finding denies, 2 on "
+        "bad input.",
+    )
+    plan.add_argument("plan", metavar="PLAN")
+    _common(plan)
+    plan.add_argument(
+        "--unknown-action",
+        choices=("warn", "deny"),
+        default="warn",
+        help="what a result that depends on values known only after apply does (default warn)",
+    )
+    plan.add_argument(
+        "--attestation",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="a DSSE review attestation whose subject is the plan file (repeatable)",
+    )
+    plan.add_argument(
+        "--trust", action="append", type=Path, default=[], metavar="FILE", help="GuardTrust file"
+    )
+    plan.add_argument(
+        "--accept-json-review",
+        action="store_true",
+        help="accept a review of the plan JSON when no binary plan is given",
+    )
+    plan.add_argument(
+        "--config-dir",
+        type=Path,
+        metavar="DIR",
+        help="the Terraform configuration, so reports point at .tf files and lines",
+    )
+    plan.add_argument(
+        "--terraform-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to run `terraform show` for a binary plan (default: current directory)",
+    )
+    plan.set_defaults(handler=tf_plan_command)
+
+    config = commands.add_parser(
+        "tf-config",
+        help="check Terraform .tf files before a plan exists (exit 0, 1 or 2)",
+        description="Read the .tf files of DIR (local modules followed), resolve variable "
+        "defaults, literal locals and module inputs, and check the resources against the "
+        "policies. What cannot be known without a plan is reported as unknown, never as a "
+        "failure.",
+    )
+    config.add_argument("directory", type=Path, metavar="DIR")
+    _common(config)
+    config.set_defaults(handler=tf_config_command)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policies",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="policy files or folders (repeatable; default: the bundled policies)",
+    )
+    parser.add_argument(
+        "--exceptions",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="GuardException documents (repeatable)",
+    )
+    parser.add_argument("--format", choices=FORMAT_NAMES, default="text")
+    parser.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="[FORMAT=]FILE",
+        help="write a report to FILE (repeatable, e.g. --output sarif=out.sarif)",
+    )
+    parser.add_argument(
+        "--warn-only",
+        action="store_true",
+        help="roll-out switch: report denials as warnings and exit 0",
+    )
+
+
+@dataclass(frozen=True)
+class Policies:
+    policies: tuple[GuardPolicy, ...]
+    exceptions: tuple[GuardException, ...]
+
+
+def load_policies(policy_paths: Sequence[Path], exception_paths: Sequence[Path]) -> Policies:
+    """The policy bundle (default: the bundled one) and every exception document."""
+    paths = list(policy_paths) or [bundled_policies_path()]
+    bundle = load_bundle(*paths)
+    exceptions = list(bundle.exceptions)
+    for path in exception_paths:
+        for loaded in load_path(path):
+            if not isinstance(loaded.document, GuardException):
+                raise InputError(
+                    f"{loaded.source}: --exceptions expects GuardException documents, "
+                    f"found {loaded.document.kind}"
+                )
+            exceptions.append(loaded.document)
+    if not any(p.spec.match.terraform is not None for p in bundle.policies):
+        raise InputError(
+            f"{', '.join(str(p) for p in paths)}: no policy matches Terraform "
+            "(a check with no policies would pass everything)"
+        )
+    return Policies(tuple(bundle.policies), tuple(exceptions))
+
+
+def tf_plan_command(args: argparse.Namespace) -> int:
+    outputs = parse_outputs(args.format, args.output)
+    policies = load_policies(args.policies, args.exceptions)
+    plan = read_plan(args.plan, args.terraform_dir)
+    index = ConfigIndex.of(args.config_dir) if args.config_dir else None
+    normalized = normalize(plan.plan, plan.source, plan.digest)
+    now = dt.datetime.now(dt.UTC)
+    verifier = attestation_verifier(args.trust, args.attestation, now)
+    engine = Engine(
+        policies=policies.policies,
+        exceptions=policies.exceptions,
+        review=PlanReview(verifier, plan.json_only, args.accept_json_review),
+        enforcement=Action.warn if args.warn_only else Action.deny,
+        unknown_action=Action(args.unknown_action),
+    )
+    of_what = "the plan JSON (no binary plan given)" if plan.json_only else "the binary plan"
+    notes: list[str] = [f"plan format {plan.format_version}; {of_what} has digest {plan.digest}"]
+    if plan.json_only and _review_required(engine):
+        notes.append(
+            f"{JSON_ONLY_REASON}; "
+            + (
+                "the review was accepted over the JSON because --accept-json-review was given"
+                if args.accept_json_review
+                else "a review requirement passes only with --accept-json-review"
+            )
+        )
+    decision = engine.decide([*normalized.resources, normalized.plan], notes=notes)
+    decision = _with_lines(decision, plan.text, plan.source, index)
+    context = ReportContext(
+        command="guard tf-plan",
+        source=plan.source,
+        subject_count=len(normalized.resources),
+        notes=decision.notes,
+        review=review_summary(decision, engine, normalized.plan.address),
+        unknown_values=normalized.unknown_values,
+        exceptions=applied_exceptions(decision, policies.exceptions),
+        warn_only=args.warn_only,
+    )
+    write_reports(decision, context, outputs)
+    return EXIT_OK if decision.allowed else EXIT_DENIED
+
+
+def _with_lines(
+    decision: Decision, text: bytes, source: str, index: ConfigIndex | None
+) -> Decision:
+    """Findings with their source line: the .tf block when known, else the plan's line."""
+    wanted = {f.address for f in decision.findings if f.address != source}
+    lines = address_lines(text, wanted)
+    located: list[Finding] = []
+    for finding in decision.findings:
+        where = index.locate(finding.address) if index is not None else None
+        if where is not None:
+            finding = replace(finding, location=where[0], line=where[1])
+        elif finding.address in lines:
+            finding = replace(finding, location=source, line=lines[finding.address])
+        located.append(finding)
+    return Decision(findings=tuple(located), subjects=decision.subjects, notes=decision.notes)
+
+
+def _review_required(engine: Engine) -> list[str]:
+    """The policies whose review block applies to the plan."""
+    return [
+        c.policy.name
+        for c in engine.compiled
+        if c.policy.spec.review is not None and c.policy.spec.match.terraform is not None
+    ]
+
+
+def review_summary(decision: Decision, engine: Engine, plan_address: str) -> str:
+    """One phrase for the summary line: not required, passed, or why not."""
+    required = _review_required(engine)
+    if not required:
+        return "not required"
+    failed = [f for f in decision.findings if f.rule == "review" and f.address == plan_address]
+    if not failed:
+        return f"passed ({len(required)} policies)"
+    first = failed[0]
+    word = "unknown" if first.result is Result.unknown else "failed"
+    if first.result is Result.error:
+        word = "error"
+    reason = first.reasons[0] if first.reasons else first.message
+    return f"{word}: {reason}"
+
+
+def tf_config_command(args: argparse.Namespace) -> int:
+    outputs = parse_outputs(args.format, args.output)
+    policies = load_policies(args.policies, args.exceptions)
+    config = read_config(args.directory)
+    engine = Engine(
+        policies=policies.policies,
+        exceptions=policies.exceptions,
+        enforcement=Action.warn if args.warn_only else Action.deny,
+        # Without a plan, what cannot be known is reported, never a failure.
+        unknown_action=Action.warn,
+    )
+    share = config.unknown_share
+    notes = [
+        f"{config.unknown_attributes} of {config.total_attributes} attributes "
+        f"({share:.0%}) could not be resolved without a plan and are unknown",
+        "review requirements apply to plans (guard tf-plan), not to configuration",
+        *config.notes,
+    ]
+    decision = engine.decide(config.subjects, notes=notes)
+    context = ReportContext(
+        command="guard tf-config",
+        source=str(args.directory),
+        notes=decision.notes,
+        review="checked on the plan (guard tf-plan)",
+        unknown_values=config.unknown_attributes,
+        exceptions=applied_exceptions(decision, policies.exceptions),
+        warn_only=args.warn_only,
+    )
+    write_reports(decision, context, outputs)
+    return EXIT_OK if decision.allowed else EXIT_DENIED

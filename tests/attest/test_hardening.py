@@ -1,0 +1,281 @@
+"""Hostile input and insider tricks beyond the threat table: parsers, trust,
+deployers, controllers and the evaluator's fail-closed behaviour."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import cli
+from controller.attest import checks, dsse
+from controller.attest.enforce import AttestationReview, EnvelopeList
+from controller.attest.statement import utc
+from controller.attest.strictjson import StrictJSONError, load_json_or_yaml, loads
+from controller.attest.trust import Trust, normalize_id
+from controller.errors import InputError
+from controller.policy.documents import GuardTrustSpec, RequiredCheck
+from controller.policy.subject import Result
+from tests.attest import helpers as h
+from tests.attest.helpers import Keys
+
+CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
+def evaluator(keys: Keys, envelopes: Sequence[bytes], trust: Any = None) -> AttestationReview:
+    return AttestationReview(
+        trust if trust is not None else h.trust_spec(keys),
+        EnvelopeList(envelopes),
+        now=lambda: h.NOW,
+        controller_identities=frozenset({CONTROLLER}),
+    )
+
+
+def good(keys: Keys) -> bytes:
+    return h.envelope(signers=[keys.ci])
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("1" * 5000, "number too long"),
+        ('{"a": 1e400}', "not a finite number"),
+        ('{"a": -1e400}', "not a finite number"),
+        ('{"a": NaN}', "NaN is not valid JSON"),
+        ("[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_json_numbers_and_nesting_that_confuse_parsers_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(StrictJSONError, match=problem):
+        loads(text)
+
+
+def test_yaml_nesting_bomb_is_refused() -> None:
+    with pytest.raises(StrictJSONError, match="nested too deeply"):
+        load_json_or_yaml("[" * 100_000)
+
+
+def test_an_unreadable_envelope_never_breaks_the_others(keys: Keys) -> None:
+    poisoned = b'{"payloadType": "x", "payload": "", "signatures": [], "n": ' + b"9" * 5000 + b"}"
+    payload = h.statement().replace(b'"gitTree": "t1"', b'"gitTree": "t1", "n": ' + b"9" * 5000)
+    poisoned_payload = h.envelope(payload, [keys.ci])
+    review = evaluator(keys, [poisoned, poisoned_payload, good(keys)])
+    assert review.review(h.policy(), h.deployment_subject()).result is Result.passed
+
+
+def test_cli_reports_unreadable_numbers_and_deep_files_in_one_line(
+    keys: Keys, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trust = h.write_yaml(tmp_path / "trust.yaml", h.trust_document(keys))
+    long_number = tmp_path / "long-number.json"
+    long_number.write_bytes(b'{"payloadType": ' + b"9" * 5000 + b"}")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 100_000)
+    cases = [
+        ([str(long_number), "--trust", str(trust)], "number too long"),
+        ([str(deep), "--trust", str(trust)], "nested too deeply"),
+        ([str(long_number), "--trust", str(deep)], "nested too deeply"),
+    ]
+    for args, problem in cases:
+        code = cli.main(["attest", "verify", *args, "--digest", h.DIGEST])
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert err.startswith("guard: error: ") and problem in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize("minimum", [math.nan, math.inf])
+def test_a_minimum_that_is_not_a_finite_number_fails_closed(keys: Keys, minimum: float) -> None:
+    claim_review = evaluator(keys, [good(keys)])
+    policy = h.policy(requiredChecks=[{"name": "coverage", "min": 80}])
+    assert claim_review.review(policy, h.deployment_subject()).result is Result.passed
+    required = (RequiredCheck(name="coverage", min=minimum),)
+    policy = policy.model_copy(
+        update={
+            "spec": policy.spec.model_copy(
+                update={
+                    "review": policy.spec.review.model_copy(  # type: ignore[union-attr]
+                        update={"required_checks": list(required)}
+                    )
+                }
+            )
+        }
+    )
+    outcome = claim_review.review(policy, h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert "minimum of required check 'coverage' is not a finite number" in outcome.reasons[0]
+
+
+# --------------------------------------------------------------------------- identities and trust
+
+
+def test_invisible_and_space_characters_do_not_make_a_new_identity() -> None:
+    assert normalize_id(" GitHub:\u200b1001\u00a0") == "github:1001"
+    assert normalize_id("github:\ufeff1001\u2060") == "github:1001"
+
+
+def test_one_public_key_under_two_names_is_refused(keys: Keys) -> None:
+    """Otherwise the CI attester's one signature would also be carol's approval."""
+    spec = h.trust_spec(keys).model_dump(by_alias=True)
+    spec["keys"].append(
+        {
+            "name": "ci-as-carol",
+            "publicKey": keys.ci.public.pem(),
+            "role": "person",
+            "principal": "github:1003",
+        }
+    )
+    with pytest.raises(InputError, match="keys 'ci' and 'ci-as-carol' are the same public key"):
+        Trust.from_spec(GuardTrustSpec.model_validate(spec))
+
+
+def test_an_attester_key_that_is_also_an_authors_person_key_is_refused(keys: Keys) -> None:
+    spec = h.trust_spec(keys).model_dump(by_alias=True)
+    for entry in spec["keys"]:
+        if entry["name"] == "alice":
+            entry["publicKey"] = keys.ci.public.pem()
+    with pytest.raises(InputError, match="keys 'ci' and 'alice' are the same public key"):
+        Trust.from_spec(GuardTrustSpec.model_validate(spec))
+
+
+# --------------------------------------------------------------------------- deployers
+
+
+def test_allowed_deployers_are_matched_exactly_not_by_look_alike(keys: Keys) -> None:
+    review = evaluator(keys, [good(keys)])
+    policy = h.policy(deployer={"allowed": ["ci-bot"]})
+    assert review.review(policy, h.deployment_subject(username="ci-bot")).result is Result.passed
+    for lookalike in ("CI-BOT", "\uff43\uff49-bot", " ci-bot", "ci-bot\u200b"):
+        outcome = review.review(policy, h.deployment_subject(username=lookalike))
+        assert outcome.result is Result.fail, lookalike
+        assert "is not allowed to deploy reviewed changes" in outcome.reasons[0]
+
+
+def test_allowed_user_names_are_not_group_names(keys: Keys) -> None:
+    review = evaluator(keys, [good(keys)])
+    policy = h.policy(deployer={"allowed": ["ci-bot", "group:deployers"]})
+    in_group_named_like_a_user = h.deployment_subject(username="dan", groups=["ci-bot"])
+    assert review.review(policy, in_group_named_like_a_user).result is Result.fail
+    in_group = h.deployment_subject(username="dan", groups=["deployers"])
+    assert review.review(policy, in_group).result is Result.passed
+    in_look_alike_group = h.deployment_subject(username="dan", groups=["Deployers"])
+    assert review.review(policy, in_look_alike_group).result is Result.fail
+
+
+def test_allowed_deployers_follow_the_trusts_explicit_aliases(keys: Keys) -> None:
+    review = evaluator(keys, [good(keys)])
+    policy = h.policy(deployer={"allowed": ["github:1002"]})
+    as_alias = h.deployment_subject(username="email:bob@acme.example")
+    assert review.review(policy, as_alias).result is Result.passed
+
+
+def test_deployer_rules_deny_when_the_request_names_nobody(keys: Keys) -> None:
+    review = evaluator(keys, [good(keys)])
+    anonymous = dataclasses.replace(
+        h.deployment_subject(), request={"operation": "CREATE", "userInfo": {}}
+    )
+    for rules in ({"allowed": ["ci-bot"]}, {"notAuthor": True}):
+        outcome = review.review(h.policy(deployer=rules), anonymous)
+        assert outcome.result is Result.fail, rules
+        assert "request.userInfo.username is missing" in outcome.reasons[0]
+    assert review.review(h.policy(), anonymous).result is Result.passed
+
+
+def test_controller_identity_comes_from_the_username_only(keys: Keys) -> None:
+    old = h.envelope(
+        h.statement(
+            h.predicate(
+                attestedAt=utc(h.NOW - dt.timedelta(days=40)),
+                expiresAt=utc(h.NOW - dt.timedelta(days=10)),
+            )
+        ),
+        [keys.ci],
+    )
+    review = evaluator(keys, [old])
+    posing = h.deployment_subject(username="mallory", groups=[CONTROLLER])
+    outcome = review.review(h.policy(), posing)
+    assert outcome.result is Result.fail
+    assert any("expired at" in r for r in outcome.reasons)
+    lookalike = h.deployment_subject(username=CONTROLLER.upper())
+    assert review.review(h.policy(), lookalike).result is Result.fail
+    assert review.review(h.policy(), h.deployment_subject(username=CONTROLLER)).result is (
+        Result.passed
+    )
+
+
+# --------------------------------------------------------------------------- caching
+
+
+def test_a_cached_signature_never_vouches_for_another_key(keys: Keys) -> None:
+    from controller.attest.verify import SignatureCache
+
+    cache = SignatureCache()
+    signed_by_stranger = h.envelope(signers=[keys.stranger])
+    first = AttestationReview(
+        h.trust_spec(keys), EnvelopeList([signed_by_stranger]), now=lambda: h.NOW, cache=cache
+    )
+    assert first.review(h.policy(), h.deployment_subject()).result is Result.fail
+    assert len(cache) > 0
+    # Same envelope, same cache, stranger's key now trusted as a person key:
+    # its signature alone (no attester) must still not pass.
+    spec = h.trust_spec(keys).model_dump(by_alias=True)
+    spec["keys"].append(
+        {
+            "name": "stranger",
+            "publicKey": keys.stranger.public.pem(),
+            "role": "person",
+            "principal": "github:4000",
+        }
+    )
+    second = AttestationReview(
+        GuardTrustSpec.model_validate(spec),
+        EnvelopeList([signed_by_stranger]),
+        now=lambda: h.NOW,
+        cache=cache,
+    )
+    outcome = second.review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert "not signed by an attester the policy accepts" in outcome.reasons[0]
+
+
+# --------------------------------------------------------------------------- fail closed
+
+
+def test_any_unexpected_exception_is_an_error_never_a_pass(keys: Keys) -> None:
+    def broken_clock() -> dt.datetime:
+        raise RuntimeError("clock unavailable")
+
+    review = AttestationReview(h.trust_spec(keys), EnvelopeList([good(keys)]), now=broken_clock)
+    outcome = review.review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.error
+    assert outcome.reasons == ("review could not be checked: clock unavailable",)
+
+
+def test_a_check_that_raises_is_an_error(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(self: object, claim: checks.Claim) -> checks.Verdict:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(checks.EnoughApprovals, "check", explode)
+    outcome = evaluator(keys, [good(keys)]).review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.error
+    assert outcome.reasons[0].endswith("'boom'")
+
+
+def test_envelope_parse_limits_hold_for_every_source(keys: Keys) -> None:
+    too_many = h.envelope(
+        signatures=h.signed(h.statement(), *([keys.ci] * (dsse.MAX_SIGNATURES + 1)))
+    )
+    outcome = evaluator(keys, [too_many]).review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert "more than the limit of 16" in outcome.reasons[0]
