@@ -7,9 +7,9 @@ unknown or error; error is reported and never counts as a pass.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,6 +70,20 @@ class CompiledRule:
     rule: Rule
     expression: Compiled
     message: Compiled | None
+    # The variables the rule (and its message) reads: only those are
+    # converted into CEL values for a subject, which is most of the cost.
+    variables: frozenset[str] = frozenset()
+    # Every word of the source, string literals included, and whether the
+    # rule reads the new object as a whole (``after.all(k, ...)``,
+    # ``size(after)``): together they tell, conservatively, whether an
+    # unknown path could change the verdict.
+    words: frozenset[str] = frozenset()
+    reads_whole_object: bool = True
+
+    def may_depend_on(self, unknowns: Sequence[str]) -> bool:
+        if self.reads_whole_object:
+            return True
+        return any(path.split(".", 1)[0] in self.words for path in unknowns)
 
 
 @dataclass(frozen=True)
@@ -95,8 +109,65 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 message = compile_expression(rule.message_expression, rule.target)
             except CelCompileError as exc:
                 raise PolicyError(policy.name, rule.name, "messageExpression", str(exc)) from None
-        compiled.append(CompiledRule(rule=rule, expression=expression, message=message))
+        # Only the expression decides a verdict; the message is rendered from
+        # the plain context, so it does not take part in the unknown probe.
+        sources = [rule.expression]
+        variables = set(expression.program.variables())
+        if message is not None:
+            variables |= set(message.program.variables())
+        compiled.append(
+            CompiledRule(
+                rule=rule,
+                expression=expression,
+                message=message,
+                variables=frozenset(variables),
+                words=frozenset(w for src in sources for w in _words(src)),
+                reads_whole_object=any(_reads_whole_object(src) for src in sources),
+            )
+        )
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
+
+
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STRING_RE = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+_PATH_LITERAL_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
+
+
+def _words(source: str) -> set[str]:
+    """Identifiers, plus the first segment of string literals shaped like a
+    field path (``'acl'``, ``'a.b.0'``), which ``lookup`` and ``in`` read."""
+    words = set(_WORD_RE.findall(_STRING_RE.sub(" ", source)))
+    for literal in _STRING_RE.findall(source):
+        text = literal[1:-1]
+        if _PATH_LITERAL_RE.fullmatch(text):
+            words.add(text.split(".", 1)[0])
+    return words
+
+
+# A use of the new object other than a plain field read or a null check.
+_OBJECT_USE_RE = re.compile(r"\b(?:object|after)\b")
+_FIELD_READ_RE = re.compile(r"\s*\.\s*[A-Za-z_]\w*(?!\w)(?!\s*\()")
+_NULL_CHECK_RE = re.compile(r"\s*[!=]=\s*null\b")
+# ``lookup(after, 'a.b', default)``: a field read whose path is a literal.
+_LITERAL_LOOKUP_RE = re.compile(r"""\s*,\s*(?:'[^'\\]*'|"[^"\\]*")""")
+_LOOKUP_CALL_RE = re.compile(r"\blookup\s*\(\s*$")
+
+
+def _reads_whole_object(source: str) -> bool:
+    """Whether ``source`` may read the new object other than field by field."""
+    for use in _OBJECT_USE_RE.finditer(source):
+        rest = source[use.end() :]
+        before = source[: use.start()].rstrip()
+        if before.endswith("."):
+            continue  # a field that happens to be called "object" or "after"
+        if _FIELD_READ_RE.match(rest) or _NULL_CHECK_RE.match(rest):
+            continue
+        if _LOOKUP_CALL_RE.search(source[: use.start()]) and _LITERAL_LOOKUP_RE.match(rest):
+            continue
+        if re.search(r"null\s*[!=]=\s*$", before):
+            continue
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------- matching
@@ -228,22 +299,31 @@ _ABSENT = object()
 
 
 def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: Any) -> Any:
-    """A copy of ``obj`` with the unknown paths removed (``_ABSENT``) or set to a placeholder."""
-    result: Any = copy.deepcopy(dict(obj))
-    # Deepest paths first so removing list items keeps earlier indexes valid.
-    for path in sorted(paths, key=lambda p: (-len(_path_parts(p)), p), reverse=False):
+    """``obj`` with the unknown paths removed (``_ABSENT``) or set to a placeholder.
+
+    Copies only the containers along the paths; the rest is shared with the
+    original, which is never modified.
+    """
+    result: Any = dict(obj)
+    copied: set[int] = {id(result)}
+    # Deepest paths first, and list items from the end, so that removing an
+    # item keeps the indexes of the others valid.
+    for path in sorted(paths, key=_path_order, reverse=True):
         parts = _path_parts(path)
+        if not parts:
+            continue
         parent: Any = result
         for part in parts[:-1]:
-            if isinstance(parent, dict):
-                parent = parent.get(part)
-            elif isinstance(parent, list) and part.isdigit() and int(part) < len(parent):
-                parent = parent[int(part)]
-            else:
+            child = _child(parent, part)
+            if not isinstance(child, dict | list):
                 parent = None
-            if parent is None:
                 break
-        if parent is None or not parts:
+            if id(child) not in copied:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                copied.add(id(child))
+                _set_child(parent, part, child)
+            parent = child
+        if parent is None:
             continue
         last = parts[-1]
         if isinstance(parent, dict):
@@ -257,6 +337,27 @@ def _with_unknowns(obj: Mapping[str, Any], paths: Sequence[str], placeholder: An
             else:
                 parent[int(last)] = placeholder
     return result
+
+
+def _path_order(path: str) -> tuple[int, tuple[tuple[int, int, str], ...]]:
+    """Depth first, then path parts with list indexes compared as numbers."""
+    parts = _path_parts(path)
+    return len(parts), tuple((1, int(p), "") if p.isdigit() else (0, 0, p) for p in parts)
+
+
+def _child(parent: Any, part: str) -> Any:
+    if isinstance(parent, dict):
+        return parent.get(part)
+    if isinstance(parent, list) and part.isdigit() and int(part) < len(parent):
+        return parent[int(part)]
+    return None
+
+
+def _set_child(parent: Any, part: str, child: Any) -> None:
+    if isinstance(parent, dict):
+        parent[part] = child
+    else:
+        parent[int(part)] = child
 
 
 # --------------------------------------------------------------------------- engine
@@ -306,12 +407,15 @@ class Engine:
     def evaluate(self, subject: Subject) -> list[Finding]:
         """Every non-passing result of every matching policy on one subject."""
         findings: list[Finding] = []
-        contexts = _Contexts(subject)
-        for compiled in self.compiled:
+        matching = [c for c in self.compiled if matches(c.policy, subject)]
+        has_state = subject.object is not None or subject.old_object is not None
+        needed = frozenset().union(
+            *(r.variables for c in matching for r in c.rules if r.rule.target is subject.target)
+        )
+        contexts = _Contexts(subject, needed)
+        for compiled in matching:
             policy = compiled.policy
-            if not matches(policy, subject):
-                continue
-            if subject.object is not None or subject.old_object is not None:
+            if has_state:
                 for rule in compiled.rules:
                     if rule.rule.target is not subject.target:
                         continue
@@ -333,7 +437,8 @@ class Engine:
     def run_rule(self, rule: CompiledRule, contexts: _Contexts) -> RuleOutcome:
         """One rule on one subject, including the unknown-value probe."""
         first = _execute(rule, contexts.plain)
-        if not contexts.subject.unknowns:
+        unknowns = contexts.subject.unknowns
+        if not unknowns or not rule.may_depend_on(unknowns):
             return first
         for index in range(len(UNKNOWN_PLACEHOLDERS)):
             probe = _execute(rule, contexts.with_placeholder(index))
@@ -457,10 +562,15 @@ def _target_matches(target: str, pattern: str) -> bool:
 class _Contexts:
     """The CEL contexts of one subject, built lazily and reused by every rule."""
 
-    def __init__(self, subject: Subject) -> None:
+    def __init__(self, subject: Subject, needed: frozenset[str]) -> None:
         self.subject = subject
+        self.needed = needed
         self._plain: Any = None
         self._probes: dict[int, Any] = {}
+
+    def _context(self, obj: Mapping[str, Any] | None) -> Any:
+        variables = variables_for(self.subject, obj)
+        return new_context({k: v for k, v in variables.items() if k in self.needed})
 
     @property
     def plain(self) -> Any:
@@ -468,7 +578,7 @@ class _Contexts:
             obj = self.subject.object
             if obj is not None and self.subject.unknowns:
                 obj = _with_unknowns(obj, self.subject.unknowns, _ABSENT)
-            self._plain = new_context(variables_for(self.subject, obj))
+            self._plain = self._context(obj)
         return self._plain
 
     def with_placeholder(self, index: int) -> Any:
@@ -477,7 +587,7 @@ class _Contexts:
             obj = self.subject.object
             if obj is not None:
                 obj = _with_unknowns(obj, self.subject.unknowns, UNKNOWN_PLACEHOLDERS[index])
-            self._probes[index] = new_context(variables_for(self.subject, obj))
+            self._probes[index] = self._context(obj)
         return self._probes[index]
 
 

@@ -231,3 +231,66 @@ def test_findings_are_deterministic_and_ordered_by_severity() -> None:
     second = Engine(list(reversed(policies))).decide([kube(wrap("Pod", {}))])
     assert [f.policy for f in first.findings] == ["crit", "low"]
     assert first == second
+
+
+def test_unknown_paths_copy_only_what_they_touch() -> None:
+    from controller.policy.engine import _ABSENT, _with_unknowns
+
+    original = {"a": {"b": 1, "c": 2}, "items": [{"x": 1}, {"x": 2}, {"x": 3}], "keep": {"k": 1}}
+    absent = _with_unknowns(original, ["a.b", "items.0", "items.2"], _ABSENT)
+    assert absent == {"a": {"c": 2}, "items": [{"x": 2}], "keep": {"k": 1}}
+    placeholder = _with_unknowns(original, ["items.1.x"], "?")
+    assert placeholder["items"][1] == {"x": "?"}
+    assert original["items"] == [{"x": 1}, {"x": 2}, {"x": 3}]  # never modified
+    assert original["a"] == {"b": 1, "c": 2}
+    assert placeholder["keep"] is original["keep"]  # untouched parts are shared
+
+
+@pytest.mark.parametrize(
+    ("expression", "whole"),
+    [
+        ("has(after.encrypted) && after.encrypted", False),
+        ("after == null || after.acl != 'public-read'", False),
+        ("null != after && after.x == 1", False),
+        ("after.all(k, k != 'x')", True),
+        ("size(after) > 0", True),
+        ("lookup(after, 'a.b', 0) == 1", False),
+        ("after.tags.all(k, k != 'x')", False),
+    ],
+)
+def test_reading_the_whole_object_is_detected(expression: str, whole: bool) -> None:
+    from controller.policy.engine import _reads_whole_object
+
+    assert _reads_whole_object(expression) is whole
+
+
+def test_rules_that_cannot_see_an_unknown_are_not_probed() -> None:
+    engine = Engine([policy(rules=[rule("after.encrypted == true", target="terraform")])])
+    compiled = engine.compiled[0].rules[0]
+    assert not compiled.may_depend_on(("arn", "id"))
+    assert compiled.may_depend_on(("encrypted",))
+    # An unknown the rule cannot see leaves a known verdict known.
+    [finding] = engine.evaluate(tf({"encrypted": False, "id": "x"}, ("id",)))
+    assert finding.result is Result.fail
+
+
+@pytest.mark.parametrize(
+    ("expression", "whole"),
+    [
+        ("lookup(after, 'acl', '') != 'public-read'", False),
+        ('lookup( after , "a.b", 0) == 1', False),
+        ("['a', 'b'].all(f, lookup(after, f, false))", True),
+    ],
+)
+def test_literal_lookups_read_field_by_field(expression: str, whole: bool) -> None:
+    from controller.policy.engine import _reads_whole_object
+
+    assert _reads_whole_object(expression) is whole
+
+
+def test_words_take_path_literals_not_other_strings() -> None:
+    from controller.policy.engine import _words
+
+    words = _words("lookup(after, 'tags.owner', '') != '' && after.x == 'arn:aws:iam::1:role/a'")
+    assert {"lookup", "after", "tags", "x"} <= words
+    assert "arn" not in words and "aws" not in words
