@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,12 +73,52 @@ def attest_step() -> None:
     run(replayed, expect=1)
 
 
-STEPS: list[Callable[[], None]] = [policies_step, attest_step]
+REVIEW_FLAGS = (
+    "--key examples/keys/ci-attester.key --repository github.com/example/app "
+    "--target-ref refs/heads/main --revision 9f2c4e1 --head-revision 7d1a0b3 "
+    "--change-system github --change-id 43 --author alice=github:1001 "
+    "--check unit-tests=pass"
+)
+
+
+def terraform_step() -> None:
+    heading("3. guard tf-plan: the same policies on Terraform plans, review included")
+    run("tf-plan examples/terraform/plans/aws-failing.json", expect=1)
+    if shutil.which("terraform") is None:
+        print("(terraform is not on PATH: skipping the real plan)")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder) / "config"
+        shutil.copytree(ROOT / "examples" / "terraform" / "config", work)
+        environment = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1"}
+        for command in (["init", "-input=false"], ["plan", "-input=false", "-out=tfplan"]):
+            subprocess.run(
+                ["terraform", *command], cwd=work, env=environment, check=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        plan = work / "tfplan"
+        attestation = Path(folder) / "plan.intoto.json"
+        print("# a real binary plan of examples/terraform/config, not yet reviewed:")
+        run(
+            f"tf-plan {plan} --terraform-dir {work} --trust examples/keys/demo-trust.yaml", expect=1
+        )
+        print("# alice's change is approved by carol; CI attests the plan file:")
+        run(
+            f"attest review {REVIEW_FLAGS} --approval carol=github:1003 "
+            f"--subject-file {plan} --output {attestation}",
+            expect=0,
+        )
+        run(
+            f"tf-plan {plan} --terraform-dir {work} --trust examples/keys/demo-trust.yaml "
+            f"--attestation {attestation}",
+            expect=0,
+        )
+
+
+STEPS: list[Callable[[], None]] = [policies_step, attest_step, terraform_step]
 
 
 def main() -> int:
-    import os
-
     os.chdir(ROOT)
     for step in STEPS:
         step()
