@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -141,19 +142,23 @@ class VouchedByAttester:
         return Verdict(tuple(reasons))
 
 
-def _globs(value: str, patterns: Sequence[str]) -> bool:
-    folded = value.casefold()
-    return any(fnmatch.fnmatchcase(folded, p.casefold()) for p in patterns)
+def _globs(value: str, patterns: Sequence[str], *, fold_case: bool) -> bool:
+    if fold_case:
+        value, patterns = value.casefold(), [p.casefold() for p in patterns]
+    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
 @dataclass(frozen=True)
 class RepositoryIn:
-    """The change was made in a repository the policy names (globs allowed)."""
+    """The change was made in a repository the policy names (globs allowed).
+
+    Case-insensitive: hosts and repository paths on GitHub and GitLab are.
+    """
 
     repositories: tuple[str, ...]
 
     def check(self, claim: Claim) -> Verdict:
-        if _globs(claim.review.repository, self.repositories):
+        if _globs(claim.review.repository, self.repositories, fold_case=True):
             return SUCCESS
         return failure(
             f"repository {claim.review.repository!r} is not one the policy accepts "
@@ -163,12 +168,16 @@ class RepositoryIn:
 
 @dataclass(frozen=True)
 class TargetRefIn:
-    """The change was merged into a branch the policy names (globs allowed)."""
+    """The change was merged into a branch the policy names (globs allowed).
+
+    Case-sensitive, as git refs are: ``refs/heads/MAIN`` is another branch,
+    perhaps an unprotected one an author pushed alone.
+    """
 
     target_refs: tuple[str, ...]
 
     def check(self, claim: Claim) -> Verdict:
-        if _globs(claim.review.target_ref, self.target_refs):
+        if _globs(claim.review.target_ref, self.target_refs, fold_case=False):
             return SUCCESS
         return failure(
             f"target ref {claim.review.target_ref!r} is not one the policy accepts "
@@ -220,6 +229,13 @@ class Tally:
     rejected: tuple[str, ...] = ()
 
 
+def is_bot(person: Person) -> bool:
+    """Marked as a bot, or named like one: GitHub App accounts log in as
+    ``name[bot]``, and an attester that forgets ``kind`` must not turn one
+    into a human reviewer."""
+    return person.kind == "bot" or person.login.casefold().endswith("[bot]")
+
+
 def tally(claim: Claim, allow_bots: bool) -> Tally:
     """Distinct principals who approved: predicate approvals and person-key signatures."""
     review = claim.review
@@ -236,7 +252,14 @@ def tally(claim: Claim, allow_bots: bool) -> Tally:
                     f"{reviewer.login} ({reviewer.id}) approved their own change: "
                     f"{reviewer.id} is an alias of author {author.login} ({author.id})"
                 )
-        elif reviewer.kind == "bot" and not allow_bots:
+        elif not normalize_id(reviewer.id).isascii():
+            # NFKC folds full-width letters, not look-alikes from other
+            # scripts ("gіthub:1001" with a Cyrillic i): immutable ids are ASCII.
+            rejected.append(
+                f"{reviewer.login} ({reviewer.id!a}) has an id with non-ASCII characters, which "
+                "could imitate another id: it does not count"
+            )
+        elif is_bot(reviewer) and not allow_bots:
             rejected.append(
                 f"{reviewer.login} is a bot: bot approvals do not count (review.allowBots is off)"
             )
@@ -244,6 +267,12 @@ def tally(claim: Claim, allow_bots: bool) -> Tally:
             rejected.append(
                 f"{reviewer.login} approved revision {approval.reviewed_revision}, not the head "
                 f"revision {review.change.head_revision} (stale approval)"
+            )
+        elif approval.approved_at > review.attested_at + CLOCK_SKEW:
+            # The attester cannot have seen an approval given after it attested.
+            rejected.append(
+                f"{reviewer.login} approved at {utc(approval.approved_at)}, after the "
+                f"attestation was made ({utc(review.attested_at)})"
             )
         else:
             counted.setdefault(claim.trust.canonical(reviewer.id), reviewer.login)
@@ -304,7 +333,14 @@ class ChecksPassed:
                 )
                 continue
             if need.min is not None:
-                low = [c for c in runs if c.value is None or c.value < need.min]
+                if not math.isfinite(need.min):
+                    reasons.append(
+                        f"the minimum of required check {need.name!r} is not a finite number "
+                        f"({need.min}): fix the policy"
+                    )
+                    continue
+                # "not >=" so that anything incomparable fails too.
+                low = [c for c in runs if c.value is None or not c.value >= need.min]
                 if low:
                     value = "no value" if low[0].value is None else f"value {low[0].value:g}"
                     reasons.append(
@@ -316,7 +352,13 @@ class ChecksPassed:
 @dataclass(frozen=True)
 class DeployerAllowed:
     """The optional deployer rules: the deployer is not an author, and is one
-    of the listed users or in one of the listed groups."""
+    of the listed users or in one of the listed ``group:NAME`` groups.
+
+    ``notAuthor`` compares after the identity map (merging ids only makes it
+    stricter); ``allowed`` is an allow-list, so it matches exact names, or
+    identities the trust lists exactly for an allowed principal: a
+    look-alike name is someone else. A request that names nobody fails both.
+    """
 
     rules: DeployerRules
 
@@ -324,6 +366,11 @@ class DeployerAllowed:
         deployer = claim.deployer
         if deployer is None:
             return SUCCESS
+        if not deployer.username:
+            return failure(
+                "the deployer is unknown (request.userInfo.username is missing), so the "
+                "review.deployer rules cannot be met"
+            )
         reasons: list[str] = []
         if self.rules.not_author:
             author = claim.author_of(deployer.username)
@@ -332,13 +379,17 @@ class DeployerAllowed:
                     f"deployer {deployer.username} is an author of the change "
                     f"({author.login}, {author.id}): someone else must deploy it"
                 )
-        if self.rules.allowed:
-            user = claim.trust.canonical(deployer.username)
-            allowed = {claim.trust.canonical(a) for a in self.rules.allowed}
-            groups = {g for a in self.rules.allowed for g in (a, a.removeprefix("group:"))}
-            if user not in allowed and not groups.intersection(deployer.groups):
-                reasons.append(
-                    f"deployer {deployer.username} is not allowed to deploy reviewed changes "
-                    f"(review.deployer.allowed: {', '.join(self.rules.allowed)})"
-                )
+        if self.rules.allowed and not self._allowed(claim.trust, deployer):
+            reasons.append(
+                f"deployer {deployer.username} is not allowed to deploy reviewed changes "
+                f"(review.deployer.allowed: {', '.join(self.rules.allowed)})"
+            )
         return Verdict(tuple(reasons))
+
+    def _allowed(self, trust: Trust, deployer: Deployer) -> bool:
+        groups = {a.removeprefix("group:") for a in self.rules.allowed if a.startswith("group:")}
+        users = {a for a in self.rules.allowed if not a.startswith("group:")}
+        if deployer.username in users or groups.intersection(deployer.groups):
+            return True
+        principal = trust.principal_of(deployer.username)
+        return principal is not None and principal in {trust.canonical(u) for u in users}

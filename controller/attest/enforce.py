@@ -96,6 +96,18 @@ class AttestationReview:
         self.verifier = Verifier(self.trust, cache)
 
     def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
+        """Fail closed: whatever goes wrong is an error result, never a pass
+        and never an exception the caller might turn into one."""
+        try:
+            return self._review(policy, subject)
+        except Exception as exc:  # any surprise must deny
+            return ReviewOutcome(
+                Result.error,
+                (f"review could not be checked: {exc}",),
+                fix="report this error; the request is denied until review can be checked",
+            )
+
+    def _review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
         review = policy.spec.review
         if review is None:
             return ReviewOutcome(Result.passed)
@@ -162,15 +174,19 @@ class AttestationReview:
         )
 
     def _circumstances(self, subject: Subject) -> Circumstances:
-        user = _user_info(subject.request)
-        username = user.get("username")
         deployer = None
-        if isinstance(username, str) and username:
+        if isinstance(subject.request, Mapping):
+            # A request (Kubernetes) always has a deployer; one that names
+            # nobody is an unknown deployer, which the deployer rules refuse.
+            user = _user_info(subject.request)
+            username = user.get("username")
             groups = user.get("groups")
             names = (
                 tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else ()
             )
-            deployer = Deployer(username=username, groups=names)
+            deployer = Deployer(
+                username=username if isinstance(username, str) else "", groups=names
+            )
         controller = deployer is not None and deployer.username in self.controller_identities
         return Circumstances(
             now=self.now(),

@@ -30,6 +30,8 @@ def read_envelope(path: str | Path) -> bytes:
         raise InputError(
             f"{path}: neither a DSSE envelope nor a ReviewAttestation: {exc}"
         ) from None
+    except RecursionError:  # the YAML parser recurses once per nesting level
+        raise InputError(f"{path}: not a ReviewAttestation: nested too deeply") from None
     found = [d.document for d in documents if isinstance(d.document, ReviewAttestation)]
     if len(found) != 1:
         raise InputError(f"{path}: expected one ReviewAttestation, found {len(found)}")

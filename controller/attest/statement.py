@@ -54,20 +54,26 @@ class _Model(BaseModel):
 
 
 Text = Annotated[str, Field(min_length=1, max_length=1024)]
+# Ids and revisions are compared, so they carry no spaces: "  " == "  " must
+# not make a stale approval current, and a padded id must not look new.
+Token = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^\S+$")]
+# A measurement is a number: strict, so "95" or true never pass a minimum,
+# and finite (overflowing JSON numbers are refused before this, too).
+Measure = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class Person(_Model):
     """Someone who wrote or reviewed the change. ``id`` is the immutable id
     (``github:1234``); ``login`` is for display only and never compared."""
 
-    id: Text
+    id: Token
     login: Text
     kind: Literal["human", "bot"] = "human"
 
 
 class Revision(_Model):
-    git_commit: Text
-    git_tree: Text | None = None
+    git_commit: Token
+    git_tree: Token | None = None
 
 
 class Change(_Model):
@@ -77,12 +83,12 @@ class Change(_Model):
     system: Text
     id: Text
     uri: str | None = None
-    head_revision: Text
+    head_revision: Token
 
 
 class Approval(_Model):
     reviewer: Person
-    reviewed_revision: Text
+    reviewed_revision: Token
     approved_at: AwareDatetime
 
 
@@ -91,8 +97,8 @@ class CheckRun(_Model):
 
     name: Text
     result: Literal["pass", "fail", "skip"]
-    value: float | None = None
-    threshold: float | None = None
+    value: Measure | None = None
+    threshold: Measure | None = None
 
 
 class ChangeReview(_Model):

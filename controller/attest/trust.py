@@ -19,10 +19,23 @@ from controller.errors import InputError
 from controller.policy.documents import GuardTrust, GuardTrustSpec
 from controller.policy.loader import load_path
 
+# Control, format (zero-width, BOM, joiners) and separator characters: none
+# can be seen, so none may tell two ids apart.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
 
 def normalize_id(value: str) -> str:
-    """Unicode NFKC, trimmed, case-folded: ``GitHub:1001`` and ``github:1001`` are one id."""
-    return unicodedata.normalize("NFKC", value).strip().casefold()
+    """Unicode NFKC, case-folded, with invisible and space characters removed:
+    ``GitHub:1001``, ``github:1001`` and ``github:\u200b1001`` are one id.
+
+    Used where merging ids can only make a check stricter (is this reviewer
+    an author? are these two approvals one person?), never to widen an
+    allow-list: see ``Trust.principal_of``.
+    """
+    # NFKC again after folding: case folding can undo a normalization, and
+    # the result must be a fixed point (ids are normalized more than once).
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    return "".join(c for c in folded if unicodedata.category(c) not in _INVISIBLE)
 
 
 @dataclass(frozen=True)
@@ -41,11 +54,22 @@ class Trust:
 
     keys: tuple[TrustedKey, ...] = ()
     aliases: Mapping[str, str] = field(default_factory=dict)
+    # Every principal id and alias exactly as the trust spells it → principal.
+    registered: Mapping[str, str] = field(default_factory=dict)
 
     def canonical(self, identity: str) -> str:
         """The principal id an identity belongs to (itself if unmapped)."""
         normalized = normalize_id(identity)
         return self.aliases.get(normalized, normalized)
+
+    def principal_of(self, identity: str) -> str | None:
+        """The principal of an identity the trust lists *exactly*, else None.
+
+        For allow-lists (who may deploy): a look-alike of an allowed name
+        (other case, full-width letters, a zero-width space) is somebody
+        else, so only the spellings the trust itself lists are followed.
+        """
+        return self.registered.get(identity)
 
     @property
     def attesters(self) -> tuple[TrustedKey, ...]:
@@ -58,6 +82,8 @@ class Trust:
         names: dict[str, str] = {}
         aliases: dict[str, str] = {}
         owners: dict[str, str] = {}
+        registered: dict[str, str] = {}
+        public_keys: dict[str, str] = {}
         for spec, source in specs:
             for principal in spec.principals:
                 canonical = normalize_id(principal.id)
@@ -70,6 +96,7 @@ class Trust:
                             f"{owner!r} and {principal.id!r}; an id must name one person"
                         )
                     owners[normalized] = canonical
+                    registered[identity] = canonical
                     if normalized != canonical:
                         aliases[normalized] = canonical
             for entry in spec.keys:
@@ -79,6 +106,14 @@ class Trust:
                     )
                 names[entry.name] = source
                 public = load_public_key(entry.public_key, f"{source}: key {entry.name!r}")
+                # One key, one role, one owner: listed twice, one signature
+                # would vouch as an attester and approve as a person at once.
+                twin = public_keys.setdefault(public.keyid, entry.name)
+                if twin != entry.name:
+                    raise InputError(
+                        f"{source}: keys {twin!r} and {entry.name!r} are the same public key; "
+                        "a key must be listed once, with one role"
+                    )
                 keys.append(
                     TrustedKey(
                         name=entry.name,
@@ -95,7 +130,7 @@ class Trust:
             else k
             for k in keys
         ]
-        return cls(keys=tuple(keyed), aliases=resolved)
+        return cls(keys=tuple(keyed), aliases=resolved, registered=registered)
 
     @classmethod
     def from_spec(cls, spec: GuardTrustSpec, source: str = "trust") -> Trust:
@@ -108,7 +143,10 @@ def load_trust(paths: Sequence[str | Path]) -> Trust:
     specs: list[tuple[GuardTrustSpec, str]] = []
     for path in paths:
         _refuse_pem(path)
-        loaded = load_path(path)
+        try:
+            loaded = load_path(path)
+        except RecursionError:  # the YAML parser recurses once per nesting level
+            raise InputError(f"{path}: not a GuardTrust: nested too deeply") from None
         found = 0
         for item in loaded:
             if not isinstance(item.document, GuardTrust):

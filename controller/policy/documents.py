@@ -169,7 +169,7 @@ class RequiredCheck(Strict):
     """A CI check that must have passed, optionally with a minimum value."""
 
     name: NonEmptyStr
-    min: float | None = None
+    min: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
 
 class DeployerRules(Strict):

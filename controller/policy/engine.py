@@ -483,7 +483,14 @@ class Engine:
                 fix="run with a trust configuration (--trust)",
             )
         else:
-            outcome = self.review.review(policy, subject)
+            try:
+                outcome = self.review.review(policy, subject)
+            except Exception as exc:  # an evaluator that breaks denies, never allows
+                outcome = ReviewOutcome(
+                    Result.error,
+                    (f"review could not be checked: {exc}",),
+                    fix="review is denied until it can be checked; see the guard log",
+                )
         if outcome.result is Result.passed:
             return []
         summary = outcome.reasons[0] if outcome.reasons else "review requirement not met"

@@ -107,6 +107,8 @@ def parse_documents(text: str, source: str) -> list[Loaded]:
     """Parse and validate every document in one YAML/JSON text."""
     try:
         nodes = list(yaml.compose_all(text, Loader=_UniqueKeyLoader))
+    except RecursionError:
+        raise DocumentError(source, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -123,6 +125,8 @@ def parse_documents(text: str, source: str) -> list[Loaded]:
         loader = _UniqueKeyLoader("")
         try:
             raw = loader.construct_document(node)  # type: ignore[no-untyped-call]
+        except RecursionError:
+            raise DocumentError(where, "nested too deeply") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise DocumentError(

@@ -62,12 +62,16 @@ def person(login: str, identity: str, kind: str = "human") -> dict[str, str]:
 
 
 def approval(
-    login: str, identity: str, revision: str = HEAD, kind: str = "human"
+    login: str,
+    identity: str,
+    revision: str = HEAD,
+    kind: str = "human",
+    approved_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     return {
         "reviewer": person(login, identity, kind),
         "reviewedRevision": revision,
-        "approvedAt": utc(NOW - dt.timedelta(hours=2)),
+        "approvedAt": utc(approved_at or NOW - dt.timedelta(hours=2)),
     }
 
 

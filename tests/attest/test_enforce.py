@@ -41,6 +41,8 @@ def evaluator(
 
 
 def expired(keys: Keys, **pred: object) -> bytes:
+    long_ago = h.NOW - dt.timedelta(days=41)
+    pred.setdefault("approvals", [h.approval("bob", "github:1002", approved_at=long_ago)])
     body = h.predicate(
         attestedAt=utc(h.NOW - dt.timedelta(days=40)),
         expiresAt=utc(h.NOW - dt.timedelta(days=10)),

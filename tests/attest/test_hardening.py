@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from controller import cli
 from controller.attest import checks, dsse
 from controller.attest.enforce import AttestationReview, EnvelopeList
-from controller.attest.statement import utc
+from controller.attest.statement import CHANGE_REVIEW_PREDICATE, utc
 from controller.attest.strictjson import StrictJSONError, load_json_or_yaml, loads
 from controller.attest.trust import Trust, normalize_id
 from controller.errors import InputError
@@ -279,3 +280,87 @@ def test_envelope_parse_limits_hold_for_every_source(keys: Keys) -> None:
     outcome = evaluator(keys, [too_many]).review(h.policy(), h.deployment_subject())
     assert outcome.result is Result.fail
     assert "more than the limit of 16" in outcome.reasons[0]
+
+
+# --------------------------------------------------------------------------- pinned types
+
+
+@pytest.mark.parametrize(
+    "payload_type",
+    [
+        "application/vnd.in-toto+json; charset=utf-8",
+        "APPLICATION/VND.IN-TOTO+JSON",
+        " application/vnd.in-toto+json",
+        "application/vnd.in-toto+jsonl",
+    ],
+)
+def test_payload_type_is_pinned_exactly(keys: Keys, payload_type: str) -> None:
+    envelope = h.envelope(signers=[keys.ci], payload_type=payload_type)
+    outcome = evaluator(keys, [envelope]).review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert f"payloadType {payload_type!r} is not" in outcome.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("_type", "https://in-toto.io/Statement/v1/", "is not an in-toto Statement"),
+        ("_type", "http://in-toto.io/Statement/v1", "is not an in-toto Statement"),
+        ("_type", "https://in-toto.io/Statement/v2", "is not an in-toto Statement"),
+        ("predicateType", CHANGE_REVIEW_PREDICATE + "/", "wrong predicate type"),
+        ("predicateType", CHANGE_REVIEW_PREDICATE.upper(), "wrong predicate type"),
+        ("predicateType", CHANGE_REVIEW_PREDICATE.replace("/v1", "/v10"), "wrong predicate type"),
+    ],
+)
+def test_statement_and_predicate_types_are_pinned_exactly(
+    keys: Keys, field: str, value: str, problem: str
+) -> None:
+    document = json.loads(h.statement())
+    document[field] = value
+    envelope = h.envelope(json.dumps(document).encode(), [keys.ci])
+    outcome = evaluator(keys, [envelope]).review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert problem in outcome.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("digest_map", "covers"),
+    [
+        ({"sha256": h.DIGEST.removeprefix("sha256:").upper()}, True),
+        ({"sha256": h.DIGEST}, False),  # "sha256:" inside the value
+        ({"SHA256": h.DIGEST.removeprefix("sha256:")}, False),
+        ({"sha512": "ab" * 64}, False),
+        ({"sha256": " " + h.DIGEST.removeprefix("sha256:")}, False),
+    ],
+)
+def test_subject_digests_match_only_sha256_hex(
+    keys: Keys, digest_map: dict[str, str], covers: bool
+) -> None:
+    document = json.loads(h.statement())
+    document["subject"] = [{"name": h.IMAGE, "digest": digest_map}] * 2  # duplicates too
+    envelope = h.envelope(json.dumps(document).encode(), [keys.ci])
+    outcome = evaluator(keys, [envelope]).review(h.policy(), h.deployment_subject())
+    assert (outcome.result is Result.passed) is covers, outcome.reasons
+    if not covers:
+        assert "subject mismatch" in outcome.reasons[0]
+
+
+@pytest.mark.parametrize("field", ["attestedAt", "expiresAt"])
+def test_timestamps_without_a_timezone_are_refused(keys: Keys, field: str) -> None:
+    envelope = h.envelope(h.statement(h.predicate(**{field: "2030-01-01T00:00:00"})), [keys.ci])
+    outcome = evaluator(keys, [envelope]).review(h.policy(), h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert f"predicate.{field}" in outcome.reasons[0]
+
+
+def test_one_key_signing_twice_is_one_approval(keys: Keys) -> None:
+    payload = h.statement(h.predicate(approvals=[]))
+    first, second = h.signed(payload, keys.carol, keys.carol)
+    assert first.sig != second.sig  # ECDSA: two different signatures by one key
+    (attester,) = h.signed(payload, keys.ci)
+    envelope = h.envelope(payload, signatures=[attester, first, second])
+    outcome = evaluator(keys, [envelope]).review(h.policy(minApprovals=2), h.deployment_subject())
+    assert outcome.result is Result.fail
+    assert outcome.reasons[-1].endswith(
+        "1 of 2 approvals from reviewers who are not authors (counted: carol)"
+    )

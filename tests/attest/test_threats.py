@@ -240,6 +240,11 @@ CASES = [
         "alice approved their own change",
     ),
     Case(
+        "approval by an id with a look-alike letter from another script",
+        lambda k: _with(k, approvals=[h.approval("alice", "g\u0456thub:1001")]),
+        "has an id with non-ASCII characters",
+    ),
+    Case(
         "bot approval not marked as a bot",
         lambda k: _with(k, approvals=[h.approval("renovate[bot]", "github:2000")]),
         "renovate[bot] is a bot: bot approvals do not count",
@@ -253,6 +258,19 @@ CASES = [
         "blank head and reviewed revisions",
         lambda k: _blank_revisions(k, "  "),
         "predicate.change.headRevision",
+    ),
+    Case(
+        "approval given after the attestation was made",
+        lambda k: _with(
+            k,
+            approvals=[
+                {
+                    **h.approval("bob", "github:1002"),
+                    "approvedAt": utc(h.NOW + dt.timedelta(days=1)),
+                }
+            ],
+        ),
+        "bob approved at",
     ),
     Case(
         "check value overflowing to infinity",

@@ -103,3 +103,34 @@ def test_person_key_needs_principal() -> None:
     )
     with pytest.raises(DocumentError, match="needs a principal"):
         parse_documents(text, "t.yaml")
+
+
+def test_nesting_bombs_and_non_finite_thresholds_are_clear_errors() -> None:
+    with pytest.raises(DocumentError, match="nested too deeply"):
+        parse_documents("a: " + "[" * 5000 + "]" * 5000, "bomb.yaml")
+    text = POLICY.replace(
+        "maxAge: 30d", "maxAge: 30d\n    requiredChecks: [{name: cov, min: .nan}]"
+    )
+    with pytest.raises(DocumentError, match=r"requiredChecks\[0\]\.min"):
+        parse_documents(text, "sod.yaml")
+
+
+def test_a_broken_review_evaluator_denies() -> None:
+    from controller.policy.documents import Target
+    from controller.policy.engine import Engine
+    from controller.policy.subject import Artifact, Result, Subject
+
+    class Broken:
+        def review(self, policy: object, subject: object) -> object:
+            raise RuntimeError("clock unavailable")
+
+    [loaded] = parse_documents(POLICY, "sod.yaml")
+    assert isinstance(loaded.document, GuardPolicy)
+    subject = Subject(
+        target=Target.kubernetes, address="Deployment a/b", kind="Deployment",
+        type="Deployment", name="b", namespace="a", action="create", object={},
+        artifacts=(Artifact("img", "sha256:" + "a" * 64),),
+    )  # fmt: skip
+    [finding] = Engine([loaded.document], review=Broken()).evaluate(subject)  # type: ignore[arg-type]
+    assert finding.result is Result.error and finding.denies
+    assert "clock unavailable" in finding.message
