@@ -101,7 +101,10 @@ def test_a_minimum_that_is_not_a_finite_number_fails_closed(keys: Keys, minimum:
     claim_review = evaluator(keys, [good(keys)])
     policy = h.policy(requiredChecks=[{"name": "coverage", "min": 80}])
     assert claim_review.review(policy, h.deployment_subject()).result is Result.passed
-    required = (RequiredCheck(name="coverage", min=minimum),)
+    with pytest.raises(ValueError, match="finite number"):
+        RequiredCheck(name="coverage", min=minimum)  # the document refuses it at load
+    # The verifier still fails closed on one that reaches it some other way.
+    required = (RequiredCheck.model_construct(name="coverage", min=minimum),)
     policy = policy.model_copy(
         update={
             "spec": policy.spec.model_copy(
