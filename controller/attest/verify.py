@@ -77,7 +77,8 @@ class Circumstances:
 
     ``introduced``: the request brings this artifact in, so expiry and maxAge
     apply. ``controller``: a Kubernetes controller made the request
-    (autoscaling, rescheduling); only signature and subject are checked.
+    (autoscaling, rescheduling): the time-based checks and the deployer rules
+    are skipped, everything the review itself says still counts.
     """
 
     now: dt.datetime
@@ -104,13 +105,13 @@ def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllO
         checks.SubjectMatches(),
         checks.VouchedByAttester(requirements.attesters),
     ]
-    if circumstances.controller:
-        return AllOf(*selected)
     if requirements.repositories is not None:
         selected.append(checks.RepositoryIn(requirements.repositories))
     if requirements.target_refs is not None:
         selected.append(checks.TargetRefIn(requirements.target_refs))
-    if circumstances.introduced:
+    # A controller's request (scaling, rescheduling) never fails because an
+    # attestation aged; what the review said never ages, so it still counts.
+    if circumstances.introduced and not circumstances.controller:
         selected.append(checks.NotExpired())
         selected.append(checks.NotFromTheFuture())
         if requirements.max_age is not None:
@@ -118,8 +119,10 @@ def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllO
     selected.append(checks.EnoughApprovals(requirements.min_approvals, requirements.allow_bots))
     if requirements.required_checks:
         selected.append(checks.ChecksPassed(requirements.required_checks))
-    if circumstances.deployer is not None and (
-        requirements.deployer.not_author or requirements.deployer.allowed
+    if (
+        not circumstances.controller
+        and circumstances.deployer is not None
+        and (requirements.deployer.not_author or requirements.deployer.allowed)
     ):
         selected.append(checks.DeployerAllowed(requirements.deployer))
     return AllOf(*selected)

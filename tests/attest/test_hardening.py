@@ -202,6 +202,9 @@ def test_controller_identity_comes_from_the_username_only(keys: Keys) -> None:
             h.predicate(
                 attestedAt=utc(h.NOW - dt.timedelta(days=40)),
                 expiresAt=utc(h.NOW - dt.timedelta(days=10)),
+                approvals=[
+                    h.approval("bob", "github:1002", approved_at=h.NOW - dt.timedelta(days=41))
+                ],
             )
         ),
         [keys.ci],
@@ -216,6 +219,16 @@ def test_controller_identity_comes_from_the_username_only(keys: Keys) -> None:
     assert review.review(h.policy(), h.deployment_subject(username=CONTROLLER)).result is (
         Result.passed
     )
+
+
+def test_controllers_skip_only_what_ages(keys: Keys) -> None:
+    """A controller's request skips expiry, maxAge and the deployer rules, but
+    an attestation with no independent approval never passes, not even there."""
+    unreviewed = h.envelope(h.statement(h.predicate(approvals=[])), [keys.ci])
+    review = evaluator(keys, [unreviewed])
+    outcome = review.review(h.policy(), h.deployment_subject(username=CONTROLLER))
+    assert outcome.result is Result.fail
+    assert any("approvals" in r for r in outcome.reasons)
 
 
 # --------------------------------------------------------------------------- caching
