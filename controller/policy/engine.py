@@ -79,6 +79,9 @@ class CompiledRule:
     # unknown path could change the verdict.
     words: frozenset[str] = frozenset()
     reads_whole_object: bool = True
+    # The same for the message expression, which reads the object too.
+    message_words: frozenset[str] = frozenset()
+    message_reads_whole_object: bool = False
 
     def may_depend_on(self, unknowns: Sequence[str]) -> bool:
         if self.reads_whole_object:
@@ -123,6 +126,8 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 variables=frozenset(variables),
                 words=frozenset(w for src in sources for w in _words(src)),
                 reads_whole_object=any(_reads_whole_object(src) for src in sources),
+                message_words=frozenset(_words(rule.message_expression or "")),
+                message_reads_whole_object=_reads_whole_object(rule.message_expression or ""),
             )
         )
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
@@ -409,10 +414,16 @@ class Engine:
         findings: list[Finding] = []
         matching = [c for c in self.compiled if matches(c.policy, subject)]
         has_state = subject.object is not None or subject.old_object is not None
-        needed = frozenset().union(
-            *(r.variables for c in matching for r in c.rules if r.rule.target is subject.target)
-        )
-        contexts = _Contexts(subject, needed)
+        running = [r for c in matching for r in c.rules if r.rule.target is subject.target]
+        needed = frozenset().union(*(r.variables for r in running))
+        keys: frozenset[str] | None = None
+        if subject.target is Target.terraform and not any(
+            r.reads_whole_object or r.message_reads_whole_object for r in running
+        ):
+            # Every rule reads the new object field by field: only the top-level
+            # attributes they name need converting into CEL values.
+            keys = frozenset().union(*(r.words | r.message_words for r in running))
+        contexts = _Contexts(subject, needed, keys)
         for compiled in matching:
             policy = compiled.policy
             if has_state:
@@ -569,13 +580,18 @@ def _target_matches(target: str, pattern: str) -> bool:
 class _Contexts:
     """The CEL contexts of one subject, built lazily and reused by every rule."""
 
-    def __init__(self, subject: Subject, needed: frozenset[str]) -> None:
+    def __init__(
+        self, subject: Subject, needed: frozenset[str], keys: frozenset[str] | None = None
+    ) -> None:
         self.subject = subject
         self.needed = needed
+        self.keys = keys
         self._plain: Any = None
         self._probes: dict[int, Any] = {}
 
     def _context(self, obj: Mapping[str, Any] | None) -> Any:
+        if obj is not None and self.keys is not None:
+            obj = {k: v for k, v in obj.items() if k in self.keys}
         variables = variables_for(self.subject, obj)
         return new_context({k: v for k, v in variables.items() if k in self.needed})
 

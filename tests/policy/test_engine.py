@@ -294,3 +294,18 @@ def test_words_take_path_literals_not_other_strings() -> None:
     words = _words("lookup(after, 'tags.owner', '') != '' && after.x == 'arn:aws:iam::1:role/a'")
     assert {"lookup", "after", "tags", "x"} <= words
     assert "arn" not in words and "aws" not in words
+
+
+def test_only_named_attributes_are_converted_when_rules_read_field_by_field() -> None:
+    from controller.policy.engine import _Contexts
+
+    engine = Engine([policy(rules=[rule("after.encrypted == true", target="terraform")])])
+    subject = tf({"encrypted": False, "huge": ["x"] * 1000})
+    contexts = _Contexts(subject, frozenset({"after"}), frozenset({"encrypted"}))
+    import cel
+
+    assert cel.evaluate("size(after)", contexts.plain) == 1
+    [finding] = engine.evaluate(subject)
+    assert finding.result is Result.fail
+    whole = Engine([policy(rules=[rule("size(after) == 2", target="terraform")])])
+    assert whole.evaluate(subject) == []  # a rule reading the whole object sees all of it
