@@ -138,8 +138,16 @@ def _set_status(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any]) -> N
 
 
 def _document_status(
-    kind: str, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any
+    kind: str,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    type: str | None,
+    memo: Any,
+    indexes: Mapping[str, Any],
 ) -> None:
+    # Recompile now rather than on the next admission: the load-error gauge
+    # (and the compile cost) should not wait for traffic.
+    _runtime(memo).policy_set(_resources(indexes))
     _record(memo, kind, body, type)
     if type == "DELETED":
         return
@@ -156,21 +164,21 @@ def _document_status(
 
 
 def policy_status(
-    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **_: Any
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    _document_status("GuardPolicy", body, patch, type, memo)
+    _document_status("GuardPolicy", body, patch, type, memo, kwargs)
 
 
 def trust_status(
-    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **_: Any
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    _document_status("GuardTrust", body, patch, type, memo)
+    _document_status("GuardTrust", body, patch, type, memo, kwargs)
 
 
 def exception_status(
-    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **_: Any
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    _document_status("GuardException", body, patch, type, memo)
+    _document_status("GuardException", body, patch, type, memo, kwargs)
 
 
 def attestation_status(
@@ -186,7 +194,7 @@ def attestation_status(
         _set_status(body, patch, {"verified": False, "subjects": [], "reason": problem or "empty"})
         return
     runtime = _runtime(memo)
-    policies = runtime.policies.get(_resources(kwargs))
+    policies = runtime.policy_set(_resources(kwargs))
     verifier = Verifier(policies.trust, runtime.signatures)
     subjects = sorted(entries)
     text = next(iter(entries.values())).text

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from controller.errors import InputError
+from controller.kube.audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
 from controller.kube.check import check_manifests, manifests, read_attestations, read_text
 from controller.kube.settings import (
     DEFAULT_CONTROLLER_IDENTITIES,
@@ -63,7 +64,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--webhook-host", default="0.0.0.0")
     serve.add_argument("--webhook-port", type=int, default=8443)
     serve.add_argument("--metrics-port", type=int, default=9090)
-    serve.add_argument("--audit-file", type=Path, metavar="PATH")
+    serve.add_argument(
+        "--audit-file",
+        type=Path,
+        metavar="PATH",
+        help="also write the audit lines (always on stdout) to this file, rotated by size",
+    )
+    serve.add_argument(
+        "--audit-max-bytes",
+        type=_non_negative,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help=f"rotate the audit file past N bytes (0: never; default {DEFAULT_MAX_BYTES})",
+    )
+    serve.add_argument(
+        "--audit-backups",
+        type=_non_negative,
+        default=DEFAULT_BACKUPS,
+        metavar="N",
+        help=f"rotated audit files to keep (default {DEFAULT_BACKUPS})",
+    )
     scope = serve.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace", action="append", default=[], metavar="NS", help="watch only NS (repeatable)"
@@ -107,6 +127,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.set_defaults(handler=kube_check_command)
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def serve_command(args: argparse.Namespace) -> int:
     from controller.kube.serve import GuardService
 
@@ -120,6 +150,8 @@ def serve_command(args: argparse.Namespace) -> int:
         webhook_port=args.webhook_port,
         metrics_port=args.metrics_port,
         audit_file=args.audit_file,
+        audit_max_bytes=args.audit_max_bytes,
+        audit_backups=args.audit_backups,
         namespaces=tuple(args.namespace),
         controller_identities=tuple(args.controller_identity) or DEFAULT_CONTROLLER_IDENTITIES,
     )

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.kube import breakglass
+from controller.kube.breakglass import BreakGlassUse
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS, AdmissionRequest
 from controller.kube.state import PolicySet
 from controller.kube.subjects import workload_subject
@@ -55,6 +57,12 @@ class AdmissionResult:
     enforcement: Action = Action.deny
     notes: tuple[str, ...] = ()
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    # The policies that judged the subject (matched it), in name order.
+    matched: tuple[str, ...] = ()
+    break_glass: BreakGlassUse | None = None
+    # Digests of the policies and trust in force (see ``PolicySet``).
+    policy_digest: str = ""
+    trust_digest: str = ""
     decided_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     )
@@ -75,12 +83,18 @@ class AdmissionResult:
         return {"apiVersion": self.api_version, "kind": "AdmissionReview", "response": body}
 
     def record(self) -> dict[str, Any]:
-        """A JSON-ready audit record of this decision."""
+        """A JSON-ready audit record of this decision.
+
+        Everything an auditor asks: who asked for what, what was decided and
+        why, each policy's result, the attestations (envelope digests) and
+        the people whose approvals counted, what was waived (exemptions,
+        exceptions, break-glass), and which policies and trust were in force.
+        """
         request = self.request
         record: dict[str, Any] = {
             "time": self.decided_at,
             "uid": self.uid,
-            "verdict": self.verdict,
+            "decision": self.verdict,
             "allowed": self.allowed,
             "code": self.code,
             "reason": self.reason,
@@ -88,6 +102,8 @@ class AdmissionResult:
             "message": self.message,
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            "policyDigest": self.policy_digest,
+            "trustDigest": self.trust_digest,
         }
         if request is not None:
             record["request"] = {
@@ -100,6 +116,15 @@ class AdmissionResult:
                 "user": request.requester.username,
                 "groups": list(request.requester.groups),
             }
+            record["object"] = {
+                "group": request.group,
+                "version": request.version,
+                "resource": request.resource,
+                "subResource": request.sub_resource,
+                "kind": request.kind,
+                "namespace": request.namespace,
+                "name": request.name,
+            }
         if self.subject is not None:
             record["subject"] = self.subject.address
             record["artifacts"] = [
@@ -107,10 +132,76 @@ class AdmissionResult:
                 for a in self.subject.artifacts
             ]
         if self.decision is not None:
-            record["findings"] = [_finding_record(f) for f in self.decision.findings]
+            findings = self.decision.findings
+            record["findings"] = [_finding_record(f) for f in findings]
+            record["policies"] = _policy_results(self.matched, findings)
+            record["exemptions"] = self._exemptions(findings)
+        review = self.evidence.get("review") if self.evidence else None
+        if isinstance(review, Mapping):
+            record["attestations"] = _attestation_summary(review)
+        if self.break_glass is not None:
+            record["breakGlass"] = self.break_glass.record()
         if self.evidence:
             record["evidence"] = dict(self.evidence)
         return record
+
+    def _exemptions(self, findings: Sequence[Finding]) -> dict[str, Any]:
+        images: dict[str, list[str]] = {}
+        review = self.evidence.get("review") if self.evidence else None
+        if isinstance(review, Mapping):
+            for policy, evidence in review.items():
+                exempted = evidence.get("exempted") if isinstance(evidence, Mapping) else None
+                if exempted:
+                    images[str(policy)] = list(exempted)
+        waived = [
+            {"policy": f.policy, "rule": f.rule, "exception": f.exception}
+            for f in findings
+            if f.exception is not None and not f.exception.startswith("break-glass")
+        ]
+        return {"images": images, "exceptions": waived}
+
+
+_RESULT_RANK = {Result.passed: 0, Result.unknown: 1, Result.fail: 2, Result.error: 3}
+
+
+def _policy_results(matched: Sequence[str], findings: Sequence[Finding]) -> dict[str, Any]:
+    """Each judging policy's overall result: its worst finding, or pass."""
+    results: dict[str, dict[str, Any]] = {
+        name: {"result": Result.passed.value, "effect": "none"} for name in matched
+    }
+    for finding in findings:
+        entry = results.setdefault(
+            finding.policy, {"result": Result.passed.value, "effect": "none"}
+        )
+        if _RESULT_RANK[finding.result] > _RESULT_RANK[Result(entry["result"])]:
+            entry["result"] = finding.result.value
+        effect = _effect(finding)
+        if _EFFECT_RANK[effect] > _EFFECT_RANK[entry["effect"]]:
+            entry["effect"] = effect
+    return results
+
+
+_EFFECT_RANK = {"none": 0, "audit": 1, "waived": 2, "warn": 3, "deny": 4}
+
+
+def _effect(finding: Finding) -> str:
+    if finding.exception is not None:
+        return "waived"
+    return finding.action.value
+
+
+def _attestation_summary(review: Mapping[str, Any]) -> dict[str, Any]:
+    """Envelope digests examined and the approving principals, over all policies."""
+    envelopes: set[str] = set()
+    approvers: dict[str, list[str]] = {}
+    for evidence in review.values():
+        if not isinstance(evidence, Mapping):
+            continue
+        envelopes.update(str(e) for e in evidence.get("envelopes") or ())
+        for digest, people in (evidence.get("approvers") or {}).items():
+            known = approvers.setdefault(str(digest), [])
+            known.extend(str(p) for p in people if str(p) not in known)
+    return {"envelopes": sorted(envelopes), "approvers": approvers}
 
 
 def _finding_record(finding: Finding) -> dict[str, Any]:
@@ -195,9 +286,7 @@ def subject_of(
 
 def needs_review(policies: PolicySet, subject: Subject) -> bool:
     """Whether any policy in force asks for review of this subject's images."""
-    return any(
-        policy.spec.review is not None and matches(policy, subject) for policy in policies.policies
-    )
+    return any(policy.spec.review is not None for policy in policies.matching(subject))
 
 
 def broken_findings(policies: PolicySet, subject: Subject) -> list[Finding]:
@@ -238,11 +327,14 @@ def judge(
     notes: Sequence[str] = (),
     evidence: Mapping[str, Any] | None = None,
     subject: Subject | None = None,
+    controller_identities: frozenset[str] = frozenset(),
 ) -> AdmissionResult:
     """Judge one admission request with the policies in force.
 
     ``subject`` may be passed when the caller already built it from this
     request (to gather its envelopes); it is rebuilt otherwise.
+    ``controller_identities`` are the Kubernetes controllers' usernames
+    (for break-glass inherited from the object a person applied).
     """
     problem = unsupported_reason(request)
     if problem is not None:
@@ -264,9 +356,30 @@ def judge(
     finally:
         engine.review = None
     findings.extend(broken_findings(policies, subject))
+    matching = policies.matching(subject)
+    findings, glass = breakglass.apply(
+        request,
+        subject,
+        matching,
+        policies.trust,
+        findings,
+        enforcement=engine.enforcement,
+        controller_identities=controller_identities,
+    )
     all_notes = [*notes, *engine.exception_notes(), *policies.unenforced]
+    if glass is not None and glass.problem and not glass.refused_by:
+        all_notes.append(f"{breakglass.ANNOTATION}: {glass.problem}")
     decision = Decision.of(findings, subjects=1, notes=all_notes)
-    return decided(request, subject, decision, engine.enforcement, evidence or {})
+    return decided(
+        request,
+        subject,
+        decision,
+        engine.enforcement,
+        evidence or {},
+        glass,
+        matched=tuple(p.name for p in matching),
+        policies=policies,
+    )
 
 
 def decided(
@@ -275,8 +388,14 @@ def decided(
     decision: Decision,
     enforcement: Action,
     evidence: Mapping[str, Any],
+    glass: BreakGlassUse | None = None,
+    *,
+    matched: tuple[str, ...] = (),
+    policies: PolicySet | None = None,
 ) -> AdmissionResult:
     warnings = [warning_text(f) for f in decision.warnings]
+    if glass is not None and glass.admitted_by_glass:
+        warnings.insert(0, glass.warning())
     if len(warnings) > MAX_WARNINGS:
         extra = len(warnings) - MAX_WARNINGS
         warnings = [*warnings[:MAX_WARNINGS], f"guard: {extra} more warning(s) not shown"]
@@ -296,6 +415,10 @@ def decided(
         enforcement=enforcement,
         notes=decision.notes,
         evidence=evidence,
+        break_glass=glass,
+        matched=matched,
+        policy_digest=policies.policy_digest if policies is not None else "",
+        trust_digest=policies.trust_digest if policies is not None else "",
     )
 
 

@@ -1,10 +1,11 @@
-"""Reading guard's custom resources through the operator's own API session.
+"""guard's own API calls, through the operator's API session.
 
 Kopf keeps the credentials (the login handlers, re-authentication on 401) in
 a per-operator vault that only its internal client can use; the public
 surface has no "list these objects" call. This module is the one place that
 touches that internal client (kopf is pinned to 1.45.x in pyproject), so an
-upgrade has one file to check. Only reads are made, of guard.dev resources.
+upgrade has one file to check. Two calls are made: lists of guard.dev
+resources, and creation of core/v1 Events (see ``events``).
 """
 
 from __future__ import annotations
@@ -52,3 +53,22 @@ async def list_objects(
     if not isinstance(items, list):
         raise ValueError(f"listing {plural} returned no items list")
     return [item for item in items if isinstance(item, Mapping)]
+
+
+async def post_event(
+    settings: kopf.OperatorSettings,
+    namespace: str,
+    body: Mapping[str, Any],
+    *,
+    timeout: float = 5.0,
+) -> None:
+    """Create one core/v1 Event, no retries (events are auxiliary)."""
+    await kopf_api.post(
+        f"/api/v1/namespaces/{namespace}/events",
+        payload=dict(body),
+        headers={"Content-Type": "application/json"},
+        settings=settings,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        backoffs=[],
+        logger=logger,
+    )

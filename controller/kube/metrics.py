@@ -1,10 +1,41 @@
-"""Prometheus metrics of the webhook, on their own registry and port."""
+"""Prometheus metrics of the webhook, on their own registry and port.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds``
+histograms) and labels stay bounded: decisions, kinds, reasons and policy
+names are closed or operator-controlled sets; users, namespaces and images
+never become labels (those belong in the audit log).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.kube.decide import AdmissionResult
+from controller.attest.verify import (
+    ArtifactVerdict,
+    Circumstances,
+    Requirements,
+    SignatureCache,
+    Verifier,
+)
+from controller.kube.decide import AdmissionResult, Reason
+
+LATENCY_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+    2.5,
+)
 
 
 class Metrics:
@@ -14,14 +45,44 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "guard_admission_requests",
-            "Admission requests answered, by verdict, reason and kind.",
-            ["verdict", "reason", "kind"],
+            "Admission requests answered, by decision (allow, warn, deny) and kind.",
+            ["decision", "kind"],
+            registry=self.registry,
+        )
+        self.unjudged = Counter(
+            "guard_admission_unjudged",
+            "Requests answered without judging the object (malformed, not ready...), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.findings = Counter(
+            "guard_policy_findings",
+            "Policy results that are not a pass, by policy, action and result.",
+            ["policy", "action", "result"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "guard_admission_duration_seconds",
-            "Time to answer an admission request.",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5),
+            "Time from receiving an AdmissionReview to answering it.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.break_glass = Counter(
+            "guard_break_glass",
+            "Break-glass requests, by policy and outcome (honoured, inherited, refused).",
+            ["policy", "outcome"],
+            registry=self.registry,
+        )
+        self.verifications = Counter(
+            "guard_attestation_verifications",
+            "Image digests checked against their candidate attestations, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.signature_cache = Counter(
+            "guard_attestation_signature_cache",
+            "Signature-cache lookups (envelope x trusted key), by outcome (hit, miss).",
+            ["outcome"],
             registry=self.registry,
         )
         self.ready = Gauge(
@@ -29,9 +90,9 @@ class Metrics:
             "1 once policies, trust and attestations have been listed.",
             registry=self.registry,
         )
-        self.policy_problems = Gauge(
-            "guard_policy_problems",
-            "Guard custom resources that are broken (see their status).",
+        self.policy_load_errors = Gauge(
+            "guard_policy_load_errors",
+            "Guard custom resources that are broken now (see their status).",
             registry=self.registry,
         )
         self.fallback_reads = Counter(
@@ -40,8 +101,71 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.events = Counter(
+            "guard_events",
+            "Kubernetes Events, by reason and outcome (posted, suppressed, dropped, failed).",
+            ["reason", "outcome"],
+            registry=self.registry,
+        )
+        self.audit_errors = Counter(
+            "guard_audit_write_errors",
+            "Audit lines that could not be written to one of their sinks.",
+            registry=self.registry,
+        )
+        for decision in ("allow", "warn", "deny"):
+            self.requests.labels(decision, "")  # so dashboards see the series at 0
+        self.signature_cache.labels("hit")
+        self.signature_cache.labels("miss")
 
     def observe(self, result: AdmissionResult, seconds: float) -> None:
         kind = result.request.kind if result.request is not None else ""
-        self.requests.labels(result.verdict, result.reason, kind).inc()
+        self.requests.labels(result.verdict, kind).inc()
+        if result.reason != Reason.judged:
+            self.unjudged.labels(result.reason).inc()
+        if result.decision is not None:
+            for finding in result.decision.findings:
+                action = "waived" if finding.exception is not None else finding.action.value
+                self.findings.labels(finding.policy, action, finding.result.value).inc()
+        glass = result.break_glass
+        if glass is not None:
+            for policy in glass.honoured_by:
+                self.break_glass.labels(policy, glass.outcome).inc()
+            for policy in glass.refused_by:
+                self.break_glass.labels(policy, "refused").inc()
+            if not glass.honoured_by and not glass.refused_by:
+                self.break_glass.labels("", glass.outcome).inc()
         self.latency.observe(seconds)
+
+
+class CountingSignatureCache(SignatureCache):
+    """The verifier's signature cache, counting hits and misses for metrics."""
+
+    def __init__(self, metrics: Metrics, size: int = 4096) -> None:
+        super().__init__(size)
+        self._hits = metrics.signature_cache.labels("hit")
+        self._misses = metrics.signature_cache.labels("miss")
+
+    def get(self, envelope: str, keyid: str) -> bool | None:
+        found = super().get(envelope, keyid)
+        (self._misses if found is None else self._hits).inc()
+        return found
+
+
+class CountingVerifier(Verifier):
+    """A verifier that counts each artifact verdict (accepted or rejected)."""
+
+    def __init__(self, inner: Verifier, metrics: Metrics) -> None:
+        super().__init__(inner.trust, inner.cache)
+        self._accepted = metrics.verifications.labels("accepted")
+        self._rejected = metrics.verifications.labels("rejected")
+
+    def verify(
+        self,
+        digest: str,
+        envelopes: Sequence[bytes],
+        requirements: Requirements,
+        circumstances: Circumstances,
+    ) -> ArtifactVerdict:
+        verdict = super().verify(digest, envelopes, requirements, circumstances)
+        (self._accepted if verdict.ok else self._rejected).inc()
+        return verdict

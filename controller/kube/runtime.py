@@ -10,8 +10,10 @@ build the verifier, and call the one decision function.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -23,8 +25,9 @@ from controller.kube import decide
 from controller.kube.audit import AuditLog
 from controller.kube.decide import AdmissionResult, Reason
 from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, merge
+from controller.kube.events import EventLimiter, EventRecorder, PostEvent
 from controller.kube.fallback import FallbackReader
-from controller.kube.metrics import Metrics
+from controller.kube.metrics import CountingSignatureCache, CountingVerifier, Metrics
 from controller.kube.readiness import Readiness, WatchLog
 from controller.kube.request import AdmissionRequest
 from controller.kube.settings import ServeSettings
@@ -61,18 +64,41 @@ class GuardRuntime:
         files: FileInputs,
         *,
         lister: Lister | None = None,
+        poster: PostEvent | None = None,
         audit: AuditLog | None = None,
         now: Clock = _utcnow,
     ) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         self.policies = PolicyCache(files, settings.enforcement)
-        self.signatures = SignatureCache()
+        # Built now so that even the answers given before readiness can name
+        # the file policies and trust in force in their audit lines.
+        self.policies.get(())
+        self.signatures: SignatureCache = CountingSignatureCache(self.metrics)
         self.readiness = Readiness(PLURALS)
         # Set (once) when readiness is reached, for threads outside the loop.
         self.ready_flag = threading.Event()
         self.watch_log = WatchLog()
-        self.metrics = Metrics()
-        self.audit = audit if audit is not None else AuditLog(settings.audit_file)
+        self.audit = (
+            audit
+            if audit is not None
+            else AuditLog(
+                settings.audit_file,
+                stream=sys.stdout if settings.audit_stdout else None,
+                max_bytes=settings.audit_max_bytes,
+                backups=settings.audit_backups,
+            )
+        )
+        self.events = EventRecorder(
+            poster,
+            self.metrics,
+            EventLimiter(
+                key_rate=settings.event_rate,
+                key_burst=settings.event_burst,
+                global_rate=settings.event_global_rate,
+                global_burst=settings.event_global_burst,
+            ),
+        )
         self.now = now
         self.identities = frozenset(settings.controller_identities)
         self._lister = lister
@@ -93,8 +119,7 @@ class GuardRuntime:
         resources: Iterable[ResourceEntry],
     ) -> AdmissionResult:
         """Judge one request that passed the server's checks."""
-        policies = self.policies.get(resources)
-        self.metrics.policy_problems.set(len(policies.problems))
+        policies = self.policy_set(resources)
         if decide.unsupported_reason(request) is not None:
             return decide.judge(request, policies, None)
         subject = decide.subject_of(request)
@@ -116,25 +141,52 @@ class GuardRuntime:
             reviewer = RecordingReview(self.reviewer(policies, candidates))
             evidence["review"] = reviewer.evidence
         return decide.judge(
-            request, policies, reviewer, notes=notes, evidence=evidence, subject=subject
+            request,
+            policies,
+            reviewer,
+            notes=notes,
+            evidence=evidence,
+            subject=subject,
+            controller_identities=self.identities,
         )
 
+    def policy_set(self, resources: Iterable[ResourceEntry]) -> PolicySet:
+        """The compiled policies for these resources (rebuilt only on change)."""
+        policies = self.policies.get(resources)
+        self.metrics.policy_load_errors.set(len(policies.problems))
+        return policies
+
     def reviewer(self, policies: PolicySet, candidates: Any) -> AttestationReview:
-        return AttestationReview(
+        review = AttestationReview(
             policies.trust,
             candidates,
             now=self.now,
             controller_identities=self.identities,
             cache=self.signatures,
         )
+        review.verifier = CountingVerifier(review.verifier, self.metrics)
+        return review
 
     def finish(self, result: AdmissionResult, started: float) -> None:
-        """Record one answer (every answer, including refusals)."""
-        self.metrics.observe(result, time.perf_counter() - started)
+        """Record one answer (every answer, including refusals): metrics, the
+        audit line, and the Events it deserves."""
+        current = self.policies.current
+        if current is not None and not result.policy_digest:
+            result = dataclasses.replace(
+                result, policy_digest=current.policy_digest, trust_digest=current.trust_digest
+            )
+        # The audit line first: nothing after it may keep a decision unrecorded.
         try:
             self.audit.write(result)
-        except OSError as exc:  # the answer stands; the failure is loud
+        except OSError as exc:  # the answer stands; the failure is loud and counted
+            self.metrics.audit_errors.inc()
             logger.error("Cannot write the audit record of %s: %s", result.uid, exc)
+        elapsed = time.perf_counter() - started
+        try:
+            self.metrics.observe(result, elapsed)
+            self.events.record(result, current.policy_uids if current is not None else {})
+        except Exception:  # metrics and events are auxiliary; the answer stands
+            logger.exception("Cannot record the metrics or events of %s", result.uid)
 
     # ----------------------------------------------------------- readiness
 

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from controller.errors import InputError
-from controller.kube.kubeapi import list_objects
+from controller.kube.kubeapi import list_objects, post_event
 from controller.kube.probes import start_probes
 from controller.kube.runtime import GuardRuntime
 from controller.kube.server import GuardWebhookServer
@@ -57,7 +57,7 @@ class GuardService:
             if not path.is_file():
                 raise InputError(f"{flag} {path}: no such file")
         self.settings = settings
-        self.runtime = GuardRuntime(settings, files, lister=self._list)
+        self.runtime = GuardRuntime(settings, files, lister=self._list, poster=self._post_event)
         self.server = GuardWebhookServer(
             self.runtime,
             addr=settings.webhook_host,
@@ -73,6 +73,9 @@ class GuardService:
 
     async def _list(self, plural: str, namespace: str | None) -> list[Mapping[str, Any]]:
         return await list_objects(self.kopf_settings, plural, namespace)
+
+    async def _post_event(self, namespace: str, body: Mapping[str, Any]) -> None:
+        await post_event(self.kopf_settings, namespace, body)
 
     async def run(self, stop_flag: Flag | None = None) -> None:
         runner, self.probes_port = await start_probes(

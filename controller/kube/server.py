@@ -106,6 +106,7 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
         runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         readiness = asyncio.create_task(self.runtime.become_ready(), name="guard readiness")
+        events = asyncio.create_task(self.runtime.events.run(), name="guard events")
         try:
             site = aiohttp.web.TCPSite(
                 runner, self.addr or None, self.port or 0, ssl_context=context, reuse_address=True
@@ -126,7 +127,8 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             await self._reload_tls_forever(context)
         finally:
             readiness.cancel()
-            await asyncio.gather(readiness, return_exceptions=True)
+            events.cancel()
+            await asyncio.gather(readiness, events, return_exceptions=True)
             await runner.cleanup()
             self.listening.clear()
 
@@ -164,7 +166,25 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
     async def _serve_guard(
         self, fn: kopf.WebhookFn, http: aiohttp.web.Request
     ) -> aiohttp.web.StreamResponse:
+        """Answer one HTTP request; every answer is recorded exactly once."""
         started = time.perf_counter()
+        try:
+            result, http_status = await self._decide(fn, http)
+        except Exception as exc:  # a bug must deny, and leave its audit line
+            logger.exception("Answering an admission review failed")
+            result = refuse(
+                "",
+                Reason.error,
+                f"guard failed while reading the request: {exc}; denied",
+                code=500,
+            )
+            http_status = 500
+        return self._answer(result, started, http_status=http_status)
+
+    async def _decide(
+        self, fn: kopf.WebhookFn, http: aiohttp.web.Request
+    ) -> tuple[AdmissionResult, int]:
+        """The answer to one HTTP request and the HTTP status to send it with."""
         try:
             body = await http.read()
         except aiohttp.web.HTTPRequestEntityTooLarge:
@@ -172,14 +192,12 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
                 f"AdmissionReview body is larger than guard's {self.max_body}-byte limit; "
                 "the request is denied (no Kubernetes object is this large)"
             )
-            self.runtime.finish(refuse("", Reason.too_large, message, code=413), started)
-            return _plain(413, message)
+            return refuse("", Reason.too_large, message, code=413), 413
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             message = f"AdmissionReview body is not valid JSON: {exc}; the request is denied"
-            self.runtime.finish(refuse("", Reason.malformed, message, code=400), started)
-            return _plain(400, message)
+            return refuse("", Reason.malformed, message, code=400), 400
         uid, api_version = _uid_of(data)
         if http.method != "POST" or http.path != WEBHOOK_PATH:
             message = (
@@ -188,17 +206,17 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
                 "webhook configuration's path"
             )
             result = refuse(uid, Reason.unsupported, message, code=404, api_version=api_version)
-            return self._answer(result, started, http_status=200 if uid else 404)
+            return result, 200 if uid else 404
         try:
             request = parse_review(data)
         except BadReview as exc:
             result = refuse(
                 exc.uid, Reason.malformed, str(exc), code=400, api_version=exc.api_version
             )
-            return self._answer(result, started, http_status=200 if exc.uid else 400)
+            return result, 200 if exc.uid else 400
         if not self.runtime.readiness.ready:
-            result = not_ready_result(request, request.uid, self.runtime.readiness.waiting_for())
-            return self._answer(result, started, http_status=503)
+            waiting = self.runtime.readiness.waiting_for()
+            return not_ready_result(request, request.uid, waiting), 503
         problem = unsupported_reason(request)
         if problem is not None:
             result = refuse(
@@ -208,9 +226,8 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
                 request=request,
                 api_version=request.api_version,
             )
-            return self._answer(result, started)
-        result = await self._judge(fn, request, data, http)
-        return self._answer(result, started)
+            return result, 200
+        return await self._judge(fn, request, data, http), 200
 
     async def _judge(
         self,

@@ -52,6 +52,12 @@ class ServeSettings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9090
     audit_file: Path | None = None
+    # The audit file rotates past this size, keeping this many old files
+    # (defaults fit the chart's 256 MiB audit volume).
+    audit_max_bytes: int = 50 * 1024 * 1024
+    audit_backups: int = 3
+    # Audit lines also go to stdout (what container log collectors ship).
+    audit_stdout: bool = True
     namespaces: tuple[str, ...] = ()
     controller_identities: tuple[str, ...] = DEFAULT_CONTROLLER_IDENTITIES
     max_review_bytes: int = MAX_REVIEW_BYTES
@@ -61,6 +67,12 @@ class ServeSettings:
     fallback_timeout: float = 2.0
     fallback_rate: float = 5.0
     fallback_burst: float = 10.0
+    # Kubernetes Events: a bucket per (policy, reason) and a global one, so
+    # a crash loop or a flood of bad requests cannot flood the API server.
+    event_rate: float = 0.1
+    event_burst: float = 5.0
+    event_global_rate: float = 1.0
+    event_global_burst: float = 30.0
 
     @property
     def clusterwide(self) -> bool:

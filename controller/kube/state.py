@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from controller.attest.trust import Trust
 from controller.errors import InputError
@@ -29,13 +29,17 @@ from controller.policy.documents import (
     GuardPolicy,
     GuardTrust,
     GuardTrustSpec,
+    Target,
 )
-from controller.policy.engine import Engine, PolicyError, compile_policy
+from controller.policy.engine import Engine, PolicyError, compile_policy, matches
 from controller.policy.loader import Bundle, load_bundle
+from controller.policy.subject import Subject
 
 logger = logging.getLogger(__name__)
 
 GUARD_KINDS = ("GuardPolicy", "GuardTrust", "GuardException")
+# Distinct (kind, namespace, labels) shapes remembered per policy set.
+MATCHING_CACHE_SIZE = 4096
 _MODELS: dict[str, type[GuardPolicy] | type[GuardTrust] | type[GuardException]] = {
     "GuardPolicy": GuardPolicy,
     "GuardTrust": GuardTrust,
@@ -56,6 +60,8 @@ class ResourceEntry:
     fingerprint: str
     document: GuardPolicy | GuardTrust | GuardException | None
     error: str | None = None
+    # The object's uid, so Events about it show in ``kubectl describe``.
+    uid: str = ""
 
     @property
     def label(self) -> str:
@@ -66,8 +72,10 @@ def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
     """Validate a custom resource's body into a document, or record why not."""
     metadata = body.get("metadata") or {}
     name = str(metadata.get("name") or "")
+    uid = str(metadata.get("uid") or "")
     spec = body.get("spec")
-    canonical = json.dumps({"name": name, "spec": spec}, sort_keys=True, default=str)
+    # The uid is part of the fingerprint: a deleted and recreated resource is new.
+    canonical = json.dumps({"name": name, "uid": uid, "spec": spec}, sort_keys=True, default=str)
     fingerprint = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     raw = {
         "apiVersion": body.get("apiVersion"),
@@ -85,13 +93,13 @@ def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
             if error["type"] == "extra_forbidden":
                 message = "unknown field (check its spelling; unknown fields are errors)"
             problems.append(f"{path}: {message}" if path else message)
-        return ResourceEntry(kind, name, fingerprint, None, "; ".join(problems))
+        return ResourceEntry(kind, name, fingerprint, None, "; ".join(problems), uid)
     if isinstance(document, GuardPolicy):
         try:
             compile_policy(document)
         except PolicyError as exc:
-            return ResourceEntry(kind, name, fingerprint, document, str(exc))
-    return ResourceEntry(kind, name, fingerprint, document, None)
+            return ResourceEntry(kind, name, fingerprint, document, str(exc), uid)
+    return ResourceEntry(kind, name, fingerprint, document, None, uid)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,33 @@ class PolicySet:
     policies: tuple[GuardPolicy, ...]
     problems: Mapping[str, str] = field(default_factory=dict)
     unenforced: tuple[str, ...] = ()
+    # sha256 of the policies and exceptions in force, and of the trust in
+    # force, for the audit record: an auditor can tell which rules judged.
+    policy_digest: str = ""
+    trust_digest: str = ""
+    # GuardPolicy name -> uid, for the policies that are custom resources.
+    policy_uids: Mapping[str, str] = field(default_factory=dict)
+    _matching: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def matching(self, subject: Subject) -> tuple[GuardPolicy, ...]:
+        """The policies that judge a Kubernetes subject, remembered per shape.
+
+        Whether a policy matches a Kubernetes subject depends only on its
+        kind, namespace and labels, and requests repeat those constantly;
+        the answer is kept for the life of this (immutable) policy set.
+        """
+        if subject.target is not Target.kubernetes:
+            return tuple(p for p in self.policies if matches(p, subject))
+        key = (subject.kind, subject.namespace, tuple(sorted(subject.labels.items())))
+        found = self._matching.get(key)
+        if found is None:
+            if len(self._matching) >= MATCHING_CACHE_SIZE:
+                self._matching.clear()
+            found = tuple(p for p in self.policies if matches(p, subject))
+            self._matching[key] = found
+        return found
 
     @property
     def broken_policies(self) -> tuple[PolicyError, ...]:
@@ -154,6 +189,7 @@ def build_policy_set(
     trust_specs = list(files.trust_specs)
     problems: dict[str, str] = {}
     unenforced: list[str] = []
+    uids: dict[str, str] = {}
     trust = Trust.from_specs(trust_specs)
     for entry in sorted(entries, key=lambda e: (e.kind, e.name)):
         document = entry.document
@@ -163,6 +199,8 @@ def build_policy_set(
             continue
         if isinstance(document, GuardPolicy):
             policies.append(document)
+            if entry.uid:
+                uids[document.name] = entry.uid
             if entry.error:
                 problems[entry.label] = entry.error
         elif isinstance(document, GuardException):
@@ -188,7 +226,24 @@ def build_policy_set(
         policies=tuple(policies),
         problems=problems,
         unenforced=tuple(unenforced),
+        policy_digest=documents_digest([*policies, *exceptions]),
+        trust_digest=documents_digest([spec for spec, _source in trust_specs]),
+        policy_uids=uids,
     )
+
+
+def documents_digest(documents: Sequence[BaseModel]) -> str:
+    """``sha256:<hex>`` of documents in a canonical form (order-independent).
+
+    Computed from the validated models, so two bundles that differ only in
+    comments, key order or file layout have the same digest, and any change
+    that could alter a verdict changes it.
+    """
+    canonical = sorted(
+        json.dumps(d.model_dump(mode="json", by_alias=True), sort_keys=True) for d in documents
+    )
+    text = json.dumps(canonical, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class PolicyCache:
@@ -200,6 +255,11 @@ class PolicyCache:
         self._key: tuple[tuple[str, str, str], ...] | None = None
         self._current: PolicySet | None = None
         self.builds = 0
+
+    @property
+    def current(self) -> PolicySet | None:
+        """The policy set built last (None before the first request)."""
+        return self._current
 
     def get(self, entries: Iterable[ResourceEntry]) -> PolicySet:
         ordered = sorted(entries, key=lambda e: (e.kind, e.name, e.fingerprint))

@@ -219,6 +219,41 @@ AUDIT_HOST_NETWORK: dict[str, Any] = {
 
 TEST_POLICIES = (REVIEW_POLICY, NO_PRIVILEGED, WARN_LATEST, AUDIT_HOST_NETWORK)
 
+# Break-glass: on-call principal dana (github:1009, alias dana@example.com)
+# and the sre-oncall group may bypass review in the glass* namespaces and in
+# prod-both, where require-review (which allows no break-glass) applies too.
+ONCALL_PRINCIPAL = "github:1009"
+ONCALL_ALIAS = "dana@example.com"
+ONCALL_GROUP = "sre-oncall"
+GLASS_POLICY: dict[str, Any] = {
+    "apiVersion": "guard.dev/v1alpha1",
+    "kind": "GuardPolicy",
+    "metadata": {"name": "glass-review"},
+    "spec": {
+        "severity": "critical",
+        "action": "deny",
+        "match": {"kubernetes": {"namespaces": {"include": ["glass*", "prod-both"]}}},
+        "review": {
+            "attesters": ["ci"],
+            "repositories": [REPOSITORY],
+            "targetRefs": [TARGET_REF],
+            "breakGlass": {"principals": [ONCALL_PRINCIPAL], "groups": [ONCALL_GROUP]},
+        },
+    },
+}
+GLASS_POLICIES = (*TEST_POLICIES, GLASS_POLICY)
+
+
+def oncall_trust(cast: Cast) -> dict[str, Any]:
+    """The test trust plus the on-call principal and its alias."""
+    document = cast.trust_document()
+    document["spec"]["principals"] = [{"id": ONCALL_PRINCIPAL, "aliases": [ONCALL_ALIAS]}]
+    return document
+
+
+def break_glass(reason: str) -> dict[str, str]:
+    return {"guard.dev/break-glass": reason}
+
 
 def write_documents(path: Path, documents: Sequence[Mapping[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump_all([dict(d) for d in documents], sort_keys=False))

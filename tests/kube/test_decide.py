@@ -58,7 +58,7 @@ def test_deny_allow_and_the_record(tmp_path: Path, cast: Cast) -> None:
     assert result.response()["response"]["status"]["code"] == 403
     assert result.message.splitlines()[0] == "guard denied Deployment prod/web: 1 problem"
     record = json.loads(json.dumps(result.record()))
-    assert record["verdict"] == "deny"
+    assert record["decision"] == "deny"
     assert record["request"]["user"] == "carol@example.com"
     assert [f["policy"] for f in record["findings"]] == ["no-privileged"]
     allowed = _judge(

@@ -243,6 +243,12 @@ class EmulatedApi:
     def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self.run(self._send("GET", self._path(plural, namespace, name), None))
 
+    def events(self, namespace: str = "default") -> list[dict[str, Any]]:
+        """The core/v1 Events stored in a namespace."""
+        listing = self.run(self._send("GET", f"/api/v1/namespaces/{namespace}/events", None))
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
+
     async def _send(self, method: str, path: str, body: Any) -> dict[str, Any]:
         headers = {TEST_CLIENT_HEADER: "1"}
         async with self.emulator.request(method, path, json=body, headers=headers) as response:
@@ -399,9 +405,13 @@ def serve_settings(
         metrics_host="127.0.0.1",
         metrics_port=0,
         audit_file=audit,
+        audit_stdout=False,
         tls_check_interval=0.2,
         # Many tests deny unattested images, each with a fallback read; the
         # rate limit itself is tested with its own operator.
         fallback_burst=10_000.0,
+        # Likewise for Events: every denial is posted; the limits have their own tests.
+        event_burst=10_000.0,
+        event_global_burst=10_000.0,
     )
     return replace(settings, **overrides)

@@ -209,7 +209,7 @@ def test_audit_action_only_records(guard: RunningGuard) -> None:
     assert answer.allowed
     assert answer.warnings == []
     record = audit_records(guard)[review["request"]["uid"]]
-    assert record["verdict"] == "allow"
+    assert record["decision"] == "allow"
     assert [(f["policy"], f["action"]) for f in record["findings"]] == [("host-network", "audit")]
 
 
@@ -222,9 +222,14 @@ def test_every_failure_is_listed_in_one_message(guard: RunningGuard) -> None:
 
 
 def test_dry_run_is_judged_the_same_without_side_effects(guard: RunningGuard) -> None:
+    # Events of earlier denials are posted in the background: let them land.
+    assert guard.runtime.events.idle.wait(WAIT)
     before = len(guard.api.requests)
+    posted = guard.runtime.events.posted
     review = admission_review(workload("Deployment", "web", "prod", UNATTESTED), dry_run=True)
     answer = guard.post(review)
+    assert guard.runtime.events.idle.wait(WAIT)
+    assert guard.runtime.events.posted == posted
     assert not answer.allowed
     assert "(dry run)" in answer.message
     writes = [r for r in guard.api.requests[before:] if r[0] != "GET"]
@@ -445,7 +450,7 @@ def test_probes_and_metrics(guard: RunningGuard) -> None:
     status, text = guard.probe("/metrics")
     assert status == 200
     assert "guard_ready 1.0" in text
-    assert 'guard_admission_requests_total{kind="Pod",reason="judged",verdict="allow"}' in text
+    assert 'guard_admission_requests_total{decision="allow",kind="Pod"}' in text
 
 
 def test_operator_requests_are_recorded_and_read_only_but_statuses(guard: RunningGuard) -> None:
@@ -453,7 +458,11 @@ def test_operator_requests_are_recorded_and_read_only_but_statuses(guard: Runnin
     assert ("GET", "/apis/guard.dev/v1alpha1/reviewattestations") in requests
     writes = {(method, path.split("?")[0]) for method, path in requests if method != "GET"}
     assert writes, "status patches are expected"
-    assert all(method == "PATCH" and path.endswith("/status") for method, path in writes)
+    events = ("POST", "/api/v1/namespaces/default/events")
+    assert all(
+        (method == "PATCH" and path.endswith("/status")) or (method, path) == events
+        for method, path in writes
+    )
 
 
 def test_not_ready_until_everything_is_listed(

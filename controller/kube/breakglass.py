@@ -1,0 +1,265 @@
+"""Governed break-glass: an emergency way past review, for named people only.
+
+A workload asks for it with the annotation ``guard.dev/break-glass: <reason>``
+on the object or on its pod template. It is honoured only for the
+principals and groups a policy's ``review.breakGlass`` lists; principals are
+compared after the GuardTrust identity map (``Trust.canonical``), groups
+exactly as the API server sends them.
+
+What it bypasses, deliberately little: only the **review** finding of the
+policies that list the requester. Every other rule of those policies, and
+every finding of the policies that do not list the requester, still
+applies: break-glass answers "the reviewer is asleep and production is
+down", not "let me run a privileged container". Each use is admitted with a
+warning, recorded in the audit line and posted as a Kubernetes Event.
+
+Who is refused: when a policy with a review requirement judges the object,
+anyone that no such policy lists is denied (the annotation is a claim of
+authority, and a false claim is worth stopping and recording). Where no
+review policy applies there is nothing to break: the annotation is only
+noted.
+
+Objects that Kubernetes controllers create (identified by
+``request.userInfo``, never by ``ownerReferences``) inherit the annotation
+from the object a person applied: a Deployment's ReplicaSet copies its
+annotations, and Pods copy the pod template's. That parent was itself judged,
+so a controller's request that carries the annotation is honoured as
+*inherited* by the policies that allow break-glass at all; without that, a
+break-glass Deployment could never start its Pods. Put the annotation on the
+pod template so the Pods carry it too.
+
+The annotation stays on the object until someone removes it: a later update
+by anyone the policy does not list is refused until they remove it, which is
+how an emergency change is brought back under review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.attest.trust import Trust
+from controller.kube.request import AdmissionRequest
+from controller.kube.subjects import annotations_of
+from controller.policy.documents import Action, BreakGlass, GuardPolicy, Target
+from controller.policy.subject import Finding, Result, Subject
+
+ANNOTATION = "guard.dev/break-glass"
+# The reason lands in warnings, events and audit lines: keep it a sentence.
+MAX_REASON_CHARS = 512
+REVIEW_RULE = "review"
+REFUSAL_RULE = "break-glass"
+
+
+class Outcome:
+    """What became of a break-glass request (a closed vocabulary)."""
+
+    honoured = "honoured"
+    inherited = "inherited"
+    refused = "refused"
+    ignored = "ignored"
+
+
+@dataclass(frozen=True)
+class Bypass:
+    """One finding that break-glass let through."""
+
+    policy: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BreakGlassUse:
+    """One request's use of break-glass: who, why, and what it bypassed."""
+
+    outcome: str
+    user: str
+    groups: tuple[str, ...]
+    principal: str
+    reason: str
+    honoured_by: tuple[str, ...] = ()
+    refused_by: tuple[str, ...] = ()
+    bypassed: tuple[Bypass, ...] = ()
+    problem: str = ""
+    template_hint: bool = False
+
+    @property
+    def admitted_by_glass(self) -> bool:
+        return self.outcome in (Outcome.honoured, Outcome.inherited)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "user": self.user,
+            "groups": list(self.groups),
+            "principal": self.principal,
+            "reason": self.reason,
+            "honouredBy": list(self.honoured_by),
+            "refusedBy": list(self.refused_by),
+            "bypassed": [{"policy": b.policy, "rule": b.rule} for b in self.bypassed],
+            "problem": self.problem,
+        }
+
+    def warning(self) -> str:
+        """The AdmissionReview warning a break-glass user sees."""
+        bypassed = ", ".join(f"{b.policy}/{b.rule}" for b in self.bypassed) or "nothing"
+        how = "inherited from its owner" if self.outcome == Outcome.inherited else "used"
+        text = (
+            f"guard: break-glass {how} by {self.user or '(no user)'} "
+            f"(reason: {self.reason!r}); bypassed: {bypassed}. This is audited; remove the "
+            f"{ANNOTATION} annotation once the emergency is over"
+        )
+        if self.template_hint:
+            text += (
+                "; also put it on the pod template's annotations: the Pods that "
+                "controllers create get only the template's annotations"
+            )
+        return text
+
+
+def requested_reason(kind: str, obj: Mapping[str, Any] | None) -> str | None:
+    """The break-glass reason the object carries, or None when it asks for none.
+
+    The object's own annotation wins over its pod template's. An empty reason
+    is returned as ``""`` (and refused): an emergency without a reason is
+    not auditable.
+    """
+    for found in annotations_of(kind, obj):
+        value = found.get(ANNOTATION)
+        if value is None:
+            continue
+        text = value.strip() if isinstance(value, str) else ""
+        if len(text) > MAX_REASON_CHARS:
+            text = text[: MAX_REASON_CHARS - 1] + "…"
+        return text
+    return None
+
+
+def _on_template(kind: str, obj: Mapping[str, Any] | None) -> bool:
+    found = annotations_of(kind, obj)
+    return any(ANNOTATION in a for a in found[1:])
+
+
+def lists(glass: BreakGlass, trust: Trust, username: str, groups: Iterable[str]) -> bool:
+    """Whether a policy's breakGlass names this user (after the identity map) or a group."""
+    if username:
+        principal = trust.canonical(username)
+        if any(trust.canonical(p) == principal for p in glass.principals):
+            return True
+    return bool(set(glass.groups) & set(groups))
+
+
+def _opted_in(glass: BreakGlass) -> bool:
+    return bool(glass.principals or glass.groups)
+
+
+def apply(
+    request: AdmissionRequest,
+    subject: Subject,
+    policies: Sequence[GuardPolicy],
+    trust: Trust,
+    findings: Sequence[Finding],
+    *,
+    enforcement: Action,
+    controller_identities: frozenset[str] = frozenset(),
+) -> tuple[list[Finding], BreakGlassUse | None]:
+    """The findings after break-glass, and the use to record (None when not asked).
+
+    ``policies`` are the policies that judge the subject (they match it).
+    """
+    reason = requested_reason(request.kind, request.object)
+    if reason is None:
+        return list(findings), None
+    requester = request.requester
+    base = BreakGlassUse(
+        outcome=Outcome.ignored,
+        user=requester.username,
+        groups=requester.groups,
+        principal=trust.canonical(requester.username) if requester.username else "",
+        reason=reason,
+        template_hint=request.kind != "Pod" and not _on_template(request.kind, request.object),
+    )
+    reviewed = [p for p in policies if p.spec.review is not None]
+    if not reviewed:
+        problem = "no policy with a review requirement judges this object: nothing to bypass"
+        return list(findings), dataclasses.replace(base, problem=problem)
+    controller = requester.username in controller_identities
+    honouring: list[GuardPolicy] = []
+    for policy in reviewed:
+        assert policy.spec.review is not None
+        glass = policy.spec.review.break_glass
+        allowed = (
+            _opted_in(glass)
+            if controller
+            else lists(glass, trust, requester.username, requester.groups)
+        )
+        if allowed:
+            honouring.append(policy)
+    refusing = [p for p in reviewed if p not in honouring]
+    problem = ""
+    if not reason:
+        problem = f"the {ANNOTATION} annotation must say why (an empty reason is refused)"
+        refusing, honouring = reviewed, []
+    elif not honouring:
+        who = requester.username or "(no user)"
+        problem = (
+            f"{who} may not break glass here: "
+            + ", ".join(f"GuardPolicy {p.name}" for p in refusing)
+            + " lists neither this principal nor any of its groups in review.breakGlass"
+        )
+    result = list(findings)
+    if not honouring:
+        result.extend(_refusal(p, subject, problem, enforcement) for p in refusing)
+        use = dataclasses.replace(
+            base, outcome=Outcome.refused, refused_by=_names(refusing), problem=problem
+        )
+        return result, use
+    honoured_names = set(_names(honouring))
+    waiver = f"break-glass by {requester.username or '(no user)'}"
+    bypassed: list[Bypass] = []
+    for position, finding in enumerate(result):
+        if finding.rule == REVIEW_RULE and finding.policy in honoured_names:
+            bypassed.append(Bypass(finding.policy, finding.rule, finding.message))
+            result[position] = dataclasses.replace(finding, exception=waiver)
+    # A policy that does not list the requester keeps its review finding;
+    # say plainly why break-glass did not get past it.
+    failing = {f.policy for f in result if f.rule == REVIEW_RULE and f.exception is None}
+    for policy in refusing:
+        if policy.name in failing:
+            why = (
+                f"GuardPolicy {policy.name} does not allow break-glass by "
+                f"{requester.username or '(no user)'}: its review requirement still applies"
+            )
+            result.append(_refusal(policy, subject, why, enforcement))
+    use = dataclasses.replace(
+        base,
+        outcome=Outcome.inherited if controller else Outcome.honoured,
+        honoured_by=_names(honouring),
+        refused_by=_names(refusing),
+        bypassed=tuple(bypassed),
+    )
+    return result, use
+
+
+def _names(policies: Iterable[GuardPolicy]) -> tuple[str, ...]:
+    return tuple(p.name for p in policies)
+
+
+def _refusal(policy: GuardPolicy, subject: Subject, problem: str, enforcement: Action) -> Finding:
+    return Finding(
+        policy=policy.name,
+        rule=REFUSAL_RULE,
+        severity=policy.spec.severity,
+        action=policy.spec.action.capped(enforcement),
+        result=Result.fail,
+        target=Target.kubernetes,
+        address=subject.address,
+        message=f"break-glass refused: {problem}",
+        fix=f"remove the {ANNOTATION} annotation, or ask someone listed in the policy's "
+        "review.breakGlass",
+        location=subject.location,
+        line=subject.line,
+    )
