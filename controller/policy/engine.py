@@ -417,11 +417,10 @@ class Engine:
         running = [r for c in matching for r in c.rules if r.rule.target is subject.target]
         needed = frozenset().union(*(r.variables for r in running))
         keys: frozenset[str] | None = None
-        if subject.target is Target.terraform and not any(
-            r.reads_whole_object or r.message_reads_whole_object for r in running
-        ):
+        if not any(r.reads_whole_object or r.message_reads_whole_object for r in running):
             # Every rule reads the new object field by field: only the top-level
-            # attributes they name need converting into CEL values.
+            # fields they name need converting into CEL values, which is most
+            # of the cost of an evaluation.
             keys = frozenset().union(*(r.words | r.message_words for r in running))
         contexts = _Contexts(subject, needed, keys)
         for compiled in matching:
@@ -590,9 +589,14 @@ class _Contexts:
         self._probes: dict[int, Any] = {}
 
     def _context(self, obj: Mapping[str, Any] | None) -> Any:
-        if obj is not None and self.keys is not None:
-            obj = {k: v for k, v in obj.items() if k in self.keys}
         variables = variables_for(self.subject, obj)
+        if obj is not None and self.keys is not None:
+            # Derived variables (podSpec, containers) come from the whole object
+            # above; only the object variable itself is trimmed.
+            trimmed = {k: v for k, v in variables["object"].items() if k in self.keys}
+            variables["object"] = trimmed
+            if "after" in variables:
+                variables["after"] = trimmed
         return new_context({k: v for k, v in variables.items() if k in self.needed})
 
     @property
