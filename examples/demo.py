@@ -115,7 +115,16 @@ def terraform_step() -> None:
         )
 
 
-STEPS: list[Callable[[], None]] = [policies_step, attest_step, terraform_step]
+def cluster_step() -> None:
+    heading("4. In the cluster: the real operator answers AdmissionReviews")
+    print("(an emulated API server stands in for the cluster; a real one uses charts/guard)")
+    from examples.cluster_demo import main as cluster_demo
+
+    if cluster_demo() != 0:
+        raise SystemExit("demo: an admission answer was not what was expected")
+
+
+STEPS: list[Callable[[], None]] = [policies_step, attest_step, terraform_step, cluster_step]
 
 
 def main() -> int:
