@@ -145,9 +145,16 @@ def _on_template(kind: str, obj: Mapping[str, Any] | None) -> bool:
 
 def lists(glass: BreakGlass, trust: Trust, username: str, groups: Iterable[str]) -> bool:
     """Whether a policy's breakGlass names this user (after the identity map) or a group."""
+    # An allow-list: a look-alike of a listed name (other case, full-width
+    # letters, an invisible character) is somebody else, so only exact
+    # spellings, or spellings the trust itself lists, are followed.
     if username:
-        principal = trust.canonical(username)
-        if any(trust.canonical(p) == principal for p in glass.principals):
+        if username in glass.principals:
+            return True
+        principal = trust.principal_of(username)
+        if principal is not None and any(
+            trust.principal_of(p) == principal or p == principal for p in glass.principals
+        ):
             return True
     return bool(set(glass.groups) & set(groups))
 
