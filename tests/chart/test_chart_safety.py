@@ -345,24 +345,21 @@ NEEDED = [
         for verb in ("list", "watch")
         for r in ("guardpolicies", "guardtrusts", "guardexceptions", "reviewattestations")
     ],
-    ("get", "guard.dev", "reviewattestations", "", "team-a"),
+    ("list", "guard.dev", "reviewattestations", "", "team-a"),
     *[
         ("patch", "guard.dev", r, "status", None)
         for r in ("guardpolicies", "guardtrusts", "guardexceptions")
     ],
     ("patch", "guard.dev", "reviewattestations", "status", "team-a"),
-    ("list", "", "namespaces", "", None),
-    ("watch", "", "namespaces", "", None),
     ("list", "apiextensions.k8s.io", "customresourcedefinitions", "", None),
     ("watch", "apiextensions.k8s.io", "customresourcedefinitions", "", None),
-    ("create", "", "events", "", "team-a"),
-    ("patch", "", "events", "", "team-a"),
-    ("create", "events.k8s.io", "events", "", "team-a"),
-    ("patch", "events.k8s.io", "events", "", "team-a"),
+    ("create", "", "events", "", "default"),
 ]
 # What a compromised guard must not be able to do.
 FORBIDDEN = [
     ("get", "", "secrets", "", NAMESPACE),
+    ("patch", "", "events", "", "default"),
+    ("get", "guard.dev", "reviewattestations", "", "team-a"),
     ("list", "", "secrets", "", None),
     ("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", None),
     ("delete", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", None),
