@@ -80,3 +80,24 @@ def test_documented_command_lines_parse(name: str) -> None:
             parser.parse_args(argv)
         except SystemExit as exc:  # argparse exits on an unknown flag
             pytest.fail(f"{name}: `guard {' '.join(argv)}` does not parse ({exc})")
+
+
+def test_operations_guide_lists_every_metric_guard_exports() -> None:
+    from controller.kube.metrics import Metrics
+
+    exported = set()
+    for metric in Metrics().registry.collect():
+        suffix = "_total" if metric.type == "counter" else ""
+        exported.add(metric.name + suffix)
+    documented = set(
+        re.findall(r"`(guard_[a-z_]+)`", (ROOT / "docs" / "operations.md").read_text())
+    )
+    assert exported == documented
+
+
+def test_operations_guide_names_the_real_annotations() -> None:
+    from controller.kube import breakglass, envelopes
+
+    text = (ROOT / "docs" / "operations.md").read_text() + (ROOT / "README.md").read_text()
+    assert breakglass.ANNOTATION in text
+    assert envelopes.ANNOTATION in text
