@@ -8,6 +8,7 @@ renamed and reused, an id cannot.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from controller.policy.loader import load_path
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_id(value: str) -> str:
     """Unicode NFKC, case-folded, with invisible and space characters removed:
     ``GitHub:1001``, ``github:1001`` and ``github:\u200b1001`` are one id.

@@ -11,6 +11,7 @@ digest and the key, because nothing else is a pure function of the bytes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from controller.attest import checks
 from controller.attest.checks import AllOf, Check, Claim, Deployer, tally
 from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeError, parse
 from controller.attest.statement import (
+    ChangeReview,
     Statement,
     StatementError,
     normalize_digest,
@@ -242,10 +244,11 @@ class Verifier:
             return ArtifactVerdict(digest, False, (f"no review attestation found for {digest}",))
         parsed: list[Envelope | str] = []
         for index, raw in enumerate(envelopes):
-            try:
-                parsed.append(parse(raw))
-            except EnvelopeError as exc:
-                parsed.append(f"envelope #{index + 1} is malformed: {exc}")
+            read = _parse(raw)
+            if isinstance(read, EnvelopeError):
+                parsed.append(f"envelope #{index + 1} is malformed: {read}")
+            else:
+                parsed.append(read)
         # Envelopes that claim this digest are judged first; the others only
         # explain a miss. Claims are not trusted here: the checks re-verify.
         statements: dict[str, Statement | StatementError] = {}
@@ -313,10 +316,9 @@ class Verifier:
         if isinstance(parsed, StatementError):
             return [str(parsed)], ()
         statement = parsed
-        try:
-            review = statement.change_review()
-        except StatementError as exc:
-            return [str(exc)], ()
+        review = _change_review_of(envelope.payload)
+        if isinstance(review, StatementError):
+            return [str(review)], ()
         claim = Claim(
             digest=digest,
             envelope=envelope,
@@ -334,9 +336,40 @@ class Verifier:
         return [], tuple(sorted(counted.values()))
 
 
+# Parsing is memoised by the exact bytes (the same envelopes come with every
+# request for an image); results are immutable values, and every check,
+# signatures included, still runs on every request.
+_PARSE_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _parse(raw: bytes | str) -> Envelope | EnvelopeError:
+    try:
+        return parse(raw)
+    except EnvelopeError as exc:
+        return exc
+
+
 def _statement(envelope: Envelope) -> Statement | StatementError:
     """The envelope's statement, parsed once; not trusted until a signature verifies."""
+    return _statement_of(envelope.payload)
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _statement_of(payload: bytes) -> Statement | StatementError:
     try:
-        return parse_statement(envelope.payload)
+        return parse_statement(payload)
+    except StatementError as exc:
+        return exc
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _change_review_of(payload: bytes) -> ChangeReview | StatementError:
+    """The payload's change-review predicate (the statement of these bytes)."""
+    statement = _statement_of(payload)
+    if isinstance(statement, StatementError):
+        return statement
+    try:
+        return statement.change_review()
     except StatementError as exc:
         return exc
