@@ -338,8 +338,10 @@ class Verifier:
 
 # Parsing is memoised by the exact bytes (the same envelopes come with every
 # request for an image); results are immutable values, and every check,
-# signatures included, still runs on every request.
-_PARSE_CACHE_SIZE = 1024
+# signatures included, still runs on every request. Bounded so that even
+# envelopes at the size cap keep the cache to tens of MiB; a miss only costs
+# a parse.
+_PARSE_CACHE_SIZE = 256
 
 
 @functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
