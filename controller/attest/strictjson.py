@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from controller.policy.loader import UniqueKeyLoader
+
 # Far beyond any count or measurement an attestation carries; Python refuses
 # more than 4300 digits anyway, with a bare ValueError.
 MAX_INT_DIGITS = 64
@@ -75,33 +77,10 @@ def loads(data: bytes | str) -> Any:
         raise StrictJSONError("not valid JSON: nested too deeply") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
-)
-
-
 def load_json_or_yaml(text: str) -> Any:
     """Parse a JSON or YAML document (YAML is a superset), rejecting duplicate keys."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except RecursionError:
         raise StrictJSONError("not valid JSON or YAML: nested too deeply") from None
     except yaml.YAMLError as exc:

@@ -18,6 +18,7 @@ from controller.kube.settings import (
 from controller.kube.state import FileInputs, build_policy_set
 from controller.kube.subjects import Requester
 from controller.policy.bundled import bundled_policies_path
+from controller.policy.commands import add_policies_option
 from controller.policy.documents import Action
 from controller.policy.subject import Decision
 from controller.report.context import ReportContext, applied_exceptions
@@ -37,14 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "over HTTPS (every other path is denied), /healthz, /readyz and /metrics on the "
         "metrics port, and is ready once policies, trust and attestations are listed.",
     )
-    serve.add_argument(
-        "--policies",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="policy files or folders (repeatable; default: the bundled policies)",
-    )
+    add_policies_option(serve)
     serve.add_argument(
         "--trust",
         action="append",
@@ -112,7 +106,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "Exit 0 when nothing denies, 1 when a finding denies, 2 on bad input.",
     )
     check.add_argument("-f", "--filename", required=True, metavar="FILE", help="manifests, or -")
-    check.add_argument("--policies", action="append", type=Path, default=[], metavar="PATH")
+    add_policies_option(check)
     check.add_argument("--trust", action="append", type=Path, default=[], metavar="PATH")
     check.add_argument(
         "--attestations", type=Path, metavar="DIR", help="envelopes or ReviewAttestations"

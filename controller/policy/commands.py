@@ -37,6 +37,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     test.set_defaults(handler=test_command)
 
 
+def add_policies_option(parser: argparse.ArgumentParser) -> None:
+    """``--policies PATH`` (repeatable), the same on every command that judges."""
+    parser.add_argument(
+        "--policies",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="policy files or folders (repeatable; default: the bundled policies)",
+    )
+
+
 def _review_factory() -> ReviewFactory | None:
     try:
         from controller.attest import enforce

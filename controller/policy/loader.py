@@ -49,7 +49,7 @@ class Loaded:
     line: int
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last."""
 
 
@@ -66,7 +66,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     return loader.construct_mapping(node, deep=True)
 
 
-_UniqueKeyLoader.add_constructor(
+UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,  # type: ignore[arg-type]
 )
@@ -106,7 +106,7 @@ def _field_path(loc: Sequence[int | str]) -> str:
 def parse_documents(text: str, source: str) -> list[Loaded]:
     """Parse and validate every document in one YAML/JSON text."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=_UniqueKeyLoader))
+        nodes = list(yaml.compose_all(text, Loader=UniqueKeyLoader))
     except RecursionError:
         raise DocumentError(source, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
@@ -122,7 +122,7 @@ def parse_documents(text: str, source: str) -> list[Loaded]:
             continue
         index += 1
         where = f"{source} (document {index})"
-        loader = _UniqueKeyLoader("")
+        loader = UniqueKeyLoader("")
         try:
             raw = loader.construct_document(node)  # type: ignore[no-untyped-call]
         except RecursionError:

@@ -26,6 +26,17 @@ class AppliedException:
     expires: str
     addresses: tuple[str, ...]
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "policy": self.policy,
+            "target": self.target,
+            "reason": self.reason,
+            "owner": self.owner,
+            "expires": self.expires,
+            "addresses": list(self.addresses),
+        }
+
 
 @dataclass(frozen=True)
 class ReportContext:

@@ -61,18 +61,7 @@ class JsonFormat(ReportFormat):
                 "line": summary_line(decision, context),
             },
             "findings": [finding_dict(f) for f in decision.findings],
-            "exceptionsApplied": [
-                {
-                    "name": e.name,
-                    "policy": e.policy,
-                    "target": e.target,
-                    "reason": e.reason,
-                    "owner": e.owner,
-                    "expires": e.expires,
-                    "addresses": list(e.addresses),
-                }
-                for e in context.exceptions
-            ],
+            "exceptionsApplied": [e.as_dict() for e in context.exceptions],
             "notes": list(context.notes),
         }
         return json.dumps(document, indent=2, sort_keys=False) + "\n"

@@ -95,18 +95,7 @@ class SarifFormat(ReportFormat):
                 "allowed": decision.allowed,
                 "review": context.review,
                 "warnOnly": context.warn_only,
-                "exceptionsApplied": [
-                    {
-                        "name": e.name,
-                        "policy": e.policy,
-                        "target": e.target,
-                        "reason": e.reason,
-                        "owner": e.owner,
-                        "expires": e.expires,
-                        "addresses": list(e.addresses),
-                    }
-                    for e in context.exceptions
-                ],
+                "exceptionsApplied": [e.as_dict() for e in context.exceptions],
             },
         }
         document = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}

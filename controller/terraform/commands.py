@@ -10,6 +10,7 @@ from pathlib import Path
 
 from controller.errors import InputError
 from controller.policy.bundled import bundled_policies_path
+from controller.policy.commands import add_policies_option
 from controller.policy.documents import Action, GuardException, GuardPolicy
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle, load_path
@@ -89,14 +90,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--policies",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="policy files or folders (repeatable; default: the bundled policies)",
-    )
+    add_policies_option(parser)
     parser.add_argument(
         "--exceptions",
         action="append",
