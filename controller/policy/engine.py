@@ -133,7 +133,7 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
 
 
-_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIELD_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _STRING_RE = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 _PATH_LITERAL_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
 
@@ -141,7 +141,9 @@ _PATH_LITERAL_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
 def _words(source: str) -> set[str]:
     """Identifiers, plus the first segment of string literals shaped like a
     field path (``'acl'``, ``'a.b.0'``), which ``lookup`` and ``in`` read."""
-    words = set(_WORD_RE.findall(_STRING_RE.sub(" ", source)))
+    # Field reads only (``.name``): loop variables and function names are not
+    # attributes of the object, and counting them would probe needlessly.
+    words = set(_FIELD_RE.findall(_STRING_RE.sub(" ", source)))
     for literal in _STRING_RE.findall(source):
         text = literal[1:-1]
         if _PATH_LITERAL_RE.fullmatch(text):
@@ -160,6 +162,11 @@ _LOOKUP_CALL_RE = re.compile(r"\blookup\s*\(\s*$")
 
 def _reads_whole_object(source: str) -> bool:
     """Whether ``source`` may read the new object other than field by field."""
+    # Blank out string literals (same length, so positions hold): the word
+    # "object" inside a message is not a use of the variable.
+    source = _STRING_RE.sub(
+        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], source
+    )
     for use in _OBJECT_USE_RE.finditer(source):
         rest = source[use.end() :]
         before = source[: use.start()].rstrip()
@@ -227,18 +234,22 @@ def matches(policy: GuardPolicy, subject: Subject) -> bool:
 
 
 def pod_spec_of(kind: str, obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The pod template of any workload kind, so a rule is written once."""
-    if not obj:
-        return {}
-    spec = obj.get("spec") or {}
-    if kind == "Pod":
-        return spec
-    if kind == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-    template = spec.get("template") if isinstance(spec, Mapping) else None
-    if isinstance(template, Mapping):
-        return template.get("spec") or {}
-    return {}
+    """The pod template of any workload kind, so a rule is written once.
+
+    A part of the path that is not a mapping (bad input the API server would
+    reject) gives an empty pod spec rather than an exception.
+    """
+    path = ("spec",) if kind == "Pod" else (
+        ("spec", "jobTemplate", "spec", "template", "spec")
+        if kind == "CronJob"
+        else ("spec", "template", "spec")
+    )  # fmt: skip
+    node: Any = obj
+    for part in path:
+        if not isinstance(node, Mapping):
+            return {}
+        node = node.get(part)
+    return node if isinstance(node, Mapping) else {}
 
 
 def containers_of(pod_spec: Mapping[str, Any]) -> list[Any]:

@@ -292,7 +292,7 @@ def test_words_take_path_literals_not_other_strings() -> None:
     from controller.policy.engine import _words
 
     words = _words("lookup(after, 'tags.owner', '') != '' && after.x == 'arn:aws:iam::1:role/a'")
-    assert {"lookup", "after", "tags", "x"} <= words
+    assert {"tags", "x"} <= words
     assert "arn" not in words and "aws" not in words
 
 
@@ -309,3 +309,29 @@ def test_only_named_attributes_are_converted_when_rules_read_field_by_field() ->
     assert finding.result is Result.fail
     whole = Engine([policy(rules=[rule("size(after) == 2", target="terraform")])])
     assert whole.evaluate(subject) == []  # a rule reading the whole object sees all of it
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"kind": "Deployment", "spec": "oops"},
+        {"kind": "Deployment", "spec": {"template": ["x"]}},
+        {"kind": "Deployment", "spec": {"template": {"spec": None}}},
+        {"kind": "Deployment", "spec": {"template": {"spec": {"containers": "x"}}}},
+    ],
+)
+def test_malformed_pod_templates_give_an_empty_pod_spec_not_a_traceback(
+    obj: dict[str, Any],
+) -> None:
+    from controller.policy.engine import containers_of, pod_spec_of
+
+    spec = pod_spec_of("Deployment", obj)
+    assert isinstance(spec, dict)
+    assert containers_of(spec) == []
+
+
+def test_the_word_object_inside_a_string_is_not_a_use() -> None:
+    from controller.policy.engine import _reads_whole_object, _words
+
+    assert not _reads_whole_object("object.metadata.name != 'the object itself'")
+    assert _words("containers.all(c, c.image != '')") == {"all", "image"}
