@@ -79,9 +79,11 @@ class CompiledRule:
     # unknown path could change the verdict.
     words: frozenset[str] = frozenset()
     reads_whole_object: bool = True
-    # The same for the message expression, which reads the object too.
-    message_words: frozenset[str] = frozenset()
-    message_reads_whole_object: bool = False
+    # For each structured variable, the field paths the rule and its message
+    # read (``object.metadata.labels`` -> ("metadata", "labels")), or None
+    # when it uses the variable other than through such paths. Only what is
+    # read is converted into CEL values.
+    paths: Mapping[str, frozenset[tuple[str, ...]] | None] = field(default_factory=dict)
 
     def may_depend_on(self, unknowns: Sequence[str]) -> bool:
         if self.reads_whole_object:
@@ -126,8 +128,13 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 variables=frozenset(variables),
                 words=frozenset(w for src in sources for w in _words(src)),
                 reads_whole_object=any(_reads_whole_object(src) for src in sources),
-                message_words=frozenset(_words(rule.message_expression or "")),
-                message_reads_whole_object=_reads_whole_object(rule.message_expression or ""),
+                paths={
+                    name: _union_paths(
+                        _access_paths(rule.expression, name),
+                        _access_paths(rule.message_expression or "", name),
+                    )
+                    for name in TRIMMED_VARIABLES
+                },
             )
         )
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
@@ -158,6 +165,79 @@ _NULL_CHECK_RE = re.compile(r"\s*[!=]=\s*null\b")
 # ``lookup(after, 'a.b', default)``: a field read whose path is a literal.
 _LITERAL_LOOKUP_RE = re.compile(r"""\s*,\s*(?:'[^'\\]*'|"[^"\\]*")""")
 _LOOKUP_CALL_RE = re.compile(r"\blookup\s*\(\s*$")
+
+
+# Variables that hold (parts of) the object and are worth trimming.
+TRIMMED_VARIABLES = ("object", "after", "oldObject", "before", "podSpec")
+_CHAIN_RE = re.compile(r"(?:\s*\.\s*[A-Za-z_]\w*(?!\w)(?!\s*\())*")
+_CHAIN_FIELD_RE = re.compile(r"[A-Za-z_]\w*")
+_LOOKUP_PATH_RE = re.compile(r"""\s*,\s*(?:'([^'\\]*)'|"([^"\\]*)")""")
+
+
+def _blank_strings(source: str) -> str:
+    """String literals blanked to spaces (quotes kept, positions unchanged)."""
+    return _STRING_RE.sub(
+        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], source
+    )
+
+
+def _access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
+    """The field paths through which ``source`` reads variable ``name``.
+
+    A select chain (``object.spec.replicas``), a literal ``lookup`` path, or a
+    null check; anything else (the variable passed whole to a function,
+    iterated, compared, indexed with a computed key at its top) gives None.
+    """
+    blank = _blank_strings(source)
+    paths: set[tuple[str, ...]] = set()
+    for use in re.finditer(rf"\b{re.escape(name)}\b", blank):
+        before = blank[: use.start()].rstrip()
+        if before.endswith("."):
+            continue  # a field that happens to have the variable's name
+        rest = blank[use.end() :]
+        chain = _CHAIN_RE.match(rest)
+        fields = tuple(_CHAIN_FIELD_RE.findall(chain.group(0))) if chain else ()
+        if fields:
+            paths.add(fields)
+            continue
+        if _NULL_CHECK_RE.match(rest) or re.search(r"null\s*[!=]=\s*$", before):
+            continue
+        literal = _LOOKUP_PATH_RE.match(source[use.end() :])
+        if literal and _LOOKUP_CALL_RE.search(blank[: use.start()]):
+            # A list index ends the path: the list is kept whole.
+            prefix = tuple(_take_while_names((literal.group(1) or literal.group(2)).split(".")))
+            if prefix:
+                paths.add(prefix)
+                continue
+        return None
+    return frozenset(paths)
+
+
+def _take_while_names(parts: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for part in parts:
+        if not part or part.isdigit():
+            break
+        names.append(part)
+    return names
+
+
+def _union_paths(
+    *sets: frozenset[tuple[str, ...]] | None,
+) -> frozenset[tuple[str, ...]] | None:
+    if any(found is None for found in sets):
+        return None
+    return frozenset().union(*sets)  # type: ignore[arg-type]
+
+
+def _prune(value: Any, paths: frozenset[tuple[str, ...]] | set[tuple[str, ...]]) -> Any:
+    """``value`` with only the given paths (each end kept whole)."""
+    if not isinstance(value, Mapping) or any(not p for p in paths):
+        return value
+    grouped: dict[str, set[tuple[str, ...]]] = {}
+    for path in paths:
+        grouped.setdefault(path[0], set()).add(path[1:])
+    return {key: _prune(value[key], rest) for key, rest in grouped.items() if key in value}
 
 
 def _reads_whole_object(source: str) -> bool:
@@ -427,13 +507,12 @@ class Engine:
         has_state = subject.object is not None or subject.old_object is not None
         running = [r for c in matching for r in c.rules if r.rule.target is subject.target]
         needed = frozenset().union(*(r.variables for r in running))
-        keys: frozenset[str] | None = None
-        if not any(r.reads_whole_object or r.message_reads_whole_object for r in running):
-            # Every rule reads the new object field by field: only the top-level
-            # fields they name need converting into CEL values, which is most
-            # of the cost of an evaluation.
-            keys = frozenset().union(*(r.words | r.message_words for r in running))
-        contexts = _Contexts(subject, needed, keys)
+        trims: dict[str, frozenset[tuple[str, ...]]] = {}
+        for name in TRIMMED_VARIABLES:
+            used = [r.paths.get(name, None) for r in running if name in r.variables]
+            if all(u is not None for u in used):
+                trims[name] = _union_paths(*used) or frozenset()
+        contexts = _Contexts(subject, needed, trims)
         for compiled in matching:
             policy = compiled.policy
             if has_state:
@@ -591,23 +670,24 @@ class _Contexts:
     """The CEL contexts of one subject, built lazily and reused by every rule."""
 
     def __init__(
-        self, subject: Subject, needed: frozenset[str], keys: frozenset[str] | None = None
+        self,
+        subject: Subject,
+        needed: frozenset[str],
+        trims: Mapping[str, frozenset[tuple[str, ...]]] | None = None,
     ) -> None:
         self.subject = subject
         self.needed = needed
-        self.keys = keys
+        self.trims = trims or {}
         self._plain: Any = None
         self._probes: dict[int, Any] = {}
 
     def _context(self, obj: Mapping[str, Any] | None) -> Any:
         variables = variables_for(self.subject, obj)
-        if obj is not None and self.keys is not None:
-            # Derived variables (podSpec, containers) come from the whole object
-            # above; only the object variable itself is trimmed.
-            trimmed = {k: v for k, v in variables["object"].items() if k in self.keys}
-            variables["object"] = trimmed
-            if "after" in variables:
-                variables["after"] = trimmed
+        # Derived variables (podSpec, containers) come from the whole object
+        # above; then each variable keeps only the paths the rules read.
+        for name, paths in self.trims.items():
+            if name in self.needed and variables.get(name) is not None:
+                variables[name] = _prune(variables[name], paths)
         return new_context({k: v for k, v in variables.items() if k in self.needed})
 
     @property

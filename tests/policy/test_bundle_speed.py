@@ -203,13 +203,20 @@ def test_every_allowed_whole_argument_is_still_used(bundled: list[GuardPolicy]) 
 
 
 def test_no_rule_reads_the_whole_object(bundled: list[GuardPolicy]) -> None:
+    """Every rule and message reads the object through field paths, so the
+    engine converts only those paths into CEL values."""
     whole = [
-        f"{compiled.name}/{rule.rule.name}"
-        + (" expression" if rule.reads_whole_object else "")
-        + (" messageExpression" if rule.message_reads_whole_object else "")
+        f"{compiled.name}/{rule.rule.name} {name}"
         for compiled in map(compile_policy, bundled)
         for rule in compiled.rules
-        if rule.reads_whole_object or rule.message_reads_whole_object
+        for name, paths in rule.paths.items()
+        if paths is None and name in rule.variables
+    ]
+    whole += [
+        f"{compiled.name}/{rule.rule.name} expression"
+        for compiled in map(compile_policy, bundled)
+        for rule in compiled.rules
+        if rule.reads_whole_object
     ]
     assert whole == [], "name the fields of object/after literally; see 'Writing fast rules'"
 

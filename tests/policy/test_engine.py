@@ -301,7 +301,7 @@ def test_only_named_attributes_are_converted_when_rules_read_field_by_field() ->
 
     engine = Engine([policy(rules=[rule("after.encrypted == true", target="terraform")])])
     subject = tf({"encrypted": False, "huge": ["x"] * 1000})
-    contexts = _Contexts(subject, frozenset({"after"}), frozenset({"encrypted"}))
+    contexts = _Contexts(subject, frozenset({"after"}), {"after": frozenset({("encrypted",)})})
     import cel
 
     assert cel.evaluate("size(after)", contexts.plain) == 1
@@ -335,3 +335,49 @@ def test_the_word_object_inside_a_string_is_not_a_use() -> None:
 
     assert not _reads_whole_object("object.metadata.name != 'the object itself'")
     assert _words("containers.all(c, c.image != '')") == {"all", "image"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "paths"),
+    [
+        ("object == null || object.spec.replicas > 1", {("spec", "replicas")}),
+        (
+            "has(object.metadata.labels) && object.metadata.labels.owner != ''",
+            {("metadata", "labels"), ("metadata", "labels", "owner")},
+        ),
+        (
+            "lookup(object, 'spec.template.metadata.labels', {}).size() > 0",
+            {("spec", "template", "metadata", "labels")},
+        ),
+        ("lookup(object, 'spec.0.x', 1) == 1", {("spec",)}),
+        ("object.spec.containers.all(c, c.image != '')", {("spec", "containers")}),
+        ("size(object) > 0", None),
+        ("object.all(k, k != 'x')", None),
+        ("lookup(object, f, 1) == 1", None),
+        ("object['spec'].x == 1", None),
+    ],
+)
+def test_access_paths(expression: str, paths: set[tuple[str, ...]] | None) -> None:
+    from controller.policy.engine import _access_paths
+
+    found = _access_paths(expression, "object")
+    assert (None if found is None else set(found)) == (None if paths is None else paths)
+
+
+def test_trimmed_objects_keep_every_path_a_rule_reads() -> None:
+    from controller.policy.engine import _prune
+
+    obj = {"a": {"b": {"c": 1, "d": 2}, "e": 3}, "f": [1, 2], "g": 4}
+    assert _prune(obj, {("a", "b"), ("f",)}) == {"a": {"b": {"c": 1, "d": 2}}, "f": [1, 2]}
+    assert _prune(obj, {("a", "missing")}) == {"a": {}}
+    assert _prune(obj, set()) == {}
+    engine = Engine([policy(rules=[
+        rule("object.spec.replicas > 1 && has(object.metadata.labels.owner)", name="a"),
+        rule("size(object.spec) == 2", name="b"),
+    ])])  # fmt: skip
+    good = {
+        "kind": "Deployment",
+        "metadata": {"labels": {"owner": "x"}},
+        "spec": {"replicas": 2, "x": 1},
+    }
+    assert engine.evaluate(kube(good, kind="Deployment")) == []
