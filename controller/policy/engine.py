@@ -129,11 +129,20 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 words=frozenset(w for src in sources for w in _words(src)),
                 reads_whole_object=any(_reads_whole_object(src) for src in sources),
                 paths={
-                    name: _union_paths(
-                        _access_paths(rule.expression, name),
-                        _access_paths(rule.message_expression or "", name),
-                    )
-                    for name in TRIMMED_VARIABLES
+                    **{
+                        name: _union_paths(
+                            _access_paths(rule.expression, name),
+                            _access_paths(rule.message_expression or "", name),
+                        )
+                        for name in TRIMMED_VARIABLES
+                    },
+                    **{
+                        name: _union_paths(
+                            _element_paths(rule.expression, name),
+                            _element_paths(rule.message_expression or "", name),
+                        )
+                        for name in TRIMMED_LISTS
+                    },
                 },
             )
         )
@@ -169,6 +178,9 @@ _LOOKUP_CALL_RE = re.compile(r"\blookup\s*\(\s*$")
 
 # Variables that hold (parts of) the object and are worth trimming.
 TRIMMED_VARIABLES = ("object", "after", "oldObject", "before", "podSpec")
+# List variables whose elements are trimmed to what comprehensions read.
+TRIMMED_LISTS = ("containers",)
+_BINDING_BEFORE_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*$")
 _CHAIN_RE = re.compile(r"(?:\s*\.\s*[A-Za-z_]\w*(?!\w)(?!\s*\())*")
 _CHAIN_FIELD_RE = re.compile(r"[A-Za-z_]\w*")
 _LOOKUP_PATH_RE = re.compile(r"""\s*,\s*(?:'([^'\\]*)'|"([^"\\]*)")""")
@@ -195,6 +207,8 @@ def _access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
         if before.endswith("."):
             continue  # a field that happens to have the variable's name
         rest = blank[use.end() :]
+        if _BINDING_BEFORE_RE.search(before + " ") and re.match(r"\s*,", rest):
+            continue  # where a comprehension binds the name, not a use
         chain = _CHAIN_RE.match(rest)
         fields = tuple(_CHAIN_FIELD_RE.findall(chain.group(0))) if chain else ()
         if fields:
@@ -211,6 +225,30 @@ def _access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
                 continue
         return None
     return frozenset(paths)
+
+
+_MACRO_RE = re.compile(r"\s*\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_TWO_VARIABLE_MACRO_RE = re.compile(r"\s*\.\s*\w+\s*\(\s*\w+\s*,\s*\w+\s*,")
+
+
+def _element_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
+    """The field paths read from each element of list variable ``name``.
+
+    Only when every use is a comprehension (``containers.all(c, ...)``);
+    then every select chain on the bound names anywhere in the rule counts
+    (over-counting is safe, it only keeps more). Anything else gives None.
+    """
+    blank = _blank_strings(source)
+    bound: set[str] = set()
+    for use in re.finditer(rf"\b{re.escape(name)}\b", blank):
+        if blank[: use.start()].rstrip().endswith("."):
+            continue
+        rest = blank[use.end() :]
+        macro = _MACRO_RE.match(rest)
+        if macro is None or _TWO_VARIABLE_MACRO_RE.match(rest):
+            return None
+        bound.add(macro.group(1))
+    return _union_paths(*(_access_paths(source, variable) for variable in bound))
 
 
 def _take_while_names(parts: Sequence[str]) -> list[str]:
@@ -508,7 +546,7 @@ class Engine:
         running = [r for c in matching for r in c.rules if r.rule.target is subject.target]
         needed = frozenset().union(*(r.variables for r in running))
         trims: dict[str, frozenset[tuple[str, ...]]] = {}
-        for name in TRIMMED_VARIABLES:
+        for name in (*TRIMMED_VARIABLES, *TRIMMED_LISTS):
             used = [r.paths.get(name, None) for r in running if name in r.variables]
             if all(u is not None for u in used):
                 trims[name] = _union_paths(*used) or frozenset()
@@ -686,8 +724,14 @@ class _Contexts:
         # Derived variables (podSpec, containers) come from the whole object
         # above; then each variable keeps only the paths the rules read.
         for name, paths in self.trims.items():
-            if name in self.needed and variables.get(name) is not None:
-                variables[name] = _prune(variables[name], paths)
+            value = variables.get(name)
+            if name not in self.needed or value is None:
+                continue
+            if name in TRIMMED_LISTS:
+                if isinstance(value, list):
+                    variables[name] = [_prune(item, paths) for item in value]
+            else:
+                variables[name] = _prune(value, paths)
         return new_context({k: v for k, v in variables.items() if k in self.needed})
 
     @property

@@ -381,3 +381,43 @@ def test_trimmed_objects_keep_every_path_a_rule_reads() -> None:
         "spec": {"replicas": 2, "x": 1},
     }
     assert engine.evaluate(kube(good, kind="Deployment")) == []
+
+
+@pytest.mark.parametrize(
+    ("expression", "paths"),
+    [
+        ("containers.all(c, c.image != '')", {("image",)}),
+        (
+            "containers.all(c, !has(c.securityContext) || c.securityContext.privileged != true)",
+            {("securityContext",), ("securityContext", "privileged")},
+        ),
+        (
+            "containers.exists(c, lookup(c, 'resources.limits', {}).size() > 0)",
+            {("resources", "limits")},
+        ),
+        (
+            "containers.all(c, c.ports.all(c, c.containerPort > 0))",
+            {("ports",), ("containerPort",)},
+        ),
+        ("size(containers) < 3", None),
+        ("containers[0].image != ''", None),
+        ("containers.all(c, c in ['x'])", None),
+        ("containers.all(c, lookup(c, f, '') != '')", None),
+    ],
+)
+def test_container_element_paths(expression: str, paths: set[tuple[str, ...]] | None) -> None:
+    from controller.policy.engine import _element_paths
+
+    found = _element_paths(expression, "containers")
+    assert (None if found is None else set(found)) == (None if paths is None else paths)
+
+
+def test_trimmed_containers_give_the_same_verdicts() -> None:
+    engine = Engine([policy(rules=[
+        rule("containers.all(c, !has(c.securityContext) || c.securityContext.privileged != true)", name="priv"),
+        rule("containers.all(c, c.image.startsWith('r/'))", name="registry"),
+    ])])  # fmt: skip
+    pod = {"containers": [{"image": "r/a", "env": [{"name": "X"}]},
+                          {"image": "q/b", "securityContext": {"privileged": True}}]}  # fmt: skip
+    findings = engine.evaluate(kube(wrap("Pod", pod)))
+    assert sorted(f.rule for f in findings) == ["priv", "registry"]
