@@ -101,3 +101,17 @@ def test_operations_guide_names_the_real_annotations() -> None:
     text = (ROOT / "docs" / "operations.md").read_text() + (ROOT / "README.md").read_text()
     assert breakglass.ANNOTATION in text
     assert envelopes.ANNOTATION in text
+
+
+def test_readme_documents_are_valid_guard_documents() -> None:
+    from controller.policy.documents import GuardPolicy, GuardTrust
+    from controller.policy.engine import compile_policy
+
+    loaded = []
+    for index, block in enumerate(yaml_blocks(ROOT / "README.md"), start=1):
+        loaded.extend(parse_documents(block, f"README.md example {index}"))
+    kinds = {type(item.document) for item in loaded}
+    assert {GuardTrust, GuardPolicy} <= kinds
+    for item in loaded:
+        if isinstance(item.document, GuardPolicy):
+            compile_policy(item.document)
