@@ -96,7 +96,7 @@ def guard_attestations(
     envelope = (body.get("spec") or {}).get("envelope")
     if not isinstance(envelope, str):
         return {}
-    entries, _problem = index_entries(envelope, f"ReviewAttestation {namespace}/{name}")
+    entries, _problem = index_entries(envelope, f"ReviewAttestation {namespace}/{name}", namespace)
     return entries
 
 

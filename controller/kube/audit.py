@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from controller.kube.decide import AdmissionResult
+from controller.kube.text import json_line_safe
 
 # Defaults sized for the chart's audit emptyDir (256 MiB): 4 files of 50 MiB.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -119,7 +120,8 @@ class AuditLog:
         self.write_record(record)
 
     def write_record(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+        # One record, one line, whatever a request's strings hold.
+        line = json_line_safe(json.dumps(record, sort_keys=True, default=str, ensure_ascii=False))
         failure: OSError | None = None
         with self._lock:
             self.lines += 1

@@ -28,6 +28,13 @@ so a controller's request that carries the annotation is honoured as
 break-glass Deployment could never start its Pods. Put the annotation on the
 pod template so the Pods carry it too.
 
+That inheritance is only sound if the person was judged by every policy
+that will honour it. So a person's request is judged by the policies that
+judge what controllers make from it (``descendants``: a policy matching
+only Pods, or labels only the pod template has), and is refused unless
+those list the person too; otherwise anyone could launder an unreviewed
+image through a Deployment that no review policy matches.
+
 The annotation stays on the object until someone removes it: a later update
 by anyone the policy does not list is refused until they remove it, which is
 how an emergency change is brought back under review.
@@ -42,7 +49,13 @@ from typing import Any
 
 from controller.attest.trust import Trust
 from controller.kube.request import AdmissionRequest
-from controller.kube.subjects import annotations_of
+from controller.kube.subjects import (
+    address_of,
+    annotations_of,
+    labels_of,
+    template_annotations_of,
+)
+from controller.kube.text import printable
 from controller.policy.documents import Action, BreakGlass, GuardPolicy, Target
 from controller.policy.subject import Finding, Result, Subject
 
@@ -107,9 +120,10 @@ class BreakGlassUse:
         """The AdmissionReview warning a break-glass user sees."""
         bypassed = ", ".join(f"{b.policy}/{b.rule}" for b in self.bypassed) or "nothing"
         how = "inherited from its owner" if self.outcome == Outcome.inherited else "used"
+        # The reason is already escaped (``printable``): quoted, not repr'd again.
         text = (
             f"guard: break-glass {how} by {self.user or '(no user)'} "
-            f"(reason: {self.reason!r}); bypassed: {bypassed}. This is audited; remove the "
+            f"(reason: '{self.reason}'); bypassed: {bypassed}. This is audited; remove the "
             f"{ANNOTATION} annotation once the emergency is over"
         )
         if self.template_hint:
@@ -131,16 +145,61 @@ def requested_reason(kind: str, obj: Mapping[str, Any] | None) -> str | None:
         value = found.get(ANNOTATION)
         if value is None:
             continue
-        text = value.strip() if isinstance(value, str) else ""
+        # Escaped, so a reason cannot forge lines or hide text wherever it is shown.
+        text = printable(value.strip()) if isinstance(value, str) else ""
         if len(text) > MAX_REASON_CHARS:
             text = text[: MAX_REASON_CHARS - 1] + "…"
         return text
     return None
 
 
+# What Kubernetes controllers make from each kind, and where in the parent
+# the made object's metadata comes from (its labels decide which policies
+# judge it, its annotations carry the inherited break-glass).
+_DESCENDANTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "Deployment": (("ReplicaSet", ("spec", "template")), ("Pod", ("spec", "template"))),
+    "StatefulSet": (("Pod", ("spec", "template")),),
+    "DaemonSet": (("Pod", ("spec", "template")),),
+    "ReplicaSet": (("Pod", ("spec", "template")),),
+    "ReplicationController": (("Pod", ("spec", "template")),),
+    "Job": (("Pod", ("spec", "template")),),
+    "CronJob": (
+        ("Job", ("spec", "jobTemplate")),
+        ("Pod", ("spec", "jobTemplate", "spec", "template")),
+    ),
+}
+
+
+def descendants(subject: Subject) -> list[Subject]:
+    """The objects controllers will make from this one, as far as policy
+    matching can tell (kind, namespace, labels), for break-glass: they
+    inherit the annotation, so whoever asks for it must be allowed by the
+    policies that will judge them too."""
+    found: list[Subject] = []
+    for kind, path in _DESCENDANTS.get(subject.kind, ()):
+        node: Any = subject.object
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        template = node if isinstance(node, Mapping) else {}
+        found.append(
+            Subject(
+                target=Target.kubernetes,
+                address=address_of(kind, subject.namespace, f"(made from {subject.name})"),
+                kind=kind,
+                type=kind,
+                name="",
+                namespace=subject.namespace,
+                action="create",
+                object=template,
+                request=subject.request,
+                labels=labels_of(template),
+            )
+        )
+    return found
+
+
 def _on_template(kind: str, obj: Mapping[str, Any] | None) -> bool:
-    found = annotations_of(kind, obj)
-    return any(ANNOTATION in a for a in found[1:])
+    return any(ANNOTATION in a for a in template_annotations_of(kind, obj))
 
 
 def lists(glass: BreakGlass, trust: Trust, username: str, groups: Iterable[str]) -> bool:
@@ -172,10 +231,14 @@ def apply(
     *,
     enforcement: Action,
     controller_identities: frozenset[str] = frozenset(),
+    inheriting: Sequence[GuardPolicy] = (),
 ) -> tuple[list[Finding], BreakGlassUse | None]:
     """The findings after break-glass, and the use to record (None when not asked).
 
     ``policies`` are the policies that judge the subject (they match it).
+    ``inheriting`` are the policies that judge what controllers make from it
+    (see ``descendants``): a person's request must be allowed by those too,
+    or the objects made from it would get past them as *inherited*.
     """
     reason = requested_reason(request.kind, request.object)
     if reason is None:
@@ -189,13 +252,19 @@ def apply(
         reason=reason,
         template_hint=request.kind != "Pod" and not _on_template(request.kind, request.object),
     )
+    controller = requester.username in controller_identities
     reviewed = [p for p in policies if p.spec.review is not None]
-    if not reviewed:
+    # A controller's request was judged at its parent, descendants included.
+    downstream = (
+        []
+        if controller
+        else [p for p in inheriting if p.spec.review is not None and p not in reviewed]
+    )
+    if not reviewed and not downstream:
         problem = "no policy with a review requirement judges this object: nothing to bypass"
         return list(findings), dataclasses.replace(base, problem=problem)
-    controller = requester.username in controller_identities
     honouring: list[GuardPolicy] = []
-    for policy in reviewed:
+    for policy in (*reviewed, *downstream):
         assert policy.spec.review is not None
         glass = policy.spec.review.break_glass
         allowed = (
@@ -205,18 +274,20 @@ def apply(
         )
         if allowed:
             honouring.append(policy)
-    refusing = [p for p in reviewed if p not in honouring]
+    refusing = [p for p in (*reviewed, *downstream) if p not in honouring]
+    who = requester.username or "(no user)"
     problem = ""
     if not reason:
         problem = f"the {ANNOTATION} annotation must say why (an empty reason is refused)"
-        refusing, honouring = reviewed, []
+        refusing, honouring = [*reviewed, *downstream], []
     elif not honouring:
-        who = requester.username or "(no user)"
         problem = (
             f"{who} may not break glass here: "
             + ", ".join(f"GuardPolicy {p.name}" for p in refusing)
             + " lists neither this principal nor any of its groups in review.breakGlass"
         )
+        if any(p in downstream for p in refusing):
+            problem += f" (and judges what controllers make from this {request.kind})"
     result = list(findings)
     if not honouring:
         result.extend(_refusal(p, subject, problem, enforcement) for p in refusing)
@@ -235,10 +306,17 @@ def apply(
     # say plainly why break-glass did not get past it.
     failing = {f.policy for f in result if f.rule == REVIEW_RULE and f.exception is None}
     for policy in refusing:
-        if policy.name in failing:
+        if policy in downstream:
+            why = (
+                f"GuardPolicy {policy.name} judges what controllers make from this "
+                f"{request.kind} and does not allow break-glass by {who}: they would "
+                "inherit the annotation"
+            )
+            result.append(_refusal(policy, subject, why, enforcement))
+        elif policy.name in failing:
             why = (
                 f"GuardPolicy {policy.name} does not allow break-glass by "
-                f"{requester.username or '(no user)'}: its review requirement still applies"
+                f"{who}: its review requirement still applies"
             )
             result.append(_refusal(policy, subject, why, enforcement))
     use = dataclasses.replace(

@@ -7,6 +7,7 @@ from it and so is the audit record, so the two can never disagree.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,15 +18,25 @@ from controller.kube.breakglass import BreakGlassUse
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS, AdmissionRequest
 from controller.kube.state import PolicySet
 from controller.kube.subjects import workload_subject
-from controller.policy.documents import Action, Target
-from controller.policy.engine import ReviewEvaluator, matches
+from controller.kube.text import printable
+from controller.policy.documents import Action, GuardPolicy, Target
+from controller.policy.engine import ReviewEvaluator, ReviewOutcome, matches
 from controller.policy.subject import Decision, Finding, Result, Subject
 
 # How many findings one denial message spells out; the audit record keeps all.
 MAX_LISTED_FINDINGS = 20
+# How many reasons of one review finding it spells out.
+MAX_LISTED_REASONS = 10
 # Kubernetes shows warnings to kubectl users one per line; keep them readable.
+# kube-apiserver (endpoints/filters/warning.go) drops a warning holding a
+# control character, and once the warnings of one response pass 4096
+# characters in all it cuts each to 256 and drops the rest: guard keeps to
+# those limits itself, so what it says arrives whole.
 MAX_WARNINGS = 20
 MAX_WARNING_CHARS = 512
+MAX_WARNING_TOTAL_CHARS = 4096
+# Room kept for the closing "N more warning(s) not shown".
+_MORE_CHARS = 48
 
 
 class Reason:
@@ -284,9 +295,105 @@ def subject_of(
     )
 
 
-def needs_review(policies: PolicySet, subject: Subject) -> bool:
+def needs_review(
+    policies: PolicySet, subject: Subject, *, controller_identities: frozenset[str] = frozenset()
+) -> bool:
     """Whether any policy in force asks for review of this subject's images."""
-    return any(policy.spec.review is not None for policy in policies.matching(subject))
+    if any(policy.spec.review is not None for policy in policies.matching(subject)):
+        return True
+    return bool(upstream_review_policies(policies, subject, controller_identities))
+
+
+def upstream_review_policies(
+    policies: PolicySet, subject: Subject, controller_identities: frozenset[str] = frozenset()
+) -> list[GuardPolicy]:
+    """Review policies that judge what controllers make from a person's
+    object, but not the object itself: they judge its review here.
+
+    A controller's request (a ReplicaSet, a Pod) gets the signature and
+    subject checks only, because the object a person applied was judged in
+    full. When no review policy judges that object (a policy that matches
+    only Pods, or selects labels only the pod template has), nothing would
+    ever check expiry, maxAge or the deployer rules, and a break-glass claim
+    would reach the Pods as *inherited*. So a person's request is also judged
+    by the review of the policies that will judge what it makes.
+    """
+    if _by_controller(subject, controller_identities):
+        return []
+    made = breakglass.descendants(subject)
+    if not made:
+        return []
+    own = {p.name for p in policies.matching(subject)}
+    found: dict[str, GuardPolicy] = {}
+    for child in made:
+        for policy in policies.matching(child):
+            if policy.spec.review is not None and policy.name not in own:
+                found.setdefault(policy.name, policy)
+    return list(found.values())
+
+
+def _by_controller(subject: Subject, controller_identities: frozenset[str]) -> bool:
+    request = subject.request or {}
+    user = request.get("userInfo") if isinstance(request, Mapping) else None
+    username = user.get("username") if isinstance(user, Mapping) else None
+    return isinstance(username, str) and username in controller_identities
+
+
+def upstream_review_findings(
+    upstream: Sequence[GuardPolicy],
+    subject: Subject,
+    review: ReviewEvaluator | None,
+    enforcement: Action,
+) -> list[Finding]:
+    """The review findings of ``upstream`` policies on the subject, as the
+    engine makes them for the policies that match it."""
+    findings: list[Finding] = []
+    if not subject.artifacts:
+        return findings
+    for policy in upstream:
+        outcome = _review_outcome(policy, subject, review)
+        if outcome.result is Result.passed:
+            continue
+        summary = outcome.reasons[0] if outcome.reasons else "review requirement not met"
+        if len(outcome.reasons) > 1:
+            summary = f"{summary} (and {len(outcome.reasons) - 1} more)"
+        findings.append(
+            Finding(
+                policy=policy.name,
+                rule=breakglass.REVIEW_RULE,
+                severity=policy.spec.severity,
+                action=policy.spec.action.capped(enforcement),
+                result=outcome.result,
+                target=Target.kubernetes,
+                address=subject.address,
+                message=f"no accepted review attestation: {summary} (this policy judges what "
+                f"controllers make from this {subject.kind}, so it judges it here)",
+                fix=outcome.fix,
+                reasons=outcome.reasons,
+                location=subject.location,
+                line=subject.line,
+            )
+        )
+    return findings
+
+
+def _review_outcome(
+    policy: GuardPolicy, subject: Subject, review: ReviewEvaluator | None
+) -> ReviewOutcome:
+    if review is None:
+        return ReviewOutcome(
+            Result.error,
+            ("no attestation verifier is configured, so review cannot be checked",),
+            fix="run with a trust configuration (--trust)",
+        )
+    try:
+        return review.review(policy, subject)
+    except Exception as exc:  # an evaluator that breaks denies, never allows
+        return ReviewOutcome(
+            Result.error,
+            (f"review could not be checked: {exc}",),
+            fix="review is denied until it can be checked; see the guard log",
+        )
 
 
 def broken_findings(policies: PolicySet, subject: Subject) -> list[Finding]:
@@ -347,14 +454,15 @@ def judge(
             enforcement=policies.engine.enforcement,
         )
     subject = subject if subject is not None else subject_of(request)
-    engine = policies.engine
-    # The engine is shared and compiled once; the evaluator is per request.
-    # Evaluation is synchronous, so no other request can see this one's.
+    # The compiled engine is shared by every request; the evaluator belongs
+    # to this one. A shallow copy carries it (the compiled rules are shared,
+    # nothing is recompiled), so no other request, on this thread or
+    # another, can ever be judged with this request's evidence.
+    engine = copy.copy(policies.engine)
     engine.review = review
-    try:
-        findings = engine.evaluate(subject)
-    finally:
-        engine.review = None
+    findings = engine.evaluate(subject)
+    upstream = upstream_review_policies(policies, subject, controller_identities)
+    findings.extend(upstream_review_findings(upstream, subject, review, engine.enforcement))
     findings.extend(broken_findings(policies, subject))
     matching = policies.matching(subject)
     findings, glass = breakglass.apply(
@@ -365,6 +473,7 @@ def judge(
         findings,
         enforcement=engine.enforcement,
         controller_identities=controller_identities,
+        inheriting=upstream,
     )
     all_notes = [*notes, *engine.exception_notes(), *policies.unenforced]
     if glass is not None and glass.problem and not glass.refused_by:
@@ -377,7 +486,7 @@ def judge(
         engine.enforcement,
         evidence or {},
         glass,
-        matched=tuple(p.name for p in matching),
+        matched=tuple(sorted({p.name for p in (*matching, *upstream)})),
         policies=policies,
     )
 
@@ -395,10 +504,8 @@ def decided(
 ) -> AdmissionResult:
     warnings = [warning_text(f) for f in decision.warnings]
     if glass is not None and glass.admitted_by_glass:
-        warnings.insert(0, glass.warning())
-    if len(warnings) > MAX_WARNINGS:
-        extra = len(warnings) - MAX_WARNINGS
-        warnings = [*warnings[:MAX_WARNINGS], f"guard: {extra} more warning(s) not shown"]
+        warnings.insert(0, _shown(glass.warning()))
+    warnings = within_budget(warnings)
     allowed = decision.allowed
     message = "" if allowed else denial_message(subject, decision.denials, request.dry_run)
     return AdmissionResult(
@@ -429,14 +536,20 @@ def denial_message(subject: Subject, denials: Sequence[Finding], dry_run: bool) 
     if dry_run:
         head += " (dry run)"
     lines = [head]
+    # Each part on its own line, escaped: text from the object (an image
+    # reference, a rule's messageExpression) cannot forge a line.
     for finding in denials[:MAX_LISTED_FINDINGS]:
-        lines.append(f"- [{finding.policy}/{finding.rule}] {finding.message}")
+        lines.append(printable(f"- [{finding.policy}/{finding.rule}] {finding.message}"))
         if finding.rule == "review" and len(finding.reasons) > 1:
-            # The message names the first reason; list them all.
-            for reason in finding.reasons:
-                lines.append(f"    {reason}")
+            # The message names the first reason; list them (a flood of
+            # bogus envelopes gives many: the audit record keeps them all).
+            for reason in finding.reasons[:MAX_LISTED_REASONS]:
+                lines.append(printable(f"    {reason}"))
+            if len(finding.reasons) > MAX_LISTED_REASONS:
+                more = len(finding.reasons) - MAX_LISTED_REASONS
+                lines.append(f"    and {more} more (see the audit log)")
         if finding.fix:
-            lines.append(f"    fix: {finding.fix}")
+            lines.append(printable(f"    fix: {finding.fix}"))
     if count > MAX_LISTED_FINDINGS:
         lines.append(f"- and {count - MAX_LISTED_FINDINGS} more (see the audit log)")
     return "\n".join(lines)
@@ -446,6 +559,34 @@ def warning_text(finding: Finding) -> str:
     text = f"guard [{finding.policy}/{finding.rule}] {finding.message}"
     if finding.fix:
         text += f" (fix: {finding.fix})"
+    return _shown(text)
+
+
+def _shown(text: str) -> str:
+    """One warning as kube-apiserver will pass it on: printable (it drops a
+    warning with a control character) and of bounded length."""
+    text = printable(text)
     if len(text) > MAX_WARNING_CHARS:
         text = text[: MAX_WARNING_CHARS - 1] + "…"
     return text
+
+
+def within_budget(warnings: Sequence[str]) -> list[str]:
+    """The warnings that fit kube-apiserver's limits, in order, and a last
+    one saying how many did not.
+
+    Past ``MAX_WARNING_TOTAL_CHARS`` in one response the API server cuts
+    every warning to 256 characters and drops the later ones, without a
+    word: guard stops short of that itself and says so.
+    """
+    kept: list[str] = []
+    total = 0
+    for position, text in enumerate(warnings):
+        left = len(warnings) - position - 1
+        reserve = _MORE_CHARS if left else 0
+        if len(kept) >= MAX_WARNINGS or total + len(text) + reserve > MAX_WARNING_TOTAL_CHARS:
+            kept.append(f"guard: {len(warnings) - position} more warning(s) not shown")
+            break
+        kept.append(text)
+        total += len(text)
+    return kept

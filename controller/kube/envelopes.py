@@ -1,11 +1,23 @@
 """Where the webhook finds candidate envelopes for an image digest.
 
-Three places, in order: the ``ReviewAttestation`` index (built from the watch
-stream, keyed by the subject digests the envelope *claims*), the workload's
+Three places: the ``ReviewAttestation`` index (built from the watch stream,
+keyed by the subject digests the envelope *claims*), the workload's
 ``guard.dev/attestations`` annotation, and, only when both miss, one bounded
-read of the API (see ``fallback``). Nothing found here is trusted: the
-verifier checks signatures, subjects, expiry and separation of duties on
-every request. Indexing only decides which envelopes are worth verifying.
+read of the API in the workload's namespace (see ``fallback``). Nothing found
+here is trusted: the verifier checks signatures, subjects, expiry and
+separation of duties on every request. Indexing only decides which envelopes
+are worth verifying.
+
+Namespaces are not a trust boundary for attestations: an envelope is
+self-authenticating (a trusted key signed it), it names image digests, not
+namespaces, and anyone who may deploy can carry any envelope in the
+annotation anyway. So a ReviewAttestation in any watched namespace counts for
+a workload in any other. But namespaces do decide the *order* in which
+candidates are examined: the verifier examines a bounded number per digest,
+and anyone allowed to create ReviewAttestations somewhere can claim any
+digest. Candidates from the workload's own namespace come first, then its
+annotation, then other namespaces, so a flood of bogus claims from one
+namespace cannot push another namespace's real attestation out of view.
 """
 
 from __future__ import annotations
@@ -34,9 +46,13 @@ class IndexedEnvelope:
     source: str  # "ReviewAttestation ns/name" or "annotation"
     text: bytes
     digests: tuple[str, ...]
+    # The ReviewAttestation's namespace, which orders candidates (never trust).
+    namespace: str | None = None
 
 
-def index_entries(envelope_text: str, source: str) -> tuple[dict[str, IndexedEnvelope], str | None]:
+def index_entries(
+    envelope_text: str, source: str, namespace: str | None = None
+) -> tuple[dict[str, IndexedEnvelope], str | None]:
     """Index keys (claimed subject digests) for one envelope, or why none.
 
     The envelope is parsed with the verifier's own strict parser so that the
@@ -52,7 +68,7 @@ def index_entries(envelope_text: str, source: str) -> tuple[dict[str, IndexedEnv
     digests = peek_subject_digests(envelope.payload)
     if not digests:
         return {}, "the statement names no sha256 subject digest (or is not an in-toto statement)"
-    entry = IndexedEnvelope(source=source, text=raw, digests=tuple(digests))
+    entry = IndexedEnvelope(source=source, text=raw, digests=tuple(digests), namespace=namespace)
     return {digest: entry for digest in digests}, None
 
 
@@ -119,20 +135,27 @@ def gather(
     indexed: Mapping[str, Iterable[IndexedEnvelope]],
     inline: Sequence[bytes],
     notes: Sequence[str] = (),
+    *,
+    namespace: str | None = None,
 ) -> Candidates:
     """Candidates per digest from the index plus every inline envelope.
 
     Inline envelopes are offered for every digest (the verifier matches
-    subjects itself); indexed ones only for the digests they claim.
+    subjects itself); indexed ones only for the digests they claim. Order:
+    the workload's ``namespace``, its annotation, then other namespaces.
     """
     by_digest: dict[str, tuple[bytes, ...]] = {}
     sources: dict[str, tuple[str, ...]] = {}
     for digest in dict.fromkeys(digests):
         texts: dict[bytes, str] = {}
-        for entry in indexed.get(digest, ()):
-            texts.setdefault(entry.text, entry.source)
+        entries = list(indexed.get(digest, ()))
+        for entry in entries:
+            if entry.namespace == namespace:
+                texts.setdefault(entry.text, entry.source)
         for text in inline:
             texts.setdefault(text, "annotation")
+        for entry in entries:
+            texts.setdefault(entry.text, entry.source)
         by_digest[digest] = tuple(texts)
         sources[digest] = tuple(texts.values())
     return Candidates(by_digest=by_digest, sources=sources, notes=tuple(notes))

@@ -98,7 +98,7 @@ def planned_events(result: AdmissionResult) -> list[PlannedEvent]:
                 PlannedEvent(
                     policy,
                     EventReason.break_glass,
-                    f"break-glass {glass.outcome} for {what} by {who}: {glass.reason!r}; "
+                    f"break-glass {glass.outcome} for {what} by {who}: '{glass.reason}'; "
                     f"bypassed: {bypassed} (uid {result.uid})",
                     related,
                     action="BreakGlass",

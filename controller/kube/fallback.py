@@ -96,8 +96,11 @@ class FallbackReader:
             envelope = spec.get("envelope") if isinstance(spec, Mapping) else None
             if not isinstance(envelope, str):
                 continue
-            source = f"ReviewAttestation {metadata.get('namespace', '')}/{metadata.get('name', '')}"
-            entries, _ = index_entries(envelope, source)
+            found_in = metadata.get("namespace")
+            source = f"ReviewAttestation {found_in or ''}/{metadata.get('name', '')}"
+            entries, _ = index_entries(
+                envelope, source, found_in if isinstance(found_in, str) else None
+            )
             for digest, entry in entries.items():
                 if digest in wanted:
                     found.setdefault(digest, []).append(entry)

@@ -11,6 +11,7 @@ resources, and creation of core/v1 Events (see ``events``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +25,16 @@ API_VERSION = "v1alpha1"
 logger = logging.getLogger(__name__)
 
 
+# Path segments guard puts into a URL: a name the API server could have made.
+_SEGMENT_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
 def list_path(plural: str, namespace: str | None = None) -> str:
+    """The list URL of a guard resource; refuses segments that could steer it
+    elsewhere (``..``, ``/``, ``?``): the namespace comes from a request."""
+    for segment in (plural, namespace):
+        if segment and (".." in segment or not _SEGMENT_RE.fullmatch(segment)):
+            raise ValueError(f"{segment[:80]!r} is not a valid path segment")
     base = f"/apis/{API_GROUP}/{API_VERSION}"
     if namespace:
         return f"{base}/namespaces/{namespace}/{plural}"

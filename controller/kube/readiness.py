@@ -25,6 +25,7 @@ class Readiness:
         self._listed: dict[str, set[ObjectKey]] = {}
         self._seen: dict[str, set[ObjectKey]] = {kind: set() for kind in self.kinds}
         self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
 
     @property
@@ -32,7 +33,8 @@ class Readiness:
         return self._ready
 
     def observe(self, kind: str, namespace: str | None, name: str) -> None:
-        """An index handler saw this object (called from the operator's loop)."""
+        """An index handler saw this object (Kopf runs synchronous handlers,
+        and so this, in its worker threads)."""
         self._seen.setdefault(kind, set()).add((namespace, name))
         self._check()
 
@@ -61,6 +63,7 @@ class Readiness:
     def _get_event(self) -> asyncio.Event:
         if self._event is None:
             self._event = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
             if self._ready:
                 self._event.set()
         return self._event
@@ -71,8 +74,19 @@ class Readiness:
         if self.waiting_for():
             return
         self._ready = True
-        if self._event is not None:
-            self._event.set()
+        event, loop = self._event, self._loop
+        if event is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        # An asyncio.Event is not thread-safe: from a worker thread, set it
+        # through its loop, or the waiter may not wake until the next relist.
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
 
 
 class WatchLog:

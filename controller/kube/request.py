@@ -8,6 +8,7 @@ server can match the answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,13 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 JUDGED_OPERATIONS = ("CREATE", "UPDATE")
+
+# A namespace is a DNS-1123 label. The namespace becomes part of an API path
+# (the fallback read): anything else is refused before it can steer one.
+_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# The API server's uids are UUIDs; a uid is echoed and logged, so it must be
+# one short printable token.
+_UID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def find_workload(
@@ -124,6 +132,10 @@ def _mapping(container: Mapping[str, Any], key: str, where: str) -> Mapping[str,
     return value
 
 
+def valid_uid(uid: Any) -> bool:
+    return isinstance(uid, str) and _UID_RE.fullmatch(uid) is not None
+
+
 def parse_review(data: Any) -> AdmissionRequest:
     """Check an AdmissionReview body and return its request, or raise BadReview."""
     if not isinstance(data, Mapping):
@@ -131,7 +143,7 @@ def parse_review(data: Any) -> AdmissionRequest:
     api_version = data.get("apiVersion")
     request = data.get("request")
     uid = ""
-    if isinstance(request, Mapping) and isinstance(request.get("uid"), str):
+    if isinstance(request, Mapping) and valid_uid(request.get("uid")):
         uid = request["uid"]
     if data.get("kind") != "AdmissionReview" or api_version not in ADMISSION_API_VERSIONS:
         raise BadReview(
@@ -153,6 +165,8 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
     uid = _text(request, "uid", where)
     if not uid:
         raise ValueError("request.uid is empty")
+    if not valid_uid(uid):
+        raise ValueError("request.uid is not a UUID-like token")
     kind = _mapping(request, "kind", where)
     resource = _mapping(request, "resource", where)
     if kind is None:
@@ -178,8 +192,18 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
     if not isinstance(dry_run, bool):
         raise ValueError("request.dryRun must be a boolean")
     namespace = _text(request, "namespace", where, required=False) or None
+    if namespace is not None and not _NAMESPACE_RE.fullmatch(namespace):
+        raise ValueError(f"request.namespace {namespace[:80]!r} is not a namespace name")
     obj = _mapping(request, "object", where)
     old = _mapping(request, "oldObject", where)
+    group = _text(resource, "group", f"{where}.resource", required=False)
+    version = _text(resource, "version", f"{where}.resource")
+    plural = _text(resource, "resource", f"{where}.resource")
+    sub_resource = _text(request, "subResource", where, required=False) or None
+    if namespace is None and find_workload(group, version, plural, sub_resource) is not None:
+        # Every workload guard judges is namespaced; without a namespace the
+        # policies' namespace matching (and the fallback read) cannot work.
+        raise ValueError("request.namespace is missing (the workloads guard judges are namespaced)")
     name = _text(request, "name", where, required=False)
     if not name:
         # On CREATE with generateName the name is not known yet.
@@ -189,11 +213,11 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
     return AdmissionRequest(
         api_version=api_version,
         uid=uid,
-        group=_text(resource, "group", f"{where}.resource", required=False),
-        version=_text(resource, "version", f"{where}.resource"),
+        group=group,
+        version=version,
         kind=_text(kind, "kind", f"{where}.kind"),
-        resource=_text(resource, "resource", f"{where}.resource"),
-        sub_resource=_text(request, "subResource", where, required=False) or None,
+        resource=plural,
+        sub_resource=sub_resource,
         name=name or "(unnamed)",
         namespace=namespace,
         operation=_text(request, "operation", where),

@@ -126,11 +126,11 @@ class GuardRuntime:
         notes: list[str] = []
         evidence: dict[str, Any] = {}
         reviewer = None
-        if decide.needs_review(policies, subject):
+        if decide.needs_review(policies, subject, controller_identities=self.identities):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
-            candidates = gather(digests, attestations, inline)
+            candidates = gather(digests, attestations, inline, namespace=request.namespace)
             missing = candidates.missing(digests)
             if missing:
                 found = await self.fallback.read(request.namespace, missing)
@@ -178,9 +178,9 @@ class GuardRuntime:
         # The audit line first: nothing after it may keep a decision unrecorded.
         try:
             self.audit.write(result)
-        except OSError as exc:  # the answer stands; the failure is loud and counted
+        except Exception as exc:  # the answer stands; the failure is loud and counted
             self.metrics.audit_errors.inc()
-            logger.error("Cannot write the audit record of %s: %s", result.uid, exc)
+            logger.error("Cannot write the audit record of %s: %r", result.uid, exc)
         elapsed = time.perf_counter() - started
         try:
             self.metrics.observe(result, elapsed)

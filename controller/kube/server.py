@@ -42,9 +42,11 @@ from controller.kube.request import (
     AdmissionRequest,
     BadReview,
     parse_review,
+    valid_uid,
 )
 from controller.kube.runtime import GuardRuntime, not_ready_result
 from controller.kube.settings import WEBHOOK_PATH
+from controller.kube.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             result = refuse(
                 "",
                 Reason.error,
-                f"guard failed while reading the request: {exc}; denied",
+                f"guard failed while reading the request: {_describe(exc)}; denied",
                 code=500,
             )
             http_status = 500
@@ -250,8 +252,8 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             return refuse(
                 request.uid,
                 Reason.error,
-                f"guard could not judge {request.resource_label} {request.operation}: {exc}; "
-                "denied",
+                f"guard could not judge {request.resource_label} {request.operation}: "
+                f"{_describe(exc)}; denied",
                 code=500,
                 request=request,
                 api_version=request.api_version,
@@ -260,6 +262,18 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             current_ticket.reset(token)
         result = ticket.result
         response = answer.get("response", {}) if isinstance(answer, Mapping) else {}
+        failure = response.get("status") if not response.get("allowed", False) else None
+        if result is None and isinstance(failure, Mapping):
+            # The handler ran and failed before it decided: a crash, not a verdict.
+            return refuse(
+                request.uid,
+                Reason.error,
+                f"guard failed while judging {request.resource_label} {request.operation}: "
+                f"{printable(str(failure.get('message') or 'unknown error'))[:300]}; denied",
+                code=500,
+                request=request,
+                api_version=request.api_version,
+            )
         if result is None:
             return refuse(
                 request.uid,
@@ -290,6 +304,11 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
         return aiohttp.web.json_response(result.response())
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception as one short line for an answer (the log has the traceback)."""
+    return printable(str(exc) or type(exc).__name__)[:300]
+
+
 def _plain(status: int, message: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(
         {
@@ -312,7 +331,7 @@ def _uid_of(data: Any) -> tuple[str, str]:
         api_version = str(data["apiVersion"])
     request = data.get("request")
     uid = request.get("uid") if isinstance(request, Mapping) else None
-    return (uid if isinstance(uid, str) else ""), api_version
+    return (uid if isinstance(uid, str) and valid_uid(uid) else ""), api_version
 
 
 def _kopf_view(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,27 +248,39 @@ def documents_digest(documents: Sequence[BaseModel]) -> str:
 
 
 class PolicyCache:
-    """Rebuilds the PolicySet only when an input changed (by fingerprint)."""
+    """Rebuilds the PolicySet only when an input changed (by fingerprint).
+
+    Called from the event loop (admission) and from Kopf's worker threads
+    (the status handlers, which are synchronous). The inputs' key and the set
+    built from them are kept as one pair, replaced in one assignment, and a
+    caller always gets the set built from its own entries: a build finishing
+    on another thread can neither be handed to this caller nor leave the
+    cache holding one caller's set under another's key.
+    """
 
     def __init__(self, files: FileInputs, enforcement: Action) -> None:
         self._files = files
         self._enforcement = enforcement
-        self._key: tuple[tuple[str, str, str], ...] | None = None
-        self._current: PolicySet | None = None
+        self._state: tuple[tuple[tuple[str, str, str], ...], PolicySet] | None = None
+        self._lock = threading.Lock()
         self.builds = 0
 
     @property
     def current(self) -> PolicySet | None:
         """The policy set built last (None before the first request)."""
-        return self._current
+        state = self._state
+        return state[1] if state is not None else None
 
     def get(self, entries: Iterable[ResourceEntry]) -> PolicySet:
         ordered = sorted(entries, key=lambda e: (e.kind, e.name, e.fingerprint))
         key = tuple((e.kind, e.name, e.fingerprint) for e in ordered)
-        if self._current is None or key != self._key:
-            self._current = build_policy_set(self._files, ordered, enforcement=self._enforcement)
-            self._key = key
+        state = self._state
+        if state is not None and state[0] == key:
+            return state[1]
+        policies = build_policy_set(self._files, ordered, enforcement=self._enforcement)
+        self._state = (key, policies)
+        with self._lock:
             self.builds += 1
-            for label, problem in sorted(self._current.problems.items()):
-                logger.error("%s is broken: %s", label, problem)
-        return self._current
+        for label, problem in sorted(policies.problems.items()):
+            logger.error("%s is broken: %s", label, problem)
+        return policies

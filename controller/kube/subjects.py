@@ -3,7 +3,9 @@
 One function serves both the admission webhook and ``guard kube check``, so
 a manifest is judged offline exactly as the cluster would judge it. Images
 come from every container list of the pod template (containers,
-initContainers, ephemeralContainers); the digest is taken from the deployed
+initContainers, ephemeralContainers) and from its image volumes
+(``volumes[].image.reference``: an OCI image mounted into the pod, whose
+files an approved container can run); the digest is taken from the deployed
 reference itself, never looked up, so a tag-only image has no digest and the
 review check denies it.
 """
@@ -19,9 +21,12 @@ from controller.policy.documents import Target
 from controller.policy.engine import containers_of, pod_spec_of
 from controller.policy.subject import Artifact, Subject
 
-# What a digest-pinned reference ends with. Only sha256 is accepted: it is
-# what attestations name, and an unknown algorithm must never match.
-_DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})$")
+# A digest-pinned reference: one name (with an optional tag), one ``@``, a
+# sha256 digest in lower-case hex, and nothing else. Only sha256 is accepted:
+# it is what attestations name, and an unknown algorithm must never match.
+# Anything odder (two ``@``, upper-case hex, whitespace) is not pinned: a
+# runtime could read it differently from guard, so it is denied as unpinned.
+_PINNED_RE = re.compile(r"[^@\s]+@(sha256:[0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -44,19 +49,31 @@ class Requester:
 
 def image_digest(image: str) -> str | None:
     """``sha256:<hex>`` when the reference is pinned by digest, else ``None``."""
-    match = _DIGEST_RE.search(image.strip())
+    match = _PINNED_RE.fullmatch(image)
     return match.group(1) if match else None
 
 
 def images_of(kind: str, obj: Mapping[str, Any] | None) -> list[str]:
     """Every image the object runs, in order of first appearance, without repeats."""
     seen: dict[str, None] = {}
-    for container in containers_of(pod_spec_of(kind, obj)):
+    pod_spec = pod_spec_of(kind, obj)
+    for container in containers_of(pod_spec):
         if isinstance(container, Mapping):
             image = container.get("image")
             if isinstance(image, str) and image:
                 seen.setdefault(image, None)
+    for image in _volume_images(pod_spec):
+        seen.setdefault(image, None)
     return list(seen)
+
+
+def _volume_images(pod_spec: Mapping[str, Any]) -> Iterable[str]:
+    volumes = pod_spec.get("volumes")
+    for volume in volumes if isinstance(volumes, list) else ():
+        source = volume.get("image") if isinstance(volume, Mapping) else None
+        reference = source.get("reference") if isinstance(source, Mapping) else None
+        if isinstance(reference, str) and reference:
+            yield reference
 
 
 def address_of(kind: str, namespace: str | None, name: str) -> str:
@@ -145,6 +162,19 @@ def annotations_of(kind: str, obj: Mapping[str, Any] | None) -> list[Mapping[str
         metadata = holder.get("metadata")
         annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
         if isinstance(annotations, Mapping):
+            found.append(annotations)
+    return found
+
+
+def template_annotations_of(kind: str, obj: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The annotations of the object's templates only (what controllers copy)."""
+    found: list[Mapping[str, Any]] = []
+    if not obj:
+        return found
+    for position, holder in enumerate(_metadata_holders(kind, obj)):
+        metadata = holder.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+        if position and isinstance(annotations, Mapping):
             found.append(annotations)
     return found
 

@@ -1,0 +1,351 @@
+"""Hostile and odd requests against the real operator, as an attacker would
+send them: someone with create/update rights in a namespace, an insider
+author shipping alone, or a pod that reaches the webhook's Service directly.
+
+Every answer must be a denial (or a correct judgement), never a crash, and
+never an allow for something guard did not judge.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.kube.helpers import (
+    CONTROLLER_USER,
+    DEPLOYER,
+    IMAGE,
+    REPOSITORY,
+    TARGET_REF,
+    UNATTESTED,
+    WEB,
+    WEB_DIGEST,
+    Cast,
+    admission_review,
+    attestation_resource,
+    digest_of,
+    envelope,
+    workload,
+)
+from tests.operator.harness import RunningGuard
+
+WAIT = 10.0
+ONCALL = "dana@example.com"
+# A review policy that judges only Pods, in the laundry* namespaces, and lets
+# the on-call person break glass: the shape that invites laundering an
+# unreviewed image through a Deployment no review policy judges.
+POD_REVIEW: dict[str, Any] = {
+    "apiVersion": "guard.dev/v1alpha1",
+    "kind": "GuardPolicy",
+    "metadata": {"name": "pod-review"},
+    "spec": {
+        "severity": "critical",
+        "action": "deny",
+        "match": {"kubernetes": {"kinds": ["Pod"], "namespaces": {"include": ["laundry*"]}}},
+        "review": {
+            "attesters": ["ci"],
+            "repositories": [REPOSITORY],
+            "targetRefs": [TARGET_REF],
+            "breakGlass": {"principals": [ONCALL]},
+        },
+    },
+}
+
+
+def audit_lines(guard: RunningGuard) -> list[str]:
+    path = guard.service.settings.audit_file
+    assert path is not None
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def audit_record(guard: RunningGuard, uid: str) -> dict[str, Any]:
+    for line in audit_lines(guard):
+        record = json.loads(line)
+        if record["uid"] == uid:
+            return dict(record)
+    raise AssertionError(f"no audit record for {uid}")
+
+
+@pytest.fixture(scope="module")
+def attested(guard: RunningGuard, cast: Cast) -> str:
+    guard.api.create("reviewattestations", attestation_resource("web", "prod", envelope(cast.ci)))
+    assert guard.runtime.watch_log.wait_for("ReviewAttestation", "prod", "web", "ADDED", WAIT)
+    return WEB
+
+
+@pytest.fixture(scope="module")
+def pod_review(guard: RunningGuard) -> Iterator[None]:
+    guard.api.create("guardpolicies", POD_REVIEW)
+    assert guard.runtime.watch_log.wait_for("GuardPolicy", None, "pod-review", "ADDED", WAIT)
+    yield
+
+
+def with_template_glass(obj: dict[str, Any], reason: str) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    obj["spec"]["template"]["metadata"]["annotations"] = {"guard.dev/break-glass": reason}
+    return obj
+
+
+# --------------------------------------------------------------------------- where images hide
+
+
+def test_image_volume_needs_review(guard: RunningGuard, attested: str) -> None:
+    # An approved image with an unreviewed OCI image mounted as a volume runs
+    # whatever the volume holds (``command: [/payload/run]``).
+    pod = workload("Pod", "p", "prod", attested)
+    pod["spec"]["volumes"] = [{"name": "payload", "image": {"reference": UNATTESTED}}]
+    denied = guard.post(admission_review(pod))
+    assert not denied.allowed
+    assert UNATTESTED in denied.message
+    pod["spec"]["volumes"][0]["image"]["reference"] = attested
+    assert guard.post(admission_review(pod)).allowed
+
+
+@pytest.mark.parametrize("holder", ["initContainers", "ephemeralContainers"])
+def test_images_in_other_container_lists_need_review(
+    guard: RunningGuard, attested: str, holder: str
+) -> None:
+    cronjob = workload("CronJob", "c", "prod", attested)
+    spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    spec[holder] = [{"name": "hidden", "image": UNATTESTED}]
+    answer = guard.post(admission_review(cronjob))
+    assert not answer.allowed
+    assert UNATTESTED in answer.message
+
+
+def test_update_adding_a_container_needs_its_review(guard: RunningGuard, attested: str) -> None:
+    old = workload("Deployment", "web", "prod", attested)
+    new = workload("Deployment", "web", "prod", attested, UNATTESTED)
+    answer = guard.post(admission_review(new, operation="UPDATE", old=old))
+    assert not answer.allowed
+    assert UNATTESTED in answer.message
+
+
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        (f"{IMAGE}@{WEB_DIGEST.upper()}", "not pinned by digest"),
+        (f"{IMAGE}@{digest_of('other')}@{WEB_DIGEST}", "not pinned by digest"),
+        (f"{IMAGE}@{WEB_DIGEST}@{WEB_DIGEST}", "not pinned by digest"),
+    ],
+)
+def test_odd_digest_references_are_not_pinned(
+    guard: RunningGuard, attested: str, image: str, why: str
+) -> None:
+    answer = guard.post(admission_review(workload("Deployment", "web", "prod", image)))
+    assert not answer.allowed
+    assert why in answer.message
+
+
+def test_tag_and_digest_is_judged_by_the_digest(guard: RunningGuard, attested: str) -> None:
+    image = f"{IMAGE}:1.2@{WEB_DIGEST}"
+    assert guard.post(admission_review(workload("Deployment", "web", "prod", image))).allowed
+
+
+# --------------------------------------------------------------------------- what Kopf would allow
+
+
+@pytest.mark.parametrize(
+    ("resource", "kind", "sub", "operation"),
+    [
+        (("", "v1", "pods"), "Pod", "exec", "CONNECT"),
+        (("", "v1", "pods"), "Pod", "status", "UPDATE"),
+        (("apps", "v1", "deployments"), "Scale", "scale", "UPDATE"),
+        (("", "v1", "pods"), "Pod", None, "DELETE"),
+        (("apps", "v1", "deployments"), "ConfigMap", None, "CREATE"),
+        (("", "v1", "configmaps"), "ConfigMap", None, "CREATE"),
+    ],
+)
+def test_requests_guard_does_not_judge_are_denied(
+    guard: RunningGuard,
+    resource: tuple[str, str, str],
+    kind: str,
+    sub: str | None,
+    operation: str,
+) -> None:
+    obj = workload("Pod", "p", "prod", UNATTESTED)
+    review = admission_review(
+        obj, operation=operation, kind=kind, resource=resource, sub_resource=sub
+    )
+    answer = guard.post(review)
+    assert answer.status == 200
+    assert answer.response["uid"] == review["request"]["uid"]
+    assert not answer.allowed
+
+
+def test_missing_object_is_denied(guard: RunningGuard) -> None:
+    review = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+    review["request"]["object"] = None
+    answer = guard.post(review)
+    assert not answer.allowed
+    assert "carries no object" in answer.message
+
+
+def test_request_kind_of_another_version_is_judged_as_converted(
+    guard: RunningGuard, attested: str
+) -> None:
+    # matchPolicy Equivalent: apps/v1beta2 converted to apps/v1; guard reads
+    # kind/resource (the converted version the object is in).
+    review = admission_review(workload("Deployment", "web", "prod", attested))
+    review["request"]["requestKind"] = {"group": "apps", "version": "v1beta2", "kind": "Deployment"}
+    review["request"]["requestResource"] = {
+        "group": "apps",
+        "version": "v1beta2",
+        "resource": "deployments",
+    }
+    assert guard.post(review).allowed
+    unreviewed = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+    unreviewed["request"]["requestKind"] = review["request"]["requestKind"]
+    assert not guard.post(unreviewed).allowed
+
+
+# --------------------------------------------------------------------------- the answer itself
+
+
+def test_the_answer_is_exactly_an_admission_review(guard: RunningGuard) -> None:
+    review = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+    answer = guard.post(review)
+    assert set(answer.body) == {"apiVersion", "kind", "response"}
+    assert (answer.body["apiVersion"], answer.body["kind"]) == (
+        "admission.k8s.io/v1",
+        "AdmissionReview",
+    )
+    assert set(answer.response) == {"uid", "allowed", "status"}
+    assert answer.response["uid"] == review["request"]["uid"]
+    assert set(answer.response["status"]) == {"code", "message"}
+    assert answer.code == 403
+
+
+def test_a_failure_inside_guard_denies_with_500_and_no_traceback(
+    guard: RunningGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("index exploded")
+
+    monkeypatch.setattr(guard.runtime, "admit", broken)
+    review = admission_review(workload("Pod", "p", "dev", WEB))
+    answer = guard.post(review)
+    assert answer.status == 200
+    assert answer.response["uid"] == review["request"]["uid"]
+    assert not answer.allowed
+    assert answer.code == 500
+    assert "Traceback" not in answer.message
+    assert 'File "' not in answer.message
+
+
+# --------------------------------------------------------------------------- the request's namespace
+
+
+def test_namespace_cannot_steer_the_fallback_read(guard: RunningGuard) -> None:
+    # Only a caller that reaches the Service directly can send this; the
+    # operator must not turn it into a GET of another API path.
+    namespace = "prod/../../../../api/v1/namespaces/kube-system/secrets?x="
+    review = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+    review["request"]["namespace"] = namespace
+    before = len(guard.api.requests)
+    answer = guard.post(review)
+    assert not answer.allowed
+    assert answer.code == 400
+    assert "request.namespace" in answer.message
+    assert not any("secrets" in path for _, path in guard.api.requests[before:])
+
+
+def test_a_workload_without_a_namespace_is_malformed(guard: RunningGuard) -> None:
+    review = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+    del review["request"]["namespace"]
+    before = len(guard.api.requests)
+    answer = guard.post(review)
+    assert not answer.allowed
+    assert answer.code == 400
+    assert "request.namespace is missing" in answer.message
+    # No cluster-wide fallback list either.
+    assert guard.api.requests[before:] == []
+
+
+# --------------------------------------------------------------------------- break-glass
+
+
+def test_break_glass_cannot_be_laundered_through_a_controller(
+    guard: RunningGuard, pod_review: None
+) -> None:
+    # carol is not on call. No review policy judges her Deployment, but
+    # pod-review judges its Pods and would honour an inherited break-glass.
+    deployment = with_template_glass(
+        workload("Deployment", "web", "laundry", UNATTESTED), "INC-1: trust me"
+    )
+    answer = guard.post(admission_review(deployment, user=DEPLOYER))
+    assert not answer.allowed
+    assert "break-glass refused" in answer.message
+    assert "GuardPolicy pod-review" in answer.message
+
+
+def test_break_glass_by_the_on_call_is_inherited_by_its_pods(
+    guard: RunningGuard, pod_review: None
+) -> None:
+    deployment = with_template_glass(
+        workload("Deployment", "web", "laundry", UNATTESTED), "INC-2: checkout down"
+    )
+    review = admission_review(deployment, user=ONCALL)
+    answer = guard.post(review)
+    assert answer.allowed, answer.message
+    record = audit_record(guard, review["request"]["uid"])
+    assert record["breakGlass"]["outcome"] == "honoured"
+    assert record["breakGlass"]["honouredBy"] == ["pod-review"]
+    pod = workload("Pod", "web-x1", "laundry", UNATTESTED)
+    pod["metadata"]["annotations"] = {"guard.dev/break-glass": "INC-2: checkout down"}
+    by_controller = guard.post(
+        admission_review(pod, user=CONTROLLER_USER, groups=("system:serviceaccounts",))
+    )
+    assert by_controller.allowed, by_controller.message
+
+
+@pytest.mark.parametrize("kind", ["Pod", "ReplicaSet"])
+def test_a_person_cannot_pass_as_a_controller_by_owner_references(
+    guard: RunningGuard, pod_review: None, kind: str
+) -> None:
+    # Crafted as a ReplicaSet controller would make it: owned by a
+    # Deployment, the annotation copied. Only request.userInfo says who asks.
+    obj = workload(kind, "web-6d4f", "laundry", UNATTESTED)
+    obj["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "web",
+            "uid": "1",
+            "controller": True,
+        }
+    ]
+    obj["metadata"]["annotations"] = {"guard.dev/break-glass": "INC-2: checkout down"}
+    if kind != "Pod":
+        obj = with_template_glass(obj, "INC-2: checkout down")
+    answer = guard.post(admission_review(obj, user=DEPLOYER, groups=("system:serviceaccounts",)))
+    assert not answer.allowed
+    assert "break-glass refused" in answer.message
+
+
+def _printable(text: str) -> bool:
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+def test_break_glass_reason_cannot_forge_lines(guard: RunningGuard, pod_review: None) -> None:
+    reason = 'INC-3\n{"uid": "forged", "decision": "allow"}\u2028\x85\u202eevil'
+    pod = workload("Pod", "p", "laundry", UNATTESTED)
+    pod["metadata"]["annotations"] = {"guard.dev/break-glass": reason}
+    review = admission_review(pod, user=ONCALL)
+    answer = guard.post(review)
+    assert answer.allowed, answer.message
+    # kube-apiserver drops a warning with a control character: it must be
+    # printable to be shown at all.
+    assert answer.warnings and all(_printable(w) for w in answer.warnings)
+    assert "INC-3" in answer.warnings[0]
+    # One line per decision, whatever splits lines.
+    for line in audit_lines(guard):
+        json.loads(line)
+    record = audit_record(guard, review["request"]["uid"])
+    assert _printable(record["breakGlass"]["reason"])
+    assert record["breakGlass"]["reason"].startswith("INC-3")
