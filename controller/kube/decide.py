@@ -20,7 +20,7 @@ from controller.kube.state import PolicySet
 from controller.kube.subjects import workload_subject
 from controller.kube.text import printable
 from controller.policy.documents import Action, GuardPolicy, Target
-from controller.policy.engine import ReviewEvaluator, ReviewOutcome, matches
+from controller.policy.engine import Engine, ReviewEvaluator, matches
 from controller.policy.subject import Decision, Finding, Result, Subject
 
 # How many findings one denial message spells out; the audit record keeps all.
@@ -340,60 +340,21 @@ def _by_controller(subject: Subject, controller_identities: frozenset[str]) -> b
 
 
 def upstream_review_findings(
-    upstream: Sequence[GuardPolicy],
-    subject: Subject,
-    review: ReviewEvaluator | None,
-    enforcement: Action,
+    upstream: Sequence[GuardPolicy], subject: Subject, engine: Engine
 ) -> list[Finding]:
     """The review findings of ``upstream`` policies on the subject, as the
     engine makes them for the policies that match it."""
-    findings: list[Finding] = []
     if not subject.artifacts:
-        return findings
-    for policy in upstream:
-        outcome = _review_outcome(policy, subject, review)
-        if outcome.result is Result.passed:
-            continue
-        summary = outcome.reasons[0] if outcome.reasons else "review requirement not met"
-        if len(outcome.reasons) > 1:
-            summary = f"{summary} (and {len(outcome.reasons) - 1} more)"
-        findings.append(
-            Finding(
-                policy=policy.name,
-                rule=breakglass.REVIEW_RULE,
-                severity=policy.spec.severity,
-                action=policy.spec.action.capped(enforcement),
-                result=outcome.result,
-                target=Target.kubernetes,
-                address=subject.address,
-                message=f"no accepted review attestation: {summary} (this policy judges what "
-                f"controllers make from this {subject.kind}, so it judges it here)",
-                fix=outcome.fix,
-                reasons=outcome.reasons,
-                location=subject.location,
-                line=subject.line,
-            )
-        )
-    return findings
-
-
-def _review_outcome(
-    policy: GuardPolicy, subject: Subject, review: ReviewEvaluator | None
-) -> ReviewOutcome:
-    if review is None:
-        return ReviewOutcome(
-            Result.error,
-            ("no attestation verifier is configured, so review cannot be checked",),
-            fix="run with a trust configuration (--trust)",
-        )
-    try:
-        return review.review(policy, subject)
-    except Exception as exc:  # an evaluator that breaks denies, never allows
-        return ReviewOutcome(
-            Result.error,
-            (f"review could not be checked: {exc}",),
-            fix="review is denied until it can be checked; see the guard log",
-        )
+        return []
+    context = (
+        f" (this policy judges what controllers make from this {subject.kind}, "
+        "so it judges it here)"
+    )
+    return [
+        finding
+        for policy in upstream
+        for finding in engine.review_findings(policy, subject, context)
+    ]
 
 
 def broken_findings(policies: PolicySet, subject: Subject) -> list[Finding]:
@@ -462,7 +423,7 @@ def judge(
     engine.review = review
     findings = engine.evaluate(subject)
     upstream = upstream_review_policies(policies, subject, controller_identities)
-    findings.extend(upstream_review_findings(upstream, subject, review, engine.enforcement))
+    findings.extend(upstream_review_findings(upstream, subject, engine))
     findings.extend(broken_findings(policies, subject))
     matching = policies.matching(subject)
     findings, glass = breakglass.apply(

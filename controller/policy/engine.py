@@ -561,7 +561,7 @@ class Engine:
                     if outcome.result is not Result.passed:
                         findings.append(self._finding(policy, rule.rule, outcome, subject))
             if policy.spec.review is not None and subject.artifacts:
-                findings.extend(self._review(policy, subject))
+                findings.extend(self.review_findings(policy, subject))
         return findings
 
     def decide(self, subjects: Iterable[Subject], notes: Sequence[str] = ()) -> Decision:
@@ -613,7 +613,13 @@ class Engine:
             line=subject.line,
         )
 
-    def _review(self, policy: GuardPolicy, subject: Subject) -> list[Finding]:
+    def review_findings(
+        self, policy: GuardPolicy, subject: Subject, context: str = ""
+    ) -> list[Finding]:
+        """The finding of one policy's review requirement on a subject (none
+        when it passes). ``context`` is appended to the message: the
+        Kubernetes side uses it when it applies a review policy to a parent
+        object on behalf of the children controllers will make from it."""
         if self.review is None:
             outcome = ReviewOutcome(
                 Result.error,
@@ -643,7 +649,7 @@ class Engine:
                 result=outcome.result,
                 target=subject.target,
                 address=subject.address,
-                message=f"no accepted review attestation: {summary}",
+                message=f"no accepted review attestation: {summary}{context}",
                 fix=outcome.fix,
                 reasons=outcome.reasons,
                 # Review is never waived by an exception: only break-glass passes it.
