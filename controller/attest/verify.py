@@ -211,6 +211,16 @@ class Verifier:
             self.cache.put(envelope.digest, keyid, results[keyid])
         return results
 
+    def _known_unsigned(self, envelope: Envelope) -> bool:
+        """Whether the cache already knows no trusted key signed this envelope.
+
+        Such envelopes are examined last, so that junk posted for a digest
+        cannot crowd a real attestation out of the candidate limit.
+        """
+        return bool(self.trust.keys) and all(
+            self.cache.get(envelope.digest, k.public.keyid) is False for k in self.trust.keys
+        )
+
     def _unsigned_reasons(self, envelope: Envelope) -> list[str]:
         reasons: list[str] = []
         if not self.trust.keys:
@@ -262,7 +272,9 @@ class Verifier:
             and isinstance(statement := statements[e.digest], Statement)
             and digest in statement.subject_digests
         ]
-        candidates: Sequence[Envelope | str] = claiming or parsed
+        candidates: Sequence[Envelope | str] = sorted(
+            claiming or parsed, key=lambda e: isinstance(e, Envelope) and self._known_unsigned(e)
+        )
         skipped = max(0, len(candidates) - MAX_CANDIDATES)
         candidates = candidates[:MAX_CANDIDATES]
         checks_used = checks_for(requirements, circumstances)

@@ -380,3 +380,21 @@ def test_one_key_signing_twice_is_one_approval(keys: Keys) -> None:
     assert outcome.reasons[-1].endswith(
         "1 of 2 approvals from reviewers who are not authors (counted: carol)"
     )
+
+
+def test_junk_known_to_be_unsigned_cannot_crowd_out_a_real_attestation(keys: Keys) -> None:
+    from controller.attest.verify import MAX_CANDIDATES, SignatureCache
+
+    cache = SignatureCache()
+    junk = [h.envelope(h.statement(h.predicate(change={"system": "github", "id": str(i),
+                                                       "headRevision": h.HEAD})),
+                       signers=[keys.stranger]) for i in range(MAX_CANDIDATES + 3)]  # fmt: skip
+    real = h.envelope(signers=[keys.ci])
+    review = AttestationReview(
+        h.trust_spec(keys), EnvelopeList([*junk, real]), lambda: h.NOW, cache=cache
+    )
+    # The first time, the real one is beyond the limit; the junk is now known unsigned.
+    first = review.review(h.policy(), h.deployment_subject())
+    assert first.result is Result.fail
+    again = review.review(h.policy(), h.deployment_subject())
+    assert again.result is Result.passed, again.reasons
