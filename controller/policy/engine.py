@@ -73,10 +73,10 @@ class CompiledRule:
     # The variables the rule (and its message) reads: only those are
     # converted into CEL values for a subject, which is most of the cost.
     variables: frozenset[str] = frozenset()
-    # Every word of the source, string literals included, and whether the
-    # rule reads the new object as a whole (``after.all(k, ...)``,
-    # ``size(after)``): together they tell, conservatively, whether an
-    # unknown path could change the verdict.
+    # The field names the expression reads (``.name``, and path-shaped string
+    # literals such as ``lookup``'s), and whether it reads the new object as
+    # a whole (``after.all(k, ...)``, ``size(after)``): together they tell,
+    # conservatively, whether an unknown path could change the verdict.
     words: frozenset[str] = frozenset()
     reads_whole_object: bool = True
     # For each structured variable, the field paths the rule and its message
@@ -155,8 +155,9 @@ _PATH_LITERAL_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
 
 
 def _words(source: str) -> set[str]:
-    """Identifiers, plus the first segment of string literals shaped like a
-    field path (``'acl'``, ``'a.b.0'``), which ``lookup`` and ``in`` read."""
+    """Field names read (``.name``), plus the first segment of string literals
+    shaped like a field path (``'acl'``, ``'a.b.0'``), which ``lookup`` and
+    ``in`` read."""
     # Field reads only (``.name``): loop variables and function names are not
     # attributes of the object, and counting them would probe needlessly.
     words = set(_FIELD_RE.findall(_STRING_RE.sub(" ", source)))
@@ -280,11 +281,8 @@ def _prune(value: Any, paths: frozenset[tuple[str, ...]] | set[tuple[str, ...]])
 
 def _reads_whole_object(source: str) -> bool:
     """Whether ``source`` may read the new object other than field by field."""
-    # Blank out string literals (same length, so positions hold): the word
-    # "object" inside a message is not a use of the variable.
-    source = _STRING_RE.sub(
-        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], source
-    )
+    # The word "object" inside a string literal is not a use of the variable.
+    source = _blank_strings(source)
     for use in _OBJECT_USE_RE.finditer(source):
         rest = source[use.end() :]
         before = source[: use.start()].rstrip()
