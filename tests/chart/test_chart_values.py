@@ -94,6 +94,8 @@ def test_every_object_in_the_schema_refuses_unknown_keys() -> None:
 
 # (values, words helm's message must contain)
 BAD_VALUES = [
+    ({"networkPolicy": {"enabled": True}}, ["networkPolicy.webhookFrom", "every source"]),
+    ({"networkPolicy": {"webhookFrom": "10.0.0.0/8"}}, ["networkPolicy", "webhookFrom"]),
     ({"enforcement": "block"}, ["/enforcement", "'deny', 'warn', 'audit'"]),
     ({"enforcment": "warn"}, ["additional properties 'enforcment' not allowed"]),
     ({"replicaCount": 0}, ["/replicaCount", "minimum"]),
@@ -186,3 +188,20 @@ def test_documented_defaults_match_values_yaml() -> None:
             assert default.strip('"') == str(node), path
         elif node in ({}, []):
             assert default == json.dumps(node), path
+
+
+def test_network_policy_admits_only_the_listed_peers() -> None:
+    from tests.chart.validation import validate_core
+
+    peers = [{"ipBlock": {"cidr": "10.0.0.0/16"}}]
+    scrapers = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    rendered = render_chart(
+        {"networkPolicy": {"enabled": True, "webhookFrom": peers, "metricsFrom": scrapers}}
+    )
+    [policy] = rendered.of_kind("NetworkPolicy")
+    validate_core(policy, "1.33.0")
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook == {"ports": [{"port": "webhook", "protocol": "TCP"}], "from": peers}
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": scrapers}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert render_chart({}).of_kind("NetworkPolicy") == []
