@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.kube.subjects import case_subject
 from controller.policy.documents import GuardPolicyTest
 from controller.policy.loader import Bundle, load_path, parse_documents
 from controller.policy.testing import run_tests
@@ -30,7 +31,7 @@ def test_policy_reference_examples_load_and_their_cases_pass() -> None:
     bundle = Bundle.of([*bundled, *documents])
     doc_tests = [d for d in documents if isinstance(d.document, GuardPolicyTest)]
     assert doc_tests, "the reference should carry GuardPolicyTest examples"
-    run = run_tests(bundle, tests=doc_tests)
+    run = run_tests(bundle, kubernetes_subject=case_subject, tests=doc_tests)
     failed = [f"{r.test}/{r.case}: {'; '.join(r.problems)}" for r in run.failed]
     assert failed == []
     assert len(run.results) >= len(doc_tests)

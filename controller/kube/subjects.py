@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.policy.documents import Target
+from controller.policy.documents import Target, TestCase
 from controller.policy.engine import containers_of, pod_spec_of
 from controller.policy.subject import Artifact, Subject
 
@@ -194,3 +194,36 @@ def _metadata_holders(kind: str, obj: Mapping[str, Any]) -> Iterable[Mapping[str
     template = spec.get("template")
     if isinstance(template, Mapping):
         yield template
+
+
+def case_subject(case: TestCase) -> Subject:
+    """A GuardPolicyTest case's object, judged exactly as admission judges it.
+
+    The request defaults to a CREATE (UPDATE with an old object, DELETE with
+    only one) by a user called ``policy-test``; the case's ``request`` may
+    set the operation, ``userInfo``, ``dryRun`` and ``subResource``.
+    """
+    obj, old = case.object, case.old_object
+    body = obj if obj is not None else old or {}
+    metadata = body.get("metadata") or {}
+    namespace = metadata.get("namespace")
+    request: dict[str, Any] = {
+        "operation": "CREATE" if old is None else ("DELETE" if obj is None else "UPDATE"),
+        "userInfo": {"username": "policy-test", "groups": []},
+    }
+    request.update(case.request or {})
+    user = request.get("userInfo") or {}
+    return workload_subject(
+        kind=str(body.get("kind") or ""),
+        name=str(metadata.get("name") or ""),
+        namespace=str(namespace) if namespace else None,
+        operation=str(request["operation"]),
+        obj=obj,
+        old_obj=old,
+        requester=Requester(
+            username=str(user.get("username") or ""),
+            groups=tuple(str(g) for g in user.get("groups") or ()),
+        ),
+        dry_run=bool(request.get("dryRun")),
+        sub_resource=request.get("subResource"),
+    )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.errors import InputError
+from controller.kube.subjects import case_subject
 from controller.policy.engine import PolicyError, compile_policy
 from controller.policy.loader import Bundle, DocumentError, Loaded, iter_files, load_path
 from controller.policy.testing import ReviewFactory, run_tests, unexercised_rules
@@ -105,7 +106,7 @@ def lint_errors(paths: Sequence[Path]) -> list[str]:
             )
     if broken:
         return errors
-    run = run_tests(bundle, review_factory=_review_factory())
+    run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=_review_factory())
     for result in run.failed:
         errors.append(
             f"{result.source}: test {result.test!r}, case {result.case!r}: "
@@ -139,7 +140,7 @@ def test_command(args: argparse.Namespace) -> int:
     if not bundle.tests:
         print("no GuardPolicyTest documents found", file=sys.stderr)
         return 2
-    run = run_tests(bundle, review_factory=_review_factory())
+    run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=_review_factory())
     for result in run.results:
         if result.passed and not args.verbose:
             continue

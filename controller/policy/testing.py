@@ -7,80 +7,20 @@ no case exercises.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from controller.policy.documents import GuardPolicy, Target, TestCase
 from controller.policy.engine import Engine, ReviewEvaluator, matches
 from controller.policy.loader import Bundle, Loaded
-from controller.policy.subject import Artifact, Finding, Result, Subject
+from controller.policy.subject import Finding, Result, Subject
 
 # Builds the review evaluator for a test document: (trust file, envelope files) -> evaluator.
 ReviewFactory = Callable[[Path | None, Sequence[Path]], ReviewEvaluator]
-
-_DIGEST_RE = re.compile(r"@(sha256:[0-9a-f]{64})$")
-
-
-def image_artifacts(images: Iterable[str], introduced: bool) -> tuple[Artifact, ...]:
-    """One artifact per distinct image; tag-only references get no digest."""
-    seen: dict[str, Artifact] = {}
-    for image in images:
-        if image in seen:
-            continue
-        match = _DIGEST_RE.search(image)
-        seen[image] = Artifact(
-            reference=image, digest=match.group(1) if match else None, introduced=introduced
-        )
-    return tuple(seen[i] for i in sorted(seen))
-
-
-def workload_images(kind: str, obj: Mapping[str, Any] | None) -> list[str]:
-    from controller.policy.engine import containers_of, pod_spec_of
-
-    return [
-        str(c.get("image"))
-        for c in containers_of(pod_spec_of(kind, obj))
-        if isinstance(c, Mapping) and c.get("image")
-    ]
-
-
-def kubernetes_subject(case: TestCase) -> Subject:
-    """A Kubernetes subject from a test case, as admission would build it."""
-    obj = case.object
-    old = case.old_object
-    body = obj if obj is not None else old or {}
-    kind = str(body.get("kind") or "")
-    metadata = body.get("metadata") or {}
-    name = str(metadata.get("name") or "")
-    namespace = metadata.get("namespace")
-    default_operation = "CREATE" if old is None else ("DELETE" if obj is None else "UPDATE")
-    request: dict[str, Any] = {
-        "operation": default_operation,
-        "userInfo": {"username": "policy-test", "groups": []},
-        "dryRun": False,
-    }
-    request.update(case.request or {})
-    operation = str(request["operation"])
-    images = workload_images(kind, obj)
-    old_images = set(workload_images(kind, old))
-    introduced = operation == "CREATE" or set(images) != old_images
-    return Subject(
-        target=Target.kubernetes,
-        address=f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}",
-        kind=kind,
-        type=kind,
-        name=name,
-        namespace=str(namespace) if namespace else None,
-        action=operation.lower(),
-        object=obj,
-        old_object=old,
-        request=request,
-        artifacts=image_artifacts(images, introduced) if obj is not None else (),
-        labels=dict(metadata.get("labels") or {}),
-    )
+# Builds a Kubernetes case's subject the way admission does (the Kubernetes
+# side provides it: controller.kube.subjects.case_subject).
+CaseSubject = Callable[[TestCase], Subject]
 
 
 def terraform_subject(case: TestCase) -> Subject:
@@ -162,6 +102,7 @@ def _check(case: TestCase, findings: Sequence[Finding]) -> list[str]:
 def run_tests(
     bundle: Bundle,
     *,
+    kubernetes_subject: CaseSubject,
     review_factory: ReviewFactory | None = None,
     tests: Sequence[Loaded] | None = None,
 ) -> TestRun:
@@ -175,7 +116,7 @@ def run_tests(
         for case in document.spec.cases:  # type: ignore[union-attr]
             run.results.append(
                 _run_case(document.name, loaded.source, case, policies, base, trust,
-                          review_factory, run)
+                          review_factory, kubernetes_subject, run)
             )  # fmt: skip
     return run
 
@@ -188,6 +129,7 @@ def _run_case(
     base: Path,
     trust: Path | None,
     review_factory: ReviewFactory | None,
+    kubernetes_subject: CaseSubject,
     run: TestRun,
 ) -> CaseResult:
     missing = [name for name in case.policies if name not in policies]

@@ -98,3 +98,30 @@ def test_annotations_of_object_and_templates() -> None:
         {"b": "2"},
         {"c": "3"},
     ]
+
+
+def test_policy_test_cases_are_judged_as_admission_judges_them() -> None:
+    from controller.kube.subjects import case_subject
+    from controller.policy.documents import TestCase
+
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "prod"},
+        "spec": {
+            "containers": [{"name": "a", "image": "r/a@sha256:" + "a" * 64}],
+            "volumes": [{"name": "tools", "image": {"reference": "r/tools:1"}}],
+        },
+    }
+    case = TestCase.model_validate(
+        {"name": "c", "object": pod, "request": {"userInfo": {"username": "carol", "groups": ["dev"]}},
+         "expect": {"result": "pass"}}
+    )  # fmt: skip
+    subject = case_subject(case)
+    assert subject.address == "Pod prod/p"
+    assert subject.request is not None
+    assert subject.request["userInfo"] == {"username": "carol", "groups": ["dev"]}
+    assert subject.request["operation"] == "CREATE"
+    assert {(a.reference, a.digest is None) for a in subject.artifacts} == {
+        ("r/a@sha256:" + "a" * 64, False),
+        ("r/tools:1", True),  # image volumes need a pinned, reviewed image too
+    }
