@@ -10,7 +10,6 @@ signature results, so it measures parsing plus the checks that always run.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
@@ -21,21 +20,9 @@ from controller.attest.enforce import AttestationReview, EnvelopeList
 from controller.attest.verify import SignatureCache
 from controller.policy.subject import Result
 from tests.attest import helpers as h
+from tests.bench.timing import rate
 
 SECONDS = 0.5
-
-
-def _rate(action: Callable[[], object]) -> float:
-    action()  # warm up
-    count = 0
-    start = time.perf_counter()
-    elapsed = 0.0
-    while elapsed < SECONDS:
-        for _ in range(20):
-            action()
-        count += 20
-        elapsed = time.perf_counter() - start
-    return count / elapsed
 
 
 def main() -> None:
@@ -61,9 +48,9 @@ def main() -> None:
 
         return run
 
-    floor = _rate(lambda: public.verify(signature, message, algorithm))
-    uncached = _rate(review(SignatureCache(size=0)))
-    cached = _rate(review(SignatureCache()))
+    floor = rate(lambda: public.verify(signature, message, algorithm), SECONDS)
+    uncached = rate(review(SignatureCache(size=0)), SECONDS)
+    cached = rate(review(SignatureCache()), SECONDS)
     trusted = len(h.trust_spec(keys).keys)
     print(
         f"trust: {trusted} keys; envelope: {len(envelope.signatures)} signatures, {len(raw)} bytes"

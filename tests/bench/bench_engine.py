@@ -9,8 +9,6 @@ the unknown-value probe, findings). Both run here, in one process.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable
 from typing import Any
 
 from controller.policy.bundled import bundled_policies_path
@@ -19,6 +17,7 @@ from controller.policy.documents import Target
 from controller.policy.engine import Engine, matches, variables_for
 from controller.policy.loader import load_bundle
 from controller.policy.subject import Subject
+from tests.bench.timing import rate
 
 DIGEST = "sha256:" + "4f" * 32
 
@@ -95,17 +94,6 @@ def security_group() -> Subject:
         action="create",
         object=after,
     )
-
-
-def rate(function: Callable[[], Any], seconds: float = 1.0) -> float:
-    """Calls per second over about ``seconds`` of wall time."""
-    function()
-    calls = 0
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        function()
-        calls += 1
-    return calls / elapsed
 
 
 def main() -> None:
