@@ -38,6 +38,7 @@ lint: setup
 	$(BIN)/ruff check controller tests examples
 	$(BIN)/ruff format --check controller tests examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format controller tests

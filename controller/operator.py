@@ -19,13 +19,11 @@ from typing import Any, cast
 
 import kopf
 
-from controller.attest.statement import normalize_digest
-from controller.attest.verify import Circumstances, Requirements, Verifier
 from controller.kube.envelopes import IndexedEnvelope, index_entries
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS
 from controller.kube.runtime import GuardRuntime
-from controller.kube.server import current_ticket
 from controller.kube.state import ResourceEntry, entry_from_body
+from controller.kube.webhook import current_ticket
 from controller.policy.documents import API_GROUP
 
 VERSION = "v1alpha1"
@@ -189,23 +187,8 @@ def attestation_status(
     if type == "DELETED":
         return
     envelope = (body.get("spec") or {}).get("envelope")
-    entries, problem = index_entries(envelope if isinstance(envelope, str) else "", "status")
-    if problem is not None or not entries:
-        _set_status(body, patch, {"verified": False, "subjects": [], "reason": problem or "empty"})
-        return
-    runtime = _runtime(memo)
-    policies = runtime.policy_set(_resources(kwargs))
-    verifier = Verifier(policies.trust, runtime.signatures)
-    subjects = sorted(entries)
-    text = next(iter(entries.values())).text
-    verdict = verifier.verify(
-        normalize_digest(subjects[0]),
-        [text],
-        Requirements.baseline(),
-        Circumstances(now=runtime.now()),
-    )
-    reason = "signed by a trusted attester" if verdict.ok else "; ".join(verdict.reasons)
-    _set_status(body, patch, {"verified": verdict.ok, "subjects": subjects, "reason": reason})
+    status = _runtime(memo).attestation_status(envelope, _resources(kwargs))
+    _set_status(body, patch, status)
 
 
 # --------------------------------------------------------------------------- registry

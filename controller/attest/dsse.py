@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controller.attest.strictjson import StrictJSONError, loads
 from controller.errors import InputError
+from controller.strict import StrictJSONError, loads
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 

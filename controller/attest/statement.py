@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from controller.attest.strictjson import StrictJSONError, loads
+from controller.errors import InputError
+from controller.strict import StrictJSONError, loads
 
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
@@ -27,7 +28,7 @@ CHANGE_REVIEW_PREDICATE = "https://guard.dev/attestation/change-review/v1"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-class StatementError(ValueError):
+class StatementError(InputError, ValueError):
     """A payload that is not an acceptable statement, with the reason."""
 
 

@@ -19,7 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller.kube.decide import AdmissionResult
+from controller.kube.record import audit_record
+from controller.kube.result import AdmissionResult
 from controller.kube.text import json_line_safe
 
 # Defaults sized for the chart's audit emptyDir (256 MiB): 4 files of 50 MiB.
@@ -105,7 +106,7 @@ class AuditLog:
 
     def write(self, result: AdmissionResult) -> None:
         try:
-            record = result.record()
+            record = audit_record(result)
         except Exception as exc:  # a bug in rendering must not lose the decision
             record = {
                 "time": result.decided_at,

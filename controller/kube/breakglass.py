@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from controller.attest.trust import Trust
@@ -57,7 +58,7 @@ from controller.kube.subjects import (
 )
 from controller.kube.text import printable
 from controller.policy.documents import Action, BreakGlass, GuardPolicy, Target
-from controller.policy.subject import Finding, Result, Subject
+from controller.policy.results import Finding, Result, Subject, Waiver, WaiverKind
 
 ANNOTATION = "guard.dev/break-glass"
 # The reason lands in warnings, events and audit lines: keep it a sentence.
@@ -66,7 +67,7 @@ REVIEW_RULE = "review"
 REFUSAL_RULE = "break-glass"
 
 
-class Outcome:
+class Outcome(StrEnum):
     """What became of a break-glass request (a closed vocabulary)."""
 
     honoured = "honoured"
@@ -88,7 +89,7 @@ class Bypass:
 class BreakGlassUse:
     """One request's use of break-glass: who, why, and what it bypassed."""
 
-    outcome: str
+    outcome: Outcome
     user: str
     groups: tuple[str, ...]
     principal: str
@@ -105,7 +106,7 @@ class BreakGlassUse:
 
     def record(self) -> dict[str, Any]:
         return {
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "user": self.user,
             "groups": list(self.groups),
             "principal": self.principal,
@@ -191,7 +192,7 @@ def descendants(subject: Subject) -> list[Subject]:
                 namespace=subject.namespace,
                 action="create",
                 object=template,
-                request=subject.request,
+                requester=subject.requester,
                 labels=labels_of(template),
             )
         )
@@ -230,7 +231,6 @@ def apply(
     findings: Sequence[Finding],
     *,
     enforcement: Action,
-    controller_identities: frozenset[str] = frozenset(),
     inheriting: Sequence[GuardPolicy] = (),
 ) -> tuple[list[Finding], BreakGlassUse | None]:
     """The findings after break-glass, and the use to record (None when not asked).
@@ -252,7 +252,7 @@ def apply(
         reason=reason,
         template_hint=request.kind != "Pod" and not _on_template(request.kind, request.object),
     )
-    controller = requester.username in controller_identities
+    controller = subject.requester is not None and subject.requester.controller
     reviewed = [p for p in policies if p.spec.review is not None]
     # A controller's request was judged at its parent, descendants included.
     downstream = (
@@ -296,15 +296,15 @@ def apply(
         )
         return result, use
     honoured_names = set(_names(honouring))
-    waiver = f"break-glass by {requester.username or '(no user)'}"
+    waiver = Waiver(WaiverKind.break_glass, requester.username or "(no user)")
     bypassed: list[Bypass] = []
     for position, finding in enumerate(result):
         if finding.rule == REVIEW_RULE and finding.policy in honoured_names:
             bypassed.append(Bypass(finding.policy, finding.rule, finding.message))
-            result[position] = dataclasses.replace(finding, exception=waiver)
+            result[position] = dataclasses.replace(finding, waiver=waiver)
     # A policy that does not list the requester keeps its review finding;
     # say plainly why break-glass did not get past it.
-    failing = {f.policy for f in result if f.rule == REVIEW_RULE and f.exception is None}
+    failing = {f.policy for f in result if f.rule == REVIEW_RULE and f.waiver is None}
     for policy in refusing:
         if policy in downstream:
             why = (
@@ -334,17 +334,13 @@ def _names(policies: Iterable[GuardPolicy]) -> tuple[str, ...]:
 
 
 def _refusal(policy: GuardPolicy, subject: Subject, problem: str, enforcement: Action) -> Finding:
-    return Finding(
-        policy=policy.name,
-        rule=REFUSAL_RULE,
-        severity=policy.spec.severity,
-        action=policy.spec.action.capped(enforcement),
-        result=Result.fail,
-        target=Target.kubernetes,
-        address=subject.address,
-        message=f"break-glass refused: {problem}",
+    return Finding.of(
+        policy,
+        REFUSAL_RULE,
+        Result.fail,
+        subject,
+        f"break-glass refused: {problem}",
+        enforcement=enforcement,
         fix=f"remove the {ANNOTATION} annotation, or ask someone listed in the policy's "
         "review.breakGlass",
-        location=subject.location,
-        line=subject.line,
     )

@@ -29,9 +29,9 @@ from typing import Any
 
 from controller.attest import dsse
 from controller.attest.statement import peek_subject_digests
-from controller.attest.strictjson import StrictJSONError, loads
 from controller.errors import InputError
 from controller.kube.subjects import annotations_of
+from controller.strict import StrictJSONError, loads
 
 ANNOTATION = "guard.dev/attestations"
 # An annotation may carry a few envelopes (one per image of a multi-container

@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.kube.decide import AdmissionResult
 from controller.kube.fallback import TokenBucket
 from controller.kube.metrics import Metrics
+from controller.kube.result import AdmissionResult
 from controller.policy.documents import API_GROUP
 
 logger = logging.getLogger(__name__)

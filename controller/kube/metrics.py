@@ -8,18 +8,9 @@ never become labels (those belong in the audit log).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.attest.verify import (
-    ArtifactVerdict,
-    Circumstances,
-    Requirements,
-    SignatureCache,
-    Verifier,
-)
-from controller.kube.decide import AdmissionResult, Reason
+from controller.kube.result import AdmissionResult, Reason
 
 LATENCY_BUCKETS = (
     0.00025,
@@ -117,55 +108,29 @@ class Metrics:
         self.signature_cache.labels("hit")
         self.signature_cache.labels("miss")
 
+    def observe_signature_lookup(self, hit: bool) -> None:
+        """The signature cache's observer: one lookup, a hit or a miss."""
+        self.signature_cache.labels("hit" if hit else "miss").inc()
+
+    def observe_verdict(self, accepted: bool) -> None:
+        """The review evaluator's observer: one artifact verdict."""
+        self.verifications.labels("accepted" if accepted else "rejected").inc()
+
     def observe(self, result: AdmissionResult, seconds: float) -> None:
         kind = result.request.kind if result.request is not None else ""
         self.requests.labels(result.verdict, kind).inc()
         if result.reason != Reason.judged:
-            self.unjudged.labels(result.reason).inc()
+            self.unjudged.labels(result.reason.value).inc()
         if result.decision is not None:
             for finding in result.decision.findings:
-                action = "waived" if finding.exception is not None else finding.action.value
+                action = "waived" if finding.waiver is not None else finding.action.value
                 self.findings.labels(finding.policy, action, finding.result.value).inc()
         glass = result.break_glass
         if glass is not None:
             for policy in glass.honoured_by:
-                self.break_glass.labels(policy, glass.outcome).inc()
+                self.break_glass.labels(policy, glass.outcome.value).inc()
             for policy in glass.refused_by:
                 self.break_glass.labels(policy, "refused").inc()
             if not glass.honoured_by and not glass.refused_by:
-                self.break_glass.labels("", glass.outcome).inc()
+                self.break_glass.labels("", glass.outcome.value).inc()
         self.latency.observe(seconds)
-
-
-class CountingSignatureCache(SignatureCache):
-    """The verifier's signature cache, counting hits and misses for metrics."""
-
-    def __init__(self, metrics: Metrics, size: int = 4096) -> None:
-        super().__init__(size)
-        self._hits = metrics.signature_cache.labels("hit")
-        self._misses = metrics.signature_cache.labels("miss")
-
-    def get(self, envelope: str, keyid: str) -> bool | None:
-        found = super().get(envelope, keyid)
-        (self._misses if found is None else self._hits).inc()
-        return found
-
-
-class CountingVerifier(Verifier):
-    """A verifier that counts each artifact verdict (accepted or rejected)."""
-
-    def __init__(self, inner: Verifier, metrics: Metrics) -> None:
-        super().__init__(inner.trust, inner.cache)
-        self._accepted = metrics.verifications.labels("accepted")
-        self._rejected = metrics.verifications.labels("rejected")
-
-    def verify(
-        self,
-        digest: str,
-        envelopes: Sequence[bytes],
-        requirements: Requirements,
-        circumstances: Circumstances,
-    ) -> ArtifactVerdict:
-        verdict = super().verify(digest, envelopes, requirements, circumstances)
-        (self._accepted if verdict.ok else self._rejected).inc()
-        return verdict

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.kube.subjects import Requester
+from controller.errors import InputError
+from controller.policy.results import Requester
 
 ADMISSION_API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 
@@ -73,7 +74,7 @@ def find_workload(
     return None
 
 
-class BadReview(ValueError):
+class BadReview(InputError, ValueError):
     """An AdmissionReview guard cannot judge; ``uid`` is echoed when known."""
 
     def __init__(self, message: str, uid: str = "", api_version: str = ADMISSION_API_VERSIONS[0]):

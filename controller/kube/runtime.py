@@ -19,22 +19,29 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from controller.attest.enforce import AttestationReview
-from controller.attest.verify import SignatureCache
+from controller.attest.review import AttestationReview
+from controller.attest.statement import normalize_digest
+from controller.attest.verify import Circumstances, Requirements, SignatureCache, Verifier
 from controller.kube import decide
 from controller.kube.audit import AuditLog
-from controller.kube.decide import AdmissionResult, Reason
-from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, merge
+from controller.kube.envelopes import (
+    IndexedEnvelope,
+    annotation_envelopes,
+    gather,
+    index_entries,
+    merge,
+)
 from controller.kube.events import EventLimiter, EventRecorder, PostEvent
 from controller.kube.fallback import FallbackReader
-from controller.kube.metrics import CountingSignatureCache, CountingVerifier, Metrics
+from controller.kube.metrics import Metrics
 from controller.kube.readiness import Readiness, WatchLog
 from controller.kube.request import AdmissionRequest
+from controller.kube.result import AdmissionResult, Reason, refuse
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs, PolicyCache, PolicySet, ResourceEntry
 from controller.policy.documents import GuardPolicy
-from controller.policy.engine import ReviewEvaluator, ReviewOutcome
-from controller.policy.subject import Subject
+from controller.policy.results import Subject
+from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +81,7 @@ class GuardRuntime:
         # Built now so that even the answers given before readiness can name
         # the file policies and trust in force in their audit lines.
         self.policies.get(())
-        self.signatures: SignatureCache = CountingSignatureCache(self.metrics)
+        self.signatures = SignatureCache(on_lookup=self.metrics.observe_signature_lookup)
         self.readiness = Readiness(PLURALS)
         # Set (once) when readiness is reached, for threads outside the loop.
         self.ready_flag = threading.Event()
@@ -118,15 +125,16 @@ class GuardRuntime:
         attestations: Mapping[str, Iterable[IndexedEnvelope]],
         resources: Iterable[ResourceEntry],
     ) -> AdmissionResult:
-        """Judge one request that passed the server's checks."""
+        """Judge one request that passed the webhook's checks (it is one guard
+        judges: ``decide.unsupported_reason`` was asked there)."""
         policies = self.policy_set(resources)
-        if decide.unsupported_reason(request) is not None:
-            return decide.judge(request, policies, None)
-        subject = decide.subject_of(request)
+        subject = decide.subject_of(
+            request, controller_identities=self.identities, trust=policies.trust
+        )
         notes: list[str] = []
         evidence: dict[str, Any] = {}
         reviewer = None
-        if decide.needs_review(policies, subject, controller_identities=self.identities):
+        if decide.needs_review(policies, subject):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
@@ -141,13 +149,7 @@ class GuardRuntime:
             reviewer = RecordingReview(self.reviewer(policies, candidates))
             evidence["review"] = reviewer.evidence
         return decide.judge(
-            request,
-            policies,
-            reviewer,
-            notes=notes,
-            evidence=evidence,
-            subject=subject,
-            controller_identities=self.identities,
+            request, policies, reviewer, subject=subject, notes=notes, evidence=evidence
         )
 
     def policy_set(self, resources: Iterable[ResourceEntry]) -> PolicySet:
@@ -157,15 +159,34 @@ class GuardRuntime:
         return policies
 
     def reviewer(self, policies: PolicySet, candidates: Any) -> AttestationReview:
-        review = AttestationReview(
-            policies.trust,
+        return decide.reviewer_for(
+            policies,
             candidates,
             now=self.now,
-            controller_identities=self.identities,
             cache=self.signatures,
+            on_verdict=self.metrics.observe_verdict,
         )
-        review.verifier = CountingVerifier(review.verifier, self.metrics)
-        return review
+
+    def attestation_status(
+        self, envelope: Any, resources: Iterable[ResourceEntry]
+    ) -> dict[str, Any]:
+        """A ReviewAttestation's informational status (for ``kubectl get``):
+        whether a trusted attester signed it, and what it claims. Admission
+        never reads it; it re-verifies every time."""
+        entries, problem = index_entries(envelope if isinstance(envelope, str) else "", "status")
+        if problem is not None or not entries:
+            return {"verified": False, "subjects": [], "reason": problem or "empty"}
+        verifier = Verifier(self.policy_set(resources).trust, self.signatures)
+        subjects = sorted(entries)
+        text = next(iter(entries.values())).text
+        verdict = verifier.verify(
+            normalize_digest(subjects[0]),
+            [text],
+            Requirements.baseline(),
+            Circumstances(now=self.now()),
+        )
+        reason = "signed by a trusted attester" if verdict.ok else "; ".join(verdict.reasons)
+        return {"verified": verdict.ok, "subjects": subjects, "reason": reason}
 
     def finish(self, result: AdmissionResult, started: float) -> None:
         """Record one answer (every answer, including refusals): metrics, the
@@ -248,7 +269,7 @@ def not_ready_result(
     request: AdmissionRequest | None, uid: str, waiting: list[str]
 ) -> AdmissionResult:
     detail = "; ".join(waiting) or "starting"
-    return decide.refuse(
+    return refuse(
         uid,
         Reason.not_ready,
         f"guard is not ready yet (policies, trust and attestations are still loading: {detail})",

@@ -30,17 +30,13 @@ from controller.policy.documents import (
     GuardPolicy,
     GuardTrust,
     GuardTrustSpec,
-    Target,
 )
-from controller.policy.engine import Engine, PolicyError, compile_policy, matches
+from controller.policy.engine import Engine, PolicyError, compile_policy
 from controller.policy.loader import Bundle, load_bundle
-from controller.policy.subject import Subject
 
 logger = logging.getLogger(__name__)
 
 GUARD_KINDS = ("GuardPolicy", "GuardTrust", "GuardException")
-# Distinct (kind, namespace, labels) shapes remembered per policy set.
-MATCHING_CACHE_SIZE = 4096
 _MODELS: dict[str, type[GuardPolicy] | type[GuardTrust] | type[GuardException]] = {
     "GuardPolicy": GuardPolicy,
     "GuardTrust": GuardTrust,
@@ -152,27 +148,6 @@ class PolicySet:
     trust_digest: str = ""
     # GuardPolicy name -> uid, for the policies that are custom resources.
     policy_uids: Mapping[str, str] = field(default_factory=dict)
-    _matching: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-
-    def matching(self, subject: Subject) -> tuple[GuardPolicy, ...]:
-        """The policies that judge a Kubernetes subject, remembered per shape.
-
-        Whether a policy matches a Kubernetes subject depends only on its
-        kind, namespace and labels, and requests repeat those constantly;
-        the answer is kept for the life of this (immutable) policy set.
-        """
-        if subject.target is not Target.kubernetes:
-            return tuple(p for p in self.policies if matches(p, subject))
-        key = (subject.kind, subject.namespace, tuple(sorted(subject.labels.items())))
-        found = self._matching.get(key)
-        if found is None:
-            if len(self._matching) >= MATCHING_CACHE_SIZE:
-                self._matching.clear()
-            found = tuple(p for p in self.policies if matches(p, subject))
-            self._matching[key] = found
-        return found
 
     @property
     def broken_policies(self) -> tuple[PolicyError, ...]:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from controller.policy.documents import Target, TestCase
-from controller.policy.engine import containers_of, pod_spec_of
-from controller.policy.subject import Artifact, Subject
+from controller.policy.results import Artifact, Requester, Subject
+from controller.policy.variables import containers_of, pod_spec_of
 
 # A digest-pinned reference: one name (with an optional tag), one ``@``, a
 # sha256 digest in lower-case hex, and nothing else. Only sha256 is accepted:
@@ -27,24 +26,6 @@ from controller.policy.subject import Artifact, Subject
 # Anything odder (two ``@``, upper-case hex, whitespace) is not pinned: a
 # runtime could read it differently from guard, so it is denied as unpinned.
 _PINNED_RE = re.compile(r"[^@\s]+@(sha256:[0-9a-f]{64})")
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who asks: the deployer (``request.userInfo``) and what they asked."""
-
-    username: str
-    groups: tuple[str, ...] = ()
-    uid: str = ""
-    extra: Mapping[str, Any] | None = None
-
-    def user_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"username": self.username, "groups": list(self.groups)}
-        if self.uid:
-            info["uid"] = self.uid
-        if self.extra:
-            info["extra"] = dict(self.extra)
-        return info
 
 
 def image_digest(image: str) -> str | None:
@@ -124,12 +105,6 @@ def workload_subject(
         )
         for image in images
     )
-    request = {
-        "operation": operation,
-        "userInfo": requester.user_info(),
-        "dryRun": dry_run,
-        "subResource": sub_resource,
-    }
     return Subject(
         target=Target.kubernetes,
         address=address_of(kind, namespace, name),
@@ -140,7 +115,9 @@ def workload_subject(
         action=operation.lower(),
         object=obj,
         old_object=old_obj,
-        request=request,
+        requester=requester,
+        dry_run=dry_run,
+        sub_resource=sub_resource,
         artifacts=artifacts,
         labels=labels_of(obj if obj is not None else old_obj),
         location=location,

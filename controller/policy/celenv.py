@@ -22,6 +22,7 @@ from typing import Any
 
 import cel
 
+from controller.errors import InputError
 from controller.policy.documents import Target
 
 # The library logs every failed helper call; those failures already come back
@@ -254,7 +255,7 @@ TYPE_NAMES = frozenset(
 _BOUND_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
-class CelCompileError(ValueError):
+class CelCompileError(InputError, ValueError):
     """An expression that cannot be used, with the reason."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from controller.errors import InputError
 from controller.policy.documents import (
     DOCUMENT_KINDS,
     AnyDocument,
@@ -25,11 +26,12 @@ from controller.policy.documents import (
     GuardTrust,
     ReviewAttestation,
 )
+from controller.strict import YAMLDocumentError, read_yaml_documents
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-class DocumentError(Exception):
+class DocumentError(InputError):
     """A document that cannot be used, with where and why."""
 
     def __init__(self, source: str, problem: str, *, line: int | None = None) -> None:
@@ -47,29 +49,6 @@ class Loaded:
     document: AnyDocument
     source: str
     line: int
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
-)
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
@@ -106,35 +85,13 @@ def _field_path(loc: Sequence[int | str]) -> str:
 def parse_documents(text: str, source: str) -> list[Loaded]:
     """Parse and validate every document in one YAML/JSON text."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=UniqueKeyLoader))
-    except RecursionError:
-        raise DocumentError(source, "not valid YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DocumentError(
-            source, f"not valid YAML: {problem}", line=mark.line + 1 if mark else None
-        ) from None
+        documents = read_yaml_documents(text, source)
+    except YAMLDocumentError as exc:
+        raise DocumentError(exc.where, exc.problem, line=exc.line) from None
     loaded: list[Loaded] = []
-    index = 0
-    for node in nodes:
-        if node is None:
-            continue
-        index += 1
-        where = f"{source} (document {index})"
-        loader = UniqueKeyLoader("")
-        try:
-            raw = loader.construct_document(node)  # type: ignore[no-untyped-call]
-        except RecursionError:
-            raise DocumentError(where, "nested too deeply") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise DocumentError(
-                where, str(getattr(exc, "problem", exc)), line=mark.line + 1 if mark else None
-            ) from None
-        if raw is None:
-            continue
-        loaded.extend(_validate(raw, where, node, source))
+    for document in documents:
+        where = f"{source} (document {document.index})"
+        loaded.extend(_validate(document.data, where, document.node, source))
     return loaded
 
 

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.policy.documents import GuardPolicy, Target, TestCase
-from controller.policy.engine import Engine, ReviewEvaluator, matches
+from controller.policy.engine import Engine
 from controller.policy.loader import Bundle, Loaded
-from controller.policy.subject import Finding, Result, Subject
+from controller.policy.results import Finding, Result, Subject
+from controller.policy.reviewer import ReviewEvaluator
 
 # Builds the review evaluator for a test document: (trust file, envelope files) -> evaluator.
 ReviewFactory = Callable[[Path | None, Sequence[Path]], ReviewEvaluator]
-# Builds a Kubernetes case's subject the way admission does (the Kubernetes
-# side provides it: controller.kube.subjects.case_subject).
+# Builds a Kubernetes case's subject the way admission does. The Kubernetes
+# side provides it and the CLI hands it in: policy never imports kube.
 CaseSubject = Callable[[TestCase], Subject]
 
 
@@ -108,6 +109,9 @@ def run_tests(
 ) -> TestRun:
     """Run every GuardPolicyTest case of the bundle against its policies."""
     run = TestRun()
+    # Compiled once for the whole run; a case naming some policies gets a
+    # narrower engine over the same compiled rules.
+    engine = Engine(bundle.policies)
     policies = {p.name: p for p in bundle.policies}
     for loaded in tests if tests is not None else bundle.tests:
         document = loaded.document
@@ -115,7 +119,7 @@ def run_tests(
         trust = base / document.spec.trust if document.spec.trust else None  # type: ignore[union-attr]
         for case in document.spec.cases:  # type: ignore[union-attr]
             run.results.append(
-                _run_case(document.name, loaded.source, case, policies, base, trust,
+                _run_case(document.name, loaded.source, case, engine, policies, base, trust,
                           review_factory, kubernetes_subject, run)
             )  # fmt: skip
     return run
@@ -125,6 +129,7 @@ def _run_case(
     test_name: str,
     source: str,
     case: TestCase,
+    engine: Engine,
     policies: Mapping[str, GuardPolicy],
     base: Path,
     trust: Path | None,
@@ -137,19 +142,18 @@ def _run_case(
         problem = f"unknown policy {', '.join(missing)}"
         return CaseResult(test_name, case.name, source, False, case.expect.result, "error", (),
                           (problem,))  # fmt: skip
-    chosen = [policies[n] for n in case.policies] if case.policies else list(policies.values())
+    if case.policies:
+        engine = engine.restricted_to([policies[n] for n in case.policies])
     review = None
     if review_factory is not None and (trust is not None or case.attestations):
         review = review_factory(trust, [base / a for a in case.attestations])
-    engine = Engine(chosen, review=review)
     subject = (
         terraform_subject(case) if case.target is Target.terraform else kubernetes_subject(case)
     )
-    findings = engine.evaluate(subject)
+    evaluation = engine.evaluate(subject, review=review)
+    findings = evaluation.findings
     errored = {(f.policy, f.rule) for f in findings if f.result is Result.error}
-    for policy in chosen:
-        if not matches(policy, subject):
-            continue
+    for policy in evaluation.matched:
         for rule in policy.spec.rules:
             if rule.target is subject.target and (policy.name, rule.name) not in errored:
                 key = (policy.name, rule.name)
@@ -162,7 +166,7 @@ def _run_case(
         passed=not problems,
         expected=case.expect.result,
         actual=overall(findings),
-        findings=tuple(findings),
+        findings=findings,
         problems=tuple(problems),
     )
 

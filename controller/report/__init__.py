@@ -3,7 +3,7 @@
 Each format is one module behind the same two-member interface
 (:class:`ReportFormat`), so ``guard tf-plan`` and ``guard kube check`` render
 the same findings the same way. The input is always a
-:class:`controller.policy.subject.Decision` plus a :class:`ReportContext`.
+:class:`controller.policy.results.Decision` plus a :class:`ReportContext`.
 """
 
 from __future__ import annotations

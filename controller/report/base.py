@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from controller.policy.subject import Decision
+from controller.policy.results import Decision
 from controller.report.context import ReportContext
 
 

@@ -1,6 +1,6 @@
 """What a report needs besides the findings: where they came from and notes.
 
-Kept separate from :class:`~controller.policy.subject.Decision` because it
+Kept separate from :class:`~controller.policy.results.Decision` because it
 describes the run (input file, review summary, roll-out switches), not the
 verdict.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.policy.documents import GuardException
-from controller.policy.subject import Decision
+from controller.policy.results import Decision
 
 
 @dataclass(frozen=True)

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from controller import __version__
-from controller.policy.subject import Decision, Finding
+from controller.policy.results import Decision
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
 from controller.report.summary import Counts, summary_line, verdict
 
 SCHEMA_VERSION = 1
-
-
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    return {
-        "policy": finding.policy,
-        "rule": finding.rule,
-        "severity": finding.severity.value,
-        "action": finding.action.value,
-        "result": finding.result.value,
-        "denies": finding.denies,
-        "target": finding.target.value,
-        "address": finding.address,
-        "message": finding.message,
-        "fix": finding.fix,
-        "reasons": list(finding.reasons),
-        "exception": finding.exception,
-        "location": finding.location,
-        "line": finding.line,
-    }
 
 
 class JsonFormat(ReportFormat):
@@ -60,7 +40,7 @@ class JsonFormat(ReportFormat):
                 "review": context.review,
                 "line": summary_line(decision, context),
             },
-            "findings": [finding_dict(f) for f in decision.findings],
+            "findings": [f.as_dict() for f in decision.findings],
             "exceptionsApplied": [e.as_dict() for e in context.exceptions],
             "notes": list(context.notes),
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from controller.policy.subject import Decision, Finding, Result
+from controller.policy.results import Decision, Finding, Result
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
 from controller.report.summary import summary_line

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from controller.errors import InputError
-from controller.policy.subject import Decision
+from controller.policy.results import Decision
 from controller.report.context import ReportContext
 from controller.report.registry import FORMAT_NAMES, render
 from controller.report.summary import summary_line

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.policy.subject import Decision
+from controller.policy.results import Decision
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
 from controller.report.json import JsonFormat

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from controller import __version__
 from controller.policy.documents import Severity
-from controller.policy.subject import Decision, Finding
+from controller.policy.results import Decision, Finding
 from controller.report.base import ReportFormat
 from controller.report.context import AppliedException, ReportContext
 from controller.report.summary import summary_line

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from controller.policy.documents import Action, Severity
-from controller.policy.subject import Decision, Result
+from controller.policy.results import Decision, Result
 from controller.report.context import ReportContext
 
 SEVERITIES_HIGH_FIRST = (Severity.critical, Severity.high, Severity.medium, Severity.low)

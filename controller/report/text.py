@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import groupby
 
 from controller.policy.documents import Action
-from controller.policy.subject import Decision, Finding, Result
+from controller.policy.results import Decision, Finding, Result
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
 from controller.report.summary import SEVERITIES_HIGH_FIRST, summary_line

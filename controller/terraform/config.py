@@ -24,7 +24,7 @@ from lark.exceptions import LarkError, UnexpectedInput
 
 from controller.errors import InputError
 from controller.policy.documents import Target
-from controller.policy.subject import Subject
+from controller.policy.results import Subject
 from controller.terraform.hcl import UNKNOWN, Lookup, resolve, split_unknowns, unquote_key
 from controller.terraform.normalize import SENSITIVE_MASK
 

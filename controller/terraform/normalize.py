@@ -17,7 +17,7 @@ from typing import Any
 
 from controller.errors import InputError
 from controller.policy.documents import Target
-from controller.policy.subject import Artifact, Subject
+from controller.policy.results import Artifact, Subject
 
 SENSITIVE_MASK = "(sensitive value)"
 

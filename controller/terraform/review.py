@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.attest.enforce import AttestationReview, EnvelopeList
+from controller.attest.review import AttestationReview, EnvelopeList
 from controller.attest.trust import load_trust
 from controller.policy.documents import GuardPolicy
-from controller.policy.engine import ReviewEvaluator, ReviewOutcome
-from controller.policy.subject import Result, Subject
+from controller.policy.results import Result, Subject
+from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
 
 JSON_ONLY_REASON = (
     "only the plan JSON was given: a review of the JSON says nothing about the binary "

@@ -21,7 +21,7 @@ from controller.attest import dsse
 from controller.attest.keys import PrivateKey, generate
 from controller.attest.statement import CHANGE_REVIEW_PREDICATE, STATEMENT_V1, utc
 from controller.policy.documents import GuardPolicy, GuardTrustSpec, Target
-from controller.policy.subject import Artifact, Subject
+from controller.policy.results import Artifact, Requester, Subject
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 REPOSITORY = "github.com/acme/shop"
@@ -216,7 +216,10 @@ def deployment_subject(
     groups: Sequence[str] = ("system:authenticated",),
     introduced: bool = True,
     extra: Sequence[Artifact] = (),
+    controller: bool = False,
 ) -> Subject:
+    """A Deployment's subject; ``controller`` marks the requester as a
+    Kubernetes controller identity, as the Kubernetes side decides it."""
     reference = f"{IMAGE}@{digest}" if digest else f"{IMAGE}:1.0"
     return Subject(
         target=Target.kubernetes,
@@ -227,7 +230,7 @@ def deployment_subject(
         namespace="shop",
         action="create",
         object={"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}},
-        request={"operation": "CREATE", "userInfo": {"username": username, "groups": list(groups)}},
+        requester=Requester(username=username, groups=tuple(groups), controller=controller),
         artifacts=(Artifact(reference=reference, digest=digest, introduced=introduced), *extra),
     )
 

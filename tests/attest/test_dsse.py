@@ -9,7 +9,7 @@ import pytest
 
 from controller.attest import dsse
 from controller.attest.dsse import EnvelopeError
-from controller.attest.strictjson import StrictJSONError, load_json_or_yaml, loads
+from controller.strict import StrictJSONError, load_json_or_yaml, loads
 
 
 def _envelope(**fields: object) -> bytes:

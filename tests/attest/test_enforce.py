@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from controller.attest import checks
-from controller.attest.enforce import AttestationReview, EnvelopeList
 from controller.attest.keys import PublicKey
+from controller.attest.review import AttestationReview, EnvelopeList, evaluator_for_files
 from controller.attest.statement import utc
 from controller.attest.trust import Trust
 from controller.attest.verify import SignatureCache
 from controller.errors import InputError
 from controller.policy.documents import GuardTrustSpec
-from controller.policy.engine import Engine, ReviewEvaluator
-from controller.policy.subject import Artifact, Result
+from controller.policy.engine import Engine
+from controller.policy.results import Artifact, Result
+from controller.policy.reviewer import ReviewEvaluator
 from tests.attest import helpers as h
 from tests.attest.helpers import Keys
 
@@ -35,7 +36,6 @@ def evaluator(
         h.trust_spec(keys),
         EnvelopeList(envelopes),
         now=lambda: now,
-        controller_identities=frozenset({CONTROLLER}),
         cache=cache,
     )
 
@@ -88,11 +88,10 @@ def test_exempt_images_never_exempt_a_plan(keys: Keys) -> None:
 def test_plan_subjects_are_verified_like_images(keys: Keys) -> None:
     plan_digest = h.OTHER_DIGEST
     envelope = h.envelope(h.statement(digests=[plan_digest]), [keys.ci])
-    engine = Engine([h.policy()], review=evaluator(keys, [envelope]))
-    assert engine.evaluate(h.plan_subject(plan_digest)) == []
-    [finding] = Engine([h.policy()], review=evaluator(keys, [])).evaluate(
-        h.plan_subject(plan_digest)
-    )
+    engine = Engine([h.policy()])
+    passing = engine.evaluate(h.plan_subject(plan_digest), review=evaluator(keys, [envelope]))
+    assert passing.findings == ()
+    [finding] = engine.evaluate(h.plan_subject(plan_digest), review=evaluator(keys, [])).findings
     assert "--subject-file tfplan.bin" in finding.fix
 
 
@@ -102,16 +101,19 @@ def test_controller_requests_skip_expiry_but_not_signature_or_subject(keys: Keys
     user = review.review(h.policy(), h.deployment_subject())
     assert user.result is Result.fail
     assert any("expired at" in r for r in user.reasons)
-    by_controller = review.review(h.policy(), h.deployment_subject(username=CONTROLLER))
+    by_controller = review.review(
+        h.policy(), h.deployment_subject(username=CONTROLLER, controller=True)
+    )
     assert by_controller.result is Result.passed
     assert by_controller.evidence["checks"].startswith("signature and subject only")
     replayed = review.review(
-        h.policy(), h.deployment_subject(digest=h.OTHER_DIGEST, username=CONTROLLER)
+        h.policy(),
+        h.deployment_subject(digest=h.OTHER_DIGEST, username=CONTROLLER, controller=True),
     )
     assert replayed.result is Result.fail
     assert any("subject mismatch" in r for r in replayed.reasons)
     forged = evaluator(keys, [h.envelope(signers=[keys.stranger])]).review(
-        h.policy(), h.deployment_subject(username=CONTROLLER)
+        h.policy(), h.deployment_subject(username=CONTROLLER, controller=True)
     )
     assert any("signed by an unknown key" in r for r in forged.reasons)
 
@@ -267,18 +269,13 @@ def test_identity_map_normalizes_and_resolves_aliases(keys: Keys) -> None:
 
 
 def test_policy_test_factory_reads_trust_and_envelope_files(keys: Keys, tmp_path: Path) -> None:
-    from controller.attest.enforce import review_factory_for_tests
 
     trust = h.write_yaml(tmp_path / "trust.yaml", h.trust_document(keys))
     envelope = tmp_path / "review.json"
     envelope.write_bytes(h.envelope(signers=[keys.ci]))
-    accepted = review_factory_for_tests(trust, [envelope]).review(
-        h.policy(), h.deployment_subject()
-    )
+    accepted = evaluator_for_files(trust, [envelope]).review(h.policy(), h.deployment_subject())
     assert accepted.result is Result.passed
-    untrusted = review_factory_for_tests(None, [envelope]).review(
-        h.policy(), h.deployment_subject()
-    )
+    untrusted = evaluator_for_files(None, [envelope]).review(h.policy(), h.deployment_subject())
     assert untrusted.result is Result.fail
 
 

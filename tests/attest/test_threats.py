@@ -19,10 +19,10 @@ import pytest
 
 from controller import cli
 from controller.attest import dsse
-from controller.attest.enforce import AttestationReview, EnvelopeList
+from controller.attest.review import AttestationReview, EnvelopeList
 from controller.attest.statement import utc
 from controller.policy.engine import Engine
-from controller.policy.subject import Result
+from controller.policy.results import Result
 from tests.attest import helpers as h
 from tests.attest.helpers import Keys
 
@@ -342,8 +342,8 @@ def run_engine(scenario: Scenario, keys: Keys) -> list[Any]:
     evaluator = AttestationReview(
         h.trust_spec(keys), EnvelopeList([scenario.envelope]), now=lambda: h.NOW
     )
-    engine = Engine([h.policy(**scenario.review)], review=evaluator)
-    return engine.evaluate(h.deployment_subject(scenario.digest))
+    engine = Engine([h.policy(**scenario.review)])
+    return list(engine.evaluate(h.deployment_subject(scenario.digest), review=evaluator).findings)
 
 
 def test_valid_attestation_passes_the_cli(

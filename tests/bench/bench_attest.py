@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from controller.attest import dsse
-from controller.attest.enforce import AttestationReview, EnvelopeList
+from controller.attest.review import AttestationReview, EnvelopeList
 from controller.attest.verify import SignatureCache
-from controller.policy.subject import Result
+from controller.policy.results import Result
 from tests.attest import helpers as h
 from tests.bench.timing import rate
 

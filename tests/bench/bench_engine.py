@@ -14,9 +14,11 @@ from typing import Any
 from controller.policy.bundled import bundled_policies_path
 from controller.policy.celenv import new_context
 from controller.policy.documents import Target
-from controller.policy.engine import Engine, matches, variables_for
+from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle
-from controller.policy.subject import Subject
+from controller.policy.matching import matches
+from controller.policy.results import Subject
+from controller.policy.variables import variables_for
 from tests.bench.timing import rate
 
 DIGEST = "sha256:" + "4f" * 32

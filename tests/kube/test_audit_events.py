@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from controller.cli import build_parser
+from controller.kube import audit as audit_module
 from controller.kube.audit import AuditLog, RotatingFile
-from controller.kube.decide import AdmissionResult, Reason, judge, refuse
+from controller.kube.decide import judge
 from controller.kube.events import EventLimiter, EventReason, EventRecorder, planned_events
 from controller.kube.metrics import Metrics
 from controller.kube.request import parse_review
+from controller.kube.result import AdmissionResult, Reason, refuse
 from controller.kube.state import FileInputs, build_policy_set, documents_digest
 from controller.policy.documents import Action, GuardPolicy
 from tests.kube.helpers import (
@@ -229,10 +231,10 @@ def test_a_failing_api_server_only_counts_failures() -> None:
 def test_a_record_that_cannot_be_rendered_still_leaves_a_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(self: AdmissionResult) -> dict[str, Any]:
+    def broken(result: AdmissionResult) -> dict[str, Any]:
         raise ValueError("unrenderable")
 
-    monkeypatch.setattr(AdmissionResult, "record", broken)
+    monkeypatch.setattr(audit_module, "audit_record", broken)
     stream = io.StringIO()
     AuditLog(stream=stream).write(refuse("uid-2", Reason.error, "x", code=500))
     record = json.loads(stream.getvalue())

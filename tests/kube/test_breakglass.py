@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
-from controller.attest.enforce import AttestationReview
+from controller.attest.review import AttestationReview
 from controller.kube.breakglass import ANNOTATION, requested_reason
-from controller.kube.decide import AdmissionResult, judge
+from controller.kube.decide import judge, subject_of
 from controller.kube.envelopes import gather
+from controller.kube.record import audit_record
 from controller.kube.request import parse_review
+from controller.kube.result import AdmissionResult
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.state import FileInputs, PolicySet, build_policy_set
 from controller.policy.documents import Action
@@ -78,18 +80,17 @@ def decide(
         policies.trust,
         gather([UNATTESTED_DIGEST], {}, [e.encode() for e in envelopes]),
         now=lambda: dt.datetime.now(dt.UTC),
-        controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
     )
-    return judge(
+    subject = subject_of(
         request,
-        policies,
-        reviewer,
         controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
+        trust=policies.trust,
     )
+    return judge(request, policies, reviewer, subject=subject)
 
 
 def glass_record(result: AdmissionResult) -> dict[str, Any]:
-    record: dict[str, Any] = json.loads(json.dumps(result.record()))
+    record: dict[str, Any] = json.loads(json.dumps(audit_record(result)))
     return record
 
 
@@ -119,7 +120,8 @@ def test_listed_people_get_past_review_with_a_warning_and_a_record(
     assert glass["bypassed"] == [{"policy": "glass-review", "rule": "review"}]
     review = [f for f in record["findings"] if f["rule"] == "review"]
     assert len(review) == 1
-    assert review[0]["exception"] == f"break-glass by {user}"
+    assert review[0]["exception"] is None  # a GuardException never waives review
+    assert review[0]["waiver"] == {"kind": "break-glass", "name": user}
     assert record["policies"]["glass-review"] == {"result": "fail", "effect": "waived"}
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from controller.attest.enforce import AttestationReview
-from controller.kube.decide import Reason, judge
+from controller.attest.review import AttestationReview
+from controller.kube.decide import judge, subject_of, unsupported_reason
 from controller.kube.envelopes import gather
+from controller.kube.record import audit_record
 from controller.kube.request import parse_review
 from controller.kube.state import FileInputs, PolicySet, build_policy_set, entry_from_body
 from controller.policy.documents import Action
@@ -57,7 +58,7 @@ def test_deny_allow_and_the_record(tmp_path: Path, cast: Cast) -> None:
     assert result.code == 403
     assert result.response()["response"]["status"]["code"] == 403
     assert result.message.splitlines()[0] == "guard denied Deployment prod/web: 1 problem"
-    record = json.loads(json.dumps(result.record()))
+    record = json.loads(json.dumps(audit_record(result)))
     assert record["decision"] == "deny"
     assert record["request"]["user"] == "carol@example.com"
     assert [f["policy"] for f in record["findings"]] == ["no-privileged"]
@@ -109,14 +110,35 @@ def test_invalid_resource_is_noted_on_every_decision(tmp_path: Path, cast: Cast)
     assert "unknown field" in policies.problems["GuardPolicy typo"]
 
 
-def test_unsupported_requests_are_refused(tmp_path: Path, cast: Cast) -> None:
-    policies = build_policy_set(_files(tmp_path, cast), (), enforcement=Action.deny)
+def test_unsupported_requests_are_named() -> None:
     obj = workload("Deployment", "web", "dev", WEB)
     review = admission_review(obj, operation="DELETE", old=obj)
-    result = judge(parse_review(review), policies, None)
-    assert not result.allowed
-    assert result.reason == Reason.unsupported
-    assert "only CREATE and UPDATE" in result.message
+    problem = unsupported_reason(parse_review(review))
+    assert problem is not None and "only CREATE and UPDATE" in problem
+    assert unsupported_reason(parse_review(admission_review(obj))) is None
+
+
+CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
+@pytest.mark.parametrize(
+    ("username", "groups", "controller"),
+    [
+        (CONTROLLER, [], True),
+        ("mallory", [CONTROLLER], False),  # a group is not the identity
+        (CONTROLLER.upper(), [], False),  # a look-alike is somebody else
+        (CONTROLLER + " ", [], False),
+        ("", [], False),
+    ],
+)
+def test_controller_identity_comes_from_the_username_only(
+    username: str, groups: list[str], controller: bool
+) -> None:
+    review = admission_review(workload("Pod", "p", "dev", WEB), user=username, groups=groups)
+    subject = subject_of(parse_review(review), controller_identities=frozenset({CONTROLLER}))
+    assert subject.requester is not None
+    assert subject.requester.controller is controller
+    assert subject.requester.username == username
 
 
 def test_many_failures_are_capped_in_the_message(tmp_path: Path, cast: Cast) -> None:

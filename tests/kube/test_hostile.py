@@ -17,21 +17,27 @@ from typing import Any
 
 import pytest
 
-from controller.attest.enforce import AttestationReview
+from controller.attest.review import AttestationReview
 from controller.attest.verify import MAX_CANDIDATES
-from controller.kube import decide
 from controller.kube.audit import AuditLog
-from controller.kube.decide import MAX_WARNING_TOTAL_CHARS, MAX_WARNINGS, judge, within_budget
+from controller.kube.decide import judge, subject_of
 from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, index_entries
 from controller.kube.kubeapi import list_path
 from controller.kube.request import BadReview, parse_review
+from controller.kube.result import AdmissionResult
 from controller.kube.runtime import GuardRuntime
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs, PolicyCache, PolicySet, build_policy_set
 from controller.kube.subjects import image_digest, images_of
 from controller.kube.text import json_line_safe, printable
+from controller.kube.wording import (
+    MAX_LISTED_REASONS,
+    MAX_WARNING_TOTAL_CHARS,
+    MAX_WARNINGS,
+    within_budget,
+)
 from controller.policy.documents import Action, GuardPolicy
-from controller.policy.subject import Subject
+from controller.policy.results import Subject
 from tests.kube.helpers import (
     CONTROLLER_USER,
     IMAGE,
@@ -176,7 +182,7 @@ def test_a_flood_from_another_namespace_cannot_hide_the_real_attestation(
     flood = {WEB_DIGEST: index[WEB_DIGEST][:-1]}
     denied = asyncio.run(runtime.admit(request, attestations=flood, resources=()))
     assert not denied.allowed
-    assert len(denied.message.splitlines()) <= 2 + decide.MAX_LISTED_REASONS + 2
+    assert len(denied.message.splitlines()) <= 2 + MAX_LISTED_REASONS + 2
     assert "more (see the audit log)" in denied.message
     # The workload's own annotation comes before other namespaces too.
     annotated = workload(
@@ -247,7 +253,7 @@ class _Reentrant:
     def __init__(self, policies: PolicySet, inner: Any) -> None:
         self.policies = policies
         self.inner = inner
-        self.nested: decide.AdmissionResult | None = None
+        self.nested: AdmissionResult | None = None
 
     def review(self, policy: GuardPolicy, subject: Subject) -> Any:
         if self.nested is None:
@@ -277,7 +283,8 @@ def test_each_request_is_judged_with_its_own_evaluator(
     result = judge(request, policies, reentrant)
     assert result.allowed, result.message
     assert reentrant.nested is not None and not reentrant.nested.allowed
-    assert policies.engine.review is None  # the shared engine never holds an evaluator
+    # The shared engine holds no evaluator at all: each request passes its own.
+    assert not hasattr(policies.engine, "review")
 
 
 def test_policy_cache_returns_the_set_built_from_the_callers_entries(
@@ -472,17 +479,9 @@ def test_review_of_made_objects_is_checked_in_full_at_the_parent(
 
     def decide_as(obj: dict[str, Any], user: str) -> Any:
         request = parse_review(admission_review(obj, user=user))
-        reviewer = AttestationReview(
-            label_policies.trust,
-            gather([digest], {}, [stale]),
-            controller_identities=frozenset({CONTROLLER_USER}),
-        )
-        return judge(
-            request,
-            label_policies,
-            reviewer,
-            controller_identities=frozenset({CONTROLLER_USER}),
-        )
+        reviewer = AttestationReview(label_policies.trust, gather([digest], {}, [stale]))
+        subject = subject_of(request, controller_identities=frozenset({CONTROLLER_USER}))
+        return judge(request, label_policies, reviewer, subject=subject)
 
     by_person = decide_as(cronjob, "carol@example.com")
     assert not by_person.allowed

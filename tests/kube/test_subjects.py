@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from controller.kube.subjects import (
-    Requester,
     annotations_of,
     image_digest,
     images_of,
     workload_subject,
 )
+from controller.policy.results import Requester
+from controller.policy.variables import request_variable
 from tests.kube.helpers import SIDECAR_DIGEST, WEB, WEB_DIGEST, WEB_V2, workload
 
 HEX = "a" * 64
@@ -67,7 +68,7 @@ def test_create_introduces_every_image() -> None:
         ("proxy:1", None, True),
     ]
     assert subject.address == "Deployment prod/web"
-    assert subject.request == {
+    assert request_variable(subject) == {
         "operation": "CREATE",
         "userInfo": {"username": "carol", "groups": ["devs"]},
         "dryRun": False,
@@ -118,9 +119,8 @@ def test_policy_test_cases_are_judged_as_admission_judges_them() -> None:
     )  # fmt: skip
     subject = case_subject(case)
     assert subject.address == "Pod prod/p"
-    assert subject.request is not None
-    assert subject.request["userInfo"] == {"username": "carol", "groups": ["dev"]}
-    assert subject.request["operation"] == "CREATE"
+    assert subject.requester == Requester(username="carol", groups=("dev",))
+    assert request_variable(subject)["operation"] == "CREATE"
     assert {(a.reference, a.digest is None) for a in subject.artifacts} == {
         ("r/a@sha256:" + "a" * 64, False),
         ("r/tools:1", True),  # image volumes need a pinned, reviewed image too

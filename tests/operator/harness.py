@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.kube.serve import GuardService
+from controller.kube.service import GuardService
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs
 from controller.operator import create_registry

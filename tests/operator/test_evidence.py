@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.kube import server as server_module
+from controller.kube import webhook as server_module
 from controller.kube.state import FileInputs, documents_digest
 from tests.kube.helpers import (
     CONTROLLER_USER,

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from controller.policy._readpaths import TRIMMED_VARIABLES
 from controller.policy.celenv import HELPERS
 from controller.policy.documents import GuardPolicy, Target
-from controller.policy.engine import TRIMMED_VARIABLES, compile_policy
+from controller.policy.engine import compile_policy
 from controller.policy.loader import load_bundle
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -209,14 +210,14 @@ def test_no_rule_reads_the_whole_object(bundled: list[GuardPolicy]) -> None:
         f"{compiled.name}/{rule.rule.name} {name}"
         for compiled in map(compile_policy, bundled)
         for rule in compiled.rules
-        for name, paths in rule.paths.items()
+        for name, paths in rule.reads.paths.items()
         if paths is None and name in rule.variables and name in TRIMMED_VARIABLES
     ]
     whole += [
         f"{compiled.name}/{rule.rule.name} expression"
         for compiled in map(compile_policy, bundled)
         for rule in compiled.rules
-        if rule.reads_whole_object
+        if rule.reads.reads_whole_object
     ]
     assert whole == [], "name the fields of object/after literally; see 'Writing fast rules'"
 
@@ -311,5 +312,5 @@ def test_the_engine_flags_a_rule_that_reads_after_whole() -> None:
         }
     )
     variable_path, literal_fields = compile_policy(policy).rules
-    assert variable_path.reads_whole_object
-    assert not literal_fields.reads_whole_object
+    assert variable_path.reads.reads_whole_object
+    assert not literal_fields.reads.reads_whole_object

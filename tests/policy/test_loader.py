@@ -118,7 +118,7 @@ def test_nesting_bombs_and_non_finite_thresholds_are_clear_errors() -> None:
 def test_a_broken_review_evaluator_denies() -> None:
     from controller.policy.documents import Target
     from controller.policy.engine import Engine
-    from controller.policy.subject import Artifact, Result, Subject
+    from controller.policy.results import Artifact, Result, Subject
 
     class Broken:
         def review(self, policy: object, subject: object) -> object:
@@ -131,6 +131,7 @@ def test_a_broken_review_evaluator_denies() -> None:
         type="Deployment", name="b", namespace="a", action="create", object={},
         artifacts=(Artifact("img", "sha256:" + "a" * 64),),
     )  # fmt: skip
-    [finding] = Engine([loaded.document], review=Broken()).evaluate(subject)  # type: ignore[arg-type]
+    engine = Engine([loaded.document])  # type: ignore[list-item]
+    [finding] = engine.evaluate(subject, review=Broken()).findings  # type: ignore[arg-type]
     assert finding.result is Result.error and finding.denies
     assert "clock unavailable" in finding.message

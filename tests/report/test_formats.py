@@ -14,7 +14,7 @@ import pytest
 
 from controller.errors import InputError
 from controller.policy.documents import Action, Severity, Target
-from controller.policy.subject import Decision, Finding, Result
+from controller.policy.results import Decision, Finding, Result, Waiver, WaiverKind
 from controller.report import FORMAT_NAMES, AppliedException, ReportContext, render, summary_line
 from controller.report.output import OutputSpec, parse_outputs, write_reports
 from controller.report.sarif import artifact_uri
@@ -45,7 +45,7 @@ DECISION = Decision.of(
         _finding(policy="w", severity=Severity.low, action=Action.warn, location=None, line=None),
         _finding(policy="u", severity=Severity.medium, result=Result.unknown, action=Action.warn),
         _finding(policy="e", severity=Severity.medium, result=Result.error),
-        _finding(policy="x", exception="waiver", address="aws_x.c"),
+        _finding(policy="x", waiver=Waiver(WaiverKind.exception, "waiver"), address="aws_x.c"),
         _finding(policy="a", action=Action.audit, severity=Severity.low),
         _finding(
             policy="rev",

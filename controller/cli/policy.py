@@ -1,4 +1,9 @@
-"""``guard policy lint`` and ``guard policy test``."""
+"""``guard policy lint`` and ``guard policy test``.
+
+The composition root for policy tests: Kubernetes cases are built by the
+Kubernetes side's own subject builder (so a test can never pass where the
+webhook would deny), and reviews are checked by the attestation verifier.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller.attest.review import evaluator_for_files
 from controller.errors import InputError
 from controller.kube.subjects import case_subject
 from controller.policy.engine import PolicyError, compile_policy
 from controller.policy.loader import Bundle, DocumentError, Loaded, iter_files, load_path
-from controller.policy.testing import ReviewFactory, run_tests, unexercised_rules
+from controller.policy.testing import run_tests, unexercised_rules
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,27 +42,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     test.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     test.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
     test.set_defaults(handler=test_command)
-
-
-def add_policies_option(parser: argparse.ArgumentParser) -> None:
-    """``--policies PATH`` (repeatable), the same on every command that judges."""
-    parser.add_argument(
-        "--policies",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="policy files or folders (repeatable; default: the bundled policies)",
-    )
-
-
-def _review_factory() -> ReviewFactory | None:
-    try:
-        from controller.attest import enforce
-    except ImportError:
-        return None
-    factory: ReviewFactory | None = getattr(enforce, "review_factory_for_tests", None)
-    return factory
 
 
 def _load_all(paths: Sequence[Path]) -> tuple[list[Loaded], list[str]]:
@@ -106,7 +91,7 @@ def lint_errors(paths: Sequence[Path]) -> list[str]:
             )
     if broken:
         return errors
-    run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=_review_factory())
+    run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=evaluator_for_files)
     for result in run.failed:
         errors.append(
             f"{result.source}: test {result.test!r}, case {result.case!r}: "
@@ -140,7 +125,7 @@ def test_command(args: argparse.Namespace) -> int:
     if not bundle.tests:
         print("no GuardPolicyTest documents found", file=sys.stderr)
         return 2
-    run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=_review_factory())
+    run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=evaluator_for_files)
     for result in run.results:
         if result.passed and not args.verbose:
             continue

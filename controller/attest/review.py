@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,8 +30,8 @@ from controller.attest.verify import (
 )
 from controller.errors import InputError
 from controller.policy.documents import GuardPolicy, GuardTrustSpec, Review
-from controller.policy.engine import ReviewOutcome
-from controller.policy.subject import Artifact, Result, Subject
+from controller.policy.results import Artifact, Result, Subject
+from controller.policy.reviewer import ReviewOutcome
 
 
 class EnvelopeSource(Protocol):
@@ -73,12 +73,12 @@ def _utcnow() -> dt.datetime:
 class AttestationReview:
     """Implements the engine's ``ReviewEvaluator`` with signed attestations.
 
-    ``controller_identities`` are the usernames of Kubernetes controllers
-    (``system:serviceaccount:kube-system:replicaset-controller``...): their
-    requests get the signature and subject checks only, so scaling and
-    rescheduling never fail because an attestation aged. They are matched on
-    ``request.userInfo.username``, never on ``ownerReferences``, which users
-    can set.
+    A request from a Kubernetes controller's own identity (the subject's
+    ``requester.controller``, decided once where the subject is built, from
+    ``request.userInfo`` and never from ``ownerReferences``) skips only the
+    checks that age and the deployer rules, so scaling and rescheduling
+    never fail because an attestation aged. ``on_verdict`` observes each
+    artifact verdict (True when accepted), for metrics.
     """
 
     def __init__(
@@ -86,14 +86,14 @@ class AttestationReview:
         trust: Trust | GuardTrustSpec,
         envelopes: EnvelopeSource,
         now: Callable[[], dt.datetime] = _utcnow,
-        controller_identities: frozenset[str] = frozenset(),
         cache: SignatureCache | None = None,
+        on_verdict: Callable[[bool], None] | None = None,
     ) -> None:
         self.trust = trust if isinstance(trust, Trust) else Trust.from_spec(trust)
         self.envelopes = envelopes
         self.now = now
-        self.controller_identities = controller_identities
         self.verifier = Verifier(self.trust, cache)
+        self.on_verdict = on_verdict
 
     def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
         """Fail closed: whatever goes wrong is an error result, never a pass
@@ -166,33 +166,25 @@ class AttestationReview:
         assert artifact.digest is not None
         digest = normalize_digest(artifact.digest)
         candidates = self.envelopes.for_digest(digest)
-        return self.verifier.verify(
+        verdict = self.verifier.verify(
             digest,
             candidates,
             requirements,
             _with_introduced(circumstances, artifact.introduced),
         )
+        if self.on_verdict is not None:
+            self.on_verdict(verdict.ok)
+        return verdict
 
     def _circumstances(self, subject: Subject) -> Circumstances:
+        # A request (Kubernetes) always has a deployer; one that names nobody
+        # is an unknown deployer, which the deployer rules refuse.
+        requester = subject.requester
+        controller = requester is not None and requester.controller
         deployer = None
-        if isinstance(subject.request, Mapping):
-            # A request (Kubernetes) always has a deployer; one that names
-            # nobody is an unknown deployer, which the deployer rules refuse.
-            user = _user_info(subject.request)
-            username = user.get("username")
-            groups = user.get("groups")
-            names = (
-                tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else ()
-            )
-            deployer = Deployer(
-                username=username if isinstance(username, str) else "", groups=names
-            )
-        controller = deployer is not None and deployer.username in self.controller_identities
-        return Circumstances(
-            now=self.now(),
-            controller=controller,
-            deployer=None if controller else deployer,
-        )
+        if requester is not None and not controller:
+            deployer = Deployer(username=requester.username, groups=requester.groups)
+        return Circumstances(now=self.now(), controller=controller, deployer=deployer)
 
 
 def _with_introduced(circumstances: Circumstances, introduced: bool) -> Circumstances:
@@ -202,13 +194,6 @@ def _with_introduced(circumstances: Circumstances, introduced: bool) -> Circumst
         controller=circumstances.controller,
         deployer=circumstances.deployer,
     )
-
-
-def _user_info(request: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if not isinstance(request, Mapping):
-        return {}
-    info = request.get("userInfo")
-    return info if isinstance(info, Mapping) else {}
 
 
 def _exempt(reference: str, patterns: Sequence[str]) -> bool:
@@ -239,8 +224,8 @@ def _image_name(reference: str) -> str:
     return name
 
 
-def review_factory_for_tests(trust: Path | None, envelopes: Sequence[Path]) -> AttestationReview:
-    """The evaluator ``guard policy test`` uses for a GuardPolicyTest's cases:
-    its trust file (none means the empty trust) and its attestation files."""
+def evaluator_for_files(trust: Path | None, envelopes: Sequence[Path]) -> AttestationReview:
+    """An evaluator over files: a trust file (none means the empty trust)
+    and envelope files. ``guard policy test`` builds one per GuardPolicyTest."""
     loaded = load_trust([trust]) if trust is not None else Trust()
     return AttestationReview(loaded, EnvelopeList.from_files(envelopes))

@@ -8,24 +8,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from controller.cli.options import (
+    EXIT_DENIED,
+    EXIT_OK,
+    add_policies_option,
+    policy_paths,
+    require_matching,
+)
 from controller.errors import InputError
-from controller.policy.bundled import bundled_policies_path
-from controller.policy.commands import add_policies_option
 from controller.policy.documents import Action, GuardException, GuardPolicy
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle, load_path
-from controller.policy.subject import Decision, Finding, Result
+from controller.policy.results import Decision, Finding, Result
 from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.registry import FORMAT_NAMES
-from controller.terraform.config import ConfigIndex, read_config
+from controller.terraform.config import ConfigIndex
+from controller.terraform.inputs import config_input, plan_input
 from controller.terraform.lines import address_lines
-from controller.terraform.normalize import normalize
-from controller.terraform.planfile import read_plan
 from controller.terraform.review import JSON_ONLY_REASON, PlanReview, attestation_verifier
-
-EXIT_OK = 0
-EXIT_DENIED = 1
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,9 +121,9 @@ class Policies:
     exceptions: tuple[GuardException, ...]
 
 
-def load_policies(policy_paths: Sequence[Path], exception_paths: Sequence[Path]) -> Policies:
+def load_policies(given: Sequence[Path], exception_paths: Sequence[Path]) -> Policies:
     """The policy bundle (default: the bundled one) and every exception document."""
-    paths = list(policy_paths) or [bundled_policies_path()]
+    paths = policy_paths(given)
     bundle = load_bundle(*paths)
     exceptions = list(bundle.exceptions)
     for path in exception_paths:
@@ -133,31 +134,24 @@ def load_policies(policy_paths: Sequence[Path], exception_paths: Sequence[Path])
                     f"found {loaded.document.kind}"
                 )
             exceptions.append(loaded.document)
-    if not any(p.spec.match.terraform is not None for p in bundle.policies):
-        raise InputError(
-            f"{', '.join(str(p) for p in paths)}: no policy matches Terraform "
-            "(a check with no policies would pass everything)"
-        )
+    require_matching(bundle.policies, paths, "terraform")
     return Policies(tuple(bundle.policies), tuple(exceptions))
 
 
 def tf_plan_command(args: argparse.Namespace) -> int:
     outputs = parse_outputs(args.format, args.output)
     policies = load_policies(args.policies, args.exceptions)
-    plan = read_plan(args.plan, args.terraform_dir)
+    plan = plan_input(args.plan, args.terraform_dir)
     index = ConfigIndex.of(args.config_dir) if args.config_dir else None
-    normalized = normalize(plan.plan, plan.source, plan.digest)
     now = dt.datetime.now(dt.UTC)
     verifier = attestation_verifier(args.trust, args.attestation, now)
     engine = Engine(
         policies=policies.policies,
         exceptions=policies.exceptions,
-        review=PlanReview(verifier, plan.json_only, args.accept_json_review),
         enforcement=Action.warn if args.warn_only else Action.deny,
         unknown_action=Action(args.unknown_action),
     )
-    of_what = "the plan JSON (no binary plan given)" if plan.json_only else "the binary plan"
-    notes: list[str] = [f"plan format {plan.format_version}; {of_what} has digest {plan.digest}"]
+    notes: list[str] = list(plan.notes)
     if plan.json_only and _review_required(engine):
         notes.append(
             f"{JSON_ONLY_REASON}; "
@@ -167,15 +161,17 @@ def tf_plan_command(args: argparse.Namespace) -> int:
                 else "a review requirement passes only with --accept-json-review"
             )
         )
-    decision = engine.decide([*normalized.resources, normalized.plan], notes=notes)
+    review = PlanReview(verifier, plan.json_only, args.accept_json_review)
+    decision = engine.decide(plan.subjects, review=review, notes=notes)
     decision = _with_lines(decision, plan.text, plan.source, index)
+    plan_address = plan.plan_subject.address if plan.plan_subject is not None else plan.source
     context = ReportContext(
         command="guard tf-plan",
         source=plan.source,
-        subject_count=len(normalized.resources),
+        subject_count=plan.resource_count,
         notes=decision.notes,
-        review=review_summary(decision, engine, normalized.plan.address),
-        unknown_values=normalized.unknown_values,
+        review=review_summary(decision, engine, plan_address),
+        unknown_values=plan.unknown_values,
         exceptions=applied_exceptions(decision, policies.exceptions),
         warn_only=args.warn_only,
     )
@@ -228,7 +224,7 @@ def review_summary(decision: Decision, engine: Engine, plan_address: str) -> str
 def tf_config_command(args: argparse.Namespace) -> int:
     outputs = parse_outputs(args.format, args.output)
     policies = load_policies(args.policies, args.exceptions)
-    config = read_config(args.directory)
+    config = config_input(args.directory)
     engine = Engine(
         policies=policies.policies,
         exceptions=policies.exceptions,
@@ -236,20 +232,13 @@ def tf_config_command(args: argparse.Namespace) -> int:
         # Without a plan, what cannot be known is reported, never a failure.
         unknown_action=Action.warn,
     )
-    share = config.unknown_share
-    notes = [
-        f"{config.unknown_attributes} of {config.total_attributes} attributes "
-        f"({share:.0%}) could not be resolved without a plan and are unknown",
-        "review requirements apply to plans (guard tf-plan), not to configuration",
-        *config.notes,
-    ]
-    decision = engine.decide(config.subjects, notes=notes)
+    decision = engine.decide(config.subjects, notes=config.notes)
     context = ReportContext(
         command="guard tf-config",
-        source=str(args.directory),
+        source=config.source,
         notes=decision.notes,
         review="checked on the plan (guard tf-plan)",
-        unknown_values=config.unknown_attributes,
+        unknown_values=config.unknown_values,
         exceptions=applied_exceptions(decision, policies.exceptions),
         warn_only=args.warn_only,
     )

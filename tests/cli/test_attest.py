@@ -17,7 +17,11 @@ from tests.attest import helpers as h
 from tests.attest.helpers import Keys
 
 COSIGN_KEY = (
-    Path(__file__).parent / "data" / "cosign" / "cosign_sigstore_encrypted_key_password_hello.pem"
+    Path(__file__).parents[1]
+    / "attest"
+    / "data"
+    / "cosign"
+    / "cosign_sigstore_encrypted_key_password_hello.pem"
 )
 
 

@@ -18,16 +18,19 @@ from typing import Any
 
 import yaml
 
-from controller.attest.enforce import AttestationReview
-from controller.attest.strictjson import StrictJSONError, load_json_or_yaml
 from controller.errors import InputError
 from controller.kube import decide
 from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, index_entries
 from controller.kube.request import WORKLOADS, AdmissionRequest
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.state import PolicySet
-from controller.kube.subjects import Requester
-from controller.policy.subject import Decision, Finding
+from controller.policy.results import Decision, Finding, Requester
+from controller.strict import (
+    StrictJSONError,
+    YAMLDocumentError,
+    load_json_or_yaml,
+    read_yaml_documents,
+)
 
 _KINDS = {w.kind: w for w in WORKLOADS if w.sub_resource is None}
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -59,19 +62,15 @@ def read_text(path: str) -> tuple[str, str]:
 
 
 def manifests(text: str, source: str) -> list[Manifest]:
-    """Every object of a multi-document YAML text, Lists flattened."""
+    """Every object of a multi-document YAML text, Lists flattened, read by
+    the same strict reader as policies (a duplicate key is an input error)."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise InputError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        documents = read_yaml_documents(text, source)
+    except YAMLDocumentError as exc:
+        raise InputError(str(exc)) from None
     found: list[Manifest] = []
-    for node in nodes:
-        if node is None:
-            continue
-        obj = yaml.SafeLoader("").construct_document(node)  # type: ignore[no-untyped-call]
-        found.extend(_flatten(obj, node, source))
+    for document in documents:
+        found.extend(_flatten(document.data, document.node, source))
     return found
 
 
@@ -147,9 +146,15 @@ def check_manifests(
     attestations: Mapping[str, Sequence[IndexedEnvelope]],
     requester: Requester,
     *,
+    controller_identities: frozenset[str] = frozenset(DEFAULT_CONTROLLER_IDENTITIES),
     now: dt.datetime | None = None,
 ) -> tuple[Decision, int]:
-    """Judge every workload; returns the combined decision and how many were skipped."""
+    """Judge every workload; returns the combined decision and how many were skipped.
+
+    Each is built and judged exactly as the webhook does (``decide``), with
+    the same controller identities, so a manifest passes here only where the
+    cluster would admit it.
+    """
     findings: list[Finding] = []
     notes: list[str] = []
     judged = 0
@@ -181,19 +186,20 @@ def check_manifests(
             object=obj,
             old_object=None,
         )
-        subject = decide.subject_of(request, item.source, item.line)
+        subject = decide.subject_of(
+            request,
+            controller_identities=controller_identities,
+            trust=policies.trust,
+            location=item.source,
+            line=item.line,
+        )
         reviewer = None
         if decide.needs_review(policies, subject):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(workload.kind, obj)
             notes.extend(f"{subject.address}: {p}" for p in problems)
             candidates = gather(digests, attestations, inline)
-            reviewer = AttestationReview(
-                policies.trust,
-                candidates,
-                now=lambda: moment,
-                controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
-            )
+            reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
         result = decide.judge(request, policies, reviewer, subject=subject)
         judged += 1
         if result.decision is not None:

@@ -7,26 +7,30 @@ import asyncio
 import logging
 from pathlib import Path
 
-from controller.errors import InputError
+from controller.cli.options import (
+    EXIT_DENIED,
+    EXIT_OK,
+    add_policies_option,
+    non_negative,
+    policy_paths,
+    require_matching,
+)
 from controller.kube.audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
-from controller.kube.check import check_manifests, manifests, read_attestations, read_text
+from controller.kube.manifests import check_manifests, manifests, read_attestations, read_text
+from controller.kube.service import GuardService
 from controller.kube.settings import (
     DEFAULT_CONTROLLER_IDENTITIES,
     WEBHOOK_PATH,
     ServeSettings,
 )
 from controller.kube.state import FileInputs, build_policy_set
-from controller.kube.subjects import Requester
-from controller.policy.bundled import bundled_policies_path
-from controller.policy.commands import add_policies_option
+from controller.operator import create_registry
 from controller.policy.documents import Action
-from controller.policy.subject import Decision
+from controller.policy.results import Decision, Requester
 from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.registry import FORMAT_NAMES
 
-EXIT_OK = 0
-EXIT_DENIED = 1
 TLS_DIR = Path("/etc/guard/tls")
 
 
@@ -66,14 +70,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument(
         "--audit-max-bytes",
-        type=_non_negative,
+        type=non_negative,
         default=DEFAULT_MAX_BYTES,
         metavar="N",
         help=f"rotate the audit file past N bytes (0: never; default {DEFAULT_MAX_BYTES})",
     )
     serve.add_argument(
         "--audit-backups",
-        type=_non_negative,
+        type=non_negative,
         default=DEFAULT_BACKUPS,
         metavar="N",
         help=f"rotated audit files to keep (default {DEFAULT_BACKUPS})",
@@ -121,21 +125,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.set_defaults(handler=kube_check_command)
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def serve_command(args: argparse.Namespace) -> int:
-    from controller.kube.serve import GuardService
-
     settings = ServeSettings(
-        policy_paths=tuple(args.policies) or (bundled_policies_path(),),
+        policy_paths=policy_paths(args.policies),
         trust_paths=tuple(args.trust),
         enforcement=Action(args.enforcement),
         tls_cert=args.tls_cert,
@@ -160,26 +152,28 @@ def serve_command(args: argparse.Namespace) -> int:
         logging.getLogger("guard").warning(
             "No --trust given: review requirements fail closed until a GuardTrust exists"
         )
-    service = GuardService(settings, files)
+    service = GuardService(settings, files, registry=create_registry())
     asyncio.run(service.run())
     return EXIT_OK
 
 
 def kube_check_command(args: argparse.Namespace) -> int:
     outputs = parse_outputs(args.format, args.output)
-    policy_paths = tuple(args.policies) or (bundled_policies_path(),)
-    files = FileInputs.load(policy_paths, tuple(args.trust))
-    if not any(p.spec.match.kubernetes is not None for p in files.policies):
-        raise InputError(
-            f"{', '.join(str(p) for p in policy_paths)}: no policy matches Kubernetes "
-            "(a check with no policies would pass everything)"
-        )
+    paths = policy_paths(args.policies)
+    files = FileInputs.load(paths, tuple(args.trust))
+    require_matching(files.policies, paths, "kubernetes")
     enforcement = Action.warn if args.warn_only else Action.deny
     policies = build_policy_set(files, (), enforcement=enforcement)
     text, source = read_text(args.filename)
     items = manifests(text, source)
     requester = Requester(username=args.user, groups=tuple(args.group))
-    decision, _ = check_manifests(items, policies, read_attestations(args.attestations), requester)
+    decision, _ = check_manifests(
+        items,
+        policies,
+        read_attestations(args.attestations),
+        requester,
+        controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
+    )
     context = ReportContext(
         command="guard kube check",
         source=source,

@@ -36,7 +36,7 @@ from typing import Any, cast
 import aiohttp.web
 import kopf
 
-from controller.kube.decide import AdmissionResult, Reason, refuse, unsupported_reason
+from controller.kube.decide import unsupported_reason
 from controller.kube.request import (
     ADMISSION_API_VERSIONS,
     AdmissionRequest,
@@ -44,6 +44,7 @@ from controller.kube.request import (
     parse_review,
     valid_uid,
 )
+from controller.kube.result import AdmissionResult, Reason, refuse
 from controller.kube.runtime import GuardRuntime, not_ready_result
 from controller.kube.settings import WEBHOOK_PATH
 from controller.kube.text import printable

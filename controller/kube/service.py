@@ -1,4 +1,4 @@
-"""``guard serve``: the Kopf operator with guard's webhook server and probes.
+"""The ``guard serve`` process: the Kopf operator with guard's webhook server and probes.
 
 Always standalone: Kopf's peering pauses watch streams when another replica
 holds priority, and a paused replica would keep answering admissions from
@@ -20,10 +20,9 @@ from controller.errors import InputError
 from controller.kube.kubeapi import list_objects, post_event
 from controller.kube.probes import start_probes
 from controller.kube.runtime import GuardRuntime
-from controller.kube.server import GuardWebhookServer
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs
-from controller.operator import create_registry
+from controller.kube.webhook import GuardWebhookServer
 
 Flag = asyncio.Event | asyncio.Future[Any] | threading.Event
 
@@ -47,7 +46,7 @@ class GuardService:
         settings: ServeSettings,
         files: FileInputs,
         *,
-        registry: kopf.OperatorRegistry | None = None,
+        registry: kopf.OperatorRegistry,
     ) -> None:
         if settings.tls_cert is None or settings.tls_key is None:
             raise InputError(
@@ -68,7 +67,9 @@ class GuardService:
             file_check_interval=settings.tls_check_interval,
         )
         self.kopf_settings = operator_settings(self.server)
-        self.registry = registry if registry is not None else create_registry()
+        # The Kopf handlers (``controller.operator``), handed in by the caller:
+        # nothing below the operator imports it.
+        self.registry = registry
         self.probes_port: int | None = None
 
     async def _list(self, plural: str, namespace: str | None) -> list[Mapping[str, Any]]:

@@ -31,12 +31,12 @@ from controller.attest.statement import (
     parse_statement,
     utc,
 )
-from controller.attest.strictjson import StrictJSONError, load_json_or_yaml
 from controller.attest.trust import load_trust
 from controller.attest.verify import Circumstances, Requirements, Verifier
 from controller.errors import InputError
 from controller.policy.documents import parse_duration
 from controller.policy.loader import load_bundle
+from controller.strict import StrictJSONError, load_json_or_yaml
 
 PASSWORD_ENV = "GUARD_KEY_PASSWORD"
 DEFAULT_EXPIRY = "30d"

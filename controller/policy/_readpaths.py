@@ -1,0 +1,206 @@
+"""What a CEL rule reads: the read-path analysis of its source text.
+
+The CEL library exposes no syntax tree, so the analysis works on the source
+with the string literals blanked out. It is fail-safe by construction: when
+a use of a variable is anything but a plain field path (passed whole to a
+function, iterated, indexed with a computed key), the answer is "reads it
+whole" (``None`` paths, ``reads_whole_object``). Over-approximating only
+costs speed (more is converted into CEL values, more is probed for
+unknowns); under-approximating would change verdicts, which the
+trimming-equivalence tests rule out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_FIELD_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_STRING_RE = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+_PATH_LITERAL_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
+
+
+def words(source: str) -> set[str]:
+    """Field names read (``.name``), plus the first segment of string literals
+    shaped like a field path (``'acl'``, ``'a.b.0'``), which ``lookup`` and
+    ``in`` read."""
+    # Field reads only (``.name``): loop variables and function names are not
+    # attributes of the object, and counting them would probe needlessly.
+    words = set(_FIELD_RE.findall(_STRING_RE.sub(" ", source)))
+    for literal in _STRING_RE.findall(source):
+        text = literal[1:-1]
+        if _PATH_LITERAL_RE.fullmatch(text):
+            words.add(text.split(".", 1)[0])
+    return words
+
+
+# A use of the new object other than a plain field read or a null check.
+_OBJECT_USE_RE = re.compile(r"\b(?:object|after)\b")
+_FIELD_READ_RE = re.compile(r"\s*\.\s*[A-Za-z_]\w*(?!\w)(?!\s*\()")
+_NULL_CHECK_RE = re.compile(r"\s*[!=]=\s*null\b")
+# ``lookup(after, 'a.b', default)``: a field read whose path is a literal.
+_LITERAL_LOOKUP_RE = re.compile(r"""\s*,\s*(?:'[^'\\]*'|"[^"\\]*")""")
+_LOOKUP_CALL_RE = re.compile(r"\blookup\s*\(\s*$")
+
+
+# Variables that hold (parts of) the object and are worth trimming.
+TRIMMED_VARIABLES = ("object", "after", "oldObject", "before", "podSpec")
+# List variables whose elements are trimmed to what comprehensions read.
+TRIMMED_LISTS = ("containers",)
+_BINDING_BEFORE_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*$")
+_CHAIN_RE = re.compile(r"(?:\s*\.\s*[A-Za-z_]\w*(?!\w)(?!\s*\())*")
+_CHAIN_FIELD_RE = re.compile(r"[A-Za-z_]\w*")
+_LOOKUP_PATH_RE = re.compile(r"""\s*,\s*(?:'([^'\\]*)'|"([^"\\]*)")""")
+
+
+def _blank_strings(source: str) -> str:
+    """String literals blanked to spaces (quotes kept, positions unchanged)."""
+    return _STRING_RE.sub(
+        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], source
+    )
+
+
+def access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
+    """The field paths through which ``source`` reads variable ``name``.
+
+    A select chain (``object.spec.replicas``), a literal ``lookup`` path, or a
+    null check; anything else (the variable passed whole to a function,
+    iterated, compared, indexed with a computed key at its top) gives None.
+    """
+    blank = _blank_strings(source)
+    paths: set[tuple[str, ...]] = set()
+    for use in re.finditer(rf"\b{re.escape(name)}\b", blank):
+        before = blank[: use.start()].rstrip()
+        if before.endswith("."):
+            continue  # a field that happens to have the variable's name
+        rest = blank[use.end() :]
+        if _BINDING_BEFORE_RE.search(before + " ") and re.match(r"\s*,", rest):
+            continue  # where a comprehension binds the name, not a use
+        chain = _CHAIN_RE.match(rest)
+        fields = tuple(_CHAIN_FIELD_RE.findall(chain.group(0))) if chain else ()
+        if fields:
+            paths.add(fields)
+            continue
+        if _NULL_CHECK_RE.match(rest) or re.search(r"null\s*[!=]=\s*$", before):
+            continue
+        literal = _LOOKUP_PATH_RE.match(source[use.end() :])
+        if literal and _LOOKUP_CALL_RE.search(blank[: use.start()]):
+            # A list index ends the path: the list is kept whole.
+            prefix = tuple(_take_while_names((literal.group(1) or literal.group(2)).split(".")))
+            if prefix:
+                paths.add(prefix)
+                continue
+        return None
+    return frozenset(paths)
+
+
+_MACRO_RE = re.compile(r"\s*\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_TWO_VARIABLE_MACRO_RE = re.compile(r"\s*\.\s*\w+\s*\(\s*\w+\s*,\s*\w+\s*,")
+
+
+def element_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
+    """The field paths read from each element of list variable ``name``.
+
+    Only when every use is a comprehension (``containers.all(c, ...)``);
+    then every select chain on the bound names anywhere in the rule counts
+    (over-counting is safe, it only keeps more). Anything else gives None.
+    """
+    blank = _blank_strings(source)
+    bound: set[str] = set()
+    for use in re.finditer(rf"\b{re.escape(name)}\b", blank):
+        if blank[: use.start()].rstrip().endswith("."):
+            continue
+        rest = blank[use.end() :]
+        macro = _MACRO_RE.match(rest)
+        if macro is None or _TWO_VARIABLE_MACRO_RE.match(rest):
+            return None
+        bound.add(macro.group(1))
+    return union_paths(*(access_paths(source, variable) for variable in bound))
+
+
+def _take_while_names(parts: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for part in parts:
+        if not part or part.isdigit():
+            break
+        names.append(part)
+    return names
+
+
+def union_paths(
+    *sets: frozenset[tuple[str, ...]] | None,
+) -> frozenset[tuple[str, ...]] | None:
+    if any(found is None for found in sets):
+        return None
+    return frozenset().union(*sets)  # type: ignore[arg-type]
+
+
+def prune(value: Any, paths: frozenset[tuple[str, ...]] | set[tuple[str, ...]]) -> Any:
+    """``value`` with only the given paths (each end kept whole)."""
+    if not isinstance(value, Mapping) or any(not p for p in paths):
+        return value
+    grouped: dict[str, set[tuple[str, ...]]] = {}
+    for path in paths:
+        grouped.setdefault(path[0], set()).add(path[1:])
+    return {key: prune(value[key], rest) for key, rest in grouped.items() if key in value}
+
+
+def reads_whole_object(source: str) -> bool:
+    """Whether ``source`` may read the new object other than field by field."""
+    # The word "object" inside a string literal is not a use of the variable.
+    source = _blank_strings(source)
+    for use in _OBJECT_USE_RE.finditer(source):
+        rest = source[use.end() :]
+        before = source[: use.start()].rstrip()
+        if before.endswith("."):
+            continue  # a field that happens to be called "object" or "after"
+        if _FIELD_READ_RE.match(rest) or _NULL_CHECK_RE.match(rest):
+            continue
+        if _LOOKUP_CALL_RE.search(source[: use.start()]) and _LITERAL_LOOKUP_RE.match(rest):
+            continue
+        if re.search(r"null\s*[!=]=\s*$", before):
+            continue
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class ReadSet:
+    """What one rule (its expression, and its message for conversion) reads.
+
+    ``words``: the field names the expression reads (``.name``, and
+    path-shaped string literals such as ``lookup``'s); ``reads_whole_object``:
+    whether it reads the new object other than field by field. Together they
+    tell, conservatively, whether an unknown path could change the verdict.
+    ``paths``: for each trimmed variable, the field paths read, or None when
+    the variable is used other than through such paths.
+    """
+
+    words: frozenset[str]
+    reads_whole_object: bool
+    paths: Mapping[str, frozenset[tuple[str, ...]] | None]
+
+
+def read_set(expression: str, message_expression: str = "") -> ReadSet:
+    """The read set of a rule. Only the expression decides a verdict, so only
+    it counts for unknowns; the message counts for what is converted."""
+    return ReadSet(
+        words=frozenset(words(expression)),
+        reads_whole_object=reads_whole_object(expression),
+        paths={
+            **{
+                name: union_paths(
+                    access_paths(expression, name), access_paths(message_expression, name)
+                )
+                for name in TRIMMED_VARIABLES
+            },
+            **{
+                name: union_paths(
+                    element_paths(expression, name), element_paths(message_expression, name)
+                )
+                for name in TRIMMED_LISTS
+            },
+        },
+    )

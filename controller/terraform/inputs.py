@@ -1,0 +1,69 @@
+"""The Terraform inputs guard judges, behind one shape.
+
+``guard tf-plan`` reads a plan (binary, JSON or stdin) and ``guard tf-config``
+reads ``.tf`` files; both become a ``TerraformInput``: the subjects to judge,
+how many resources, how many values are unknown, and notes for the report.
+A plan also has the subject that stands for the plan file itself, which
+carries the review requirement (its attestation names the plan's digest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.policy.results import Subject
+from controller.terraform.config import read_config
+from controller.terraform.normalize import normalize
+from controller.terraform.planfile import read_plan
+
+
+@dataclass(frozen=True)
+class TerraformInput:
+    source: str
+    # Everything the engine judges, the plan-level subject included.
+    subjects: tuple[Subject, ...]
+    resource_count: int
+    unknown_values: int
+    notes: tuple[str, ...] = ()
+    # The plan file's own subject (its review), None for configuration.
+    plan_subject: Subject | None = None
+    # A plan given as JSON only: its digest is not the binary plan's.
+    json_only: bool = False
+    # The plan JSON, to locate findings by line.
+    text: bytes = b""
+
+
+def plan_input(source: str, terraform_dir: Path | None = None) -> TerraformInput:
+    """A plan: ``source`` is a binary plan, plan JSON, or ``-`` for stdin."""
+    plan = read_plan(source, terraform_dir)
+    normalized = normalize(plan.plan, plan.source, plan.digest)
+    of_what = "the plan JSON (no binary plan given)" if plan.json_only else "the binary plan"
+    return TerraformInput(
+        source=plan.source,
+        subjects=(*normalized.resources, normalized.plan),
+        resource_count=len(normalized.resources),
+        unknown_values=normalized.unknown_values,
+        notes=(f"plan format {plan.format_version}; {of_what} has digest {plan.digest}",),
+        plan_subject=normalized.plan,
+        json_only=plan.json_only,
+        text=plan.text,
+    )
+
+
+def config_input(directory: Path) -> TerraformInput:
+    """The ``.tf`` files of a folder, before a plan exists."""
+    config = read_config(directory)
+    share = config.unknown_share
+    return TerraformInput(
+        source=str(directory),
+        subjects=config.subjects,
+        resource_count=len(config.subjects),
+        unknown_values=config.unknown_attributes,
+        notes=(
+            f"{config.unknown_attributes} of {config.total_attributes} attributes "
+            f"({share:.0%}) could not be resolved without a plan and are unknown",
+            "review requirements apply to plans (guard tf-plan), not to configuration",
+            *config.notes,
+        ),
+    )

@@ -1,0 +1,32 @@
+"""The package's shape: layers hold by construction, not by convention.
+
+``make lint`` runs the import contract (``[tool.importlinter]`` in
+pyproject.toml); an import inside a function would hide a dependency from
+readers even where the contract sees it, so there are none.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "controller"
+
+
+def test_no_module_imports_inside_a_function() -> None:
+    found: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import | ast.ImportFrom):
+                    found.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}")
+    assert found == []
+
+
+def test_domain_packages_hold_no_command_line_code() -> None:
+    for package in ("policy", "attest", "terraform", "kube", "report"):
+        assert not (PACKAGE / package / "commands.py").exists()
+    assert (PACKAGE / "cli" / "__init__.py").exists()
