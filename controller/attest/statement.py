@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from pydantic.alias_generators import to_camel
 
 from controller.errors import InputError
+from controller.policy.problems import validation_problems
 from controller.strict import StrictJSONError, loads
 
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
@@ -157,11 +158,7 @@ class Statement:
         try:
             return ChangeReview.model_validate(self.predicate)
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors()[:5]:
-                path = ".".join(str(p) for p in error["loc"])
-                message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
-                problems.append(f"predicate.{path}: {message}" if path else message)
+            problems = validation_problems(exc, prefix="predicate", limit=5)
             raise StatementError(
                 "invalid change-review predicate: " + "; ".join(problems)
             ) from None

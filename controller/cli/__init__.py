@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from controller import __version__
-from controller.cli import attest, kube, policy, terraform
+from controller.cli import attest, keygen, kube, policy, terraform
 from controller.cli.options import EXIT_INPUT
 from controller.errors import GuardError
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"guard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for group in (policy, attest, terraform, kube):
+    for group in (policy, keygen, attest, terraform, kube):
         group.register(commands)
     return parser
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from controller.attest import dsse
 from controller.attest.checks import Deployer
 from controller.attest.files import is_resource, read_envelope, resource_text
-from controller.attest.keys import KEY_KINDS, PrivateKey, generate, load_private_key
+from controller.attest.keys import PrivateKey, load_private_key
 from controller.attest.statement import (
     ChangeReview,
     StatementError,
@@ -36,28 +36,15 @@ from controller.attest.verify import Circumstances, Requirements, Verifier
 from controller.errors import InputError
 from controller.policy.documents import parse_duration
 from controller.policy.loader import load_bundle
+from controller.policy.problems import validation_problems
 from controller.strict import StrictJSONError, load_json_or_yaml
 
 PASSWORD_ENV = "GUARD_KEY_PASSWORD"
 DEFAULT_EXPIRY = "30d"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keygen = commands.add_parser(
-        "keygen",
-        help="make a signing key pair (NAME.key, mode 0600, and NAME.pub)",
-        description="Make a key pair. With a password the private key is written in "
-        "cosign's encrypted format, so cosign can use it too.",
-    )
-    keygen.add_argument("name", metavar="NAME")
-    keygen.add_argument("--dir", default=".", help="where to write the files (default: .)")
-    keygen.add_argument("--type", choices=KEY_KINDS, default="ecdsa", dest="key_type")
-    keygen.add_argument("--password-env", metavar="VAR", help="encrypt with the password in $VAR")
-    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
-    keygen.set_defaults(handler=_keygen)
-
     attest = commands.add_parser("attest", help="create, co-sign and verify review attestations")
     sub = attest.add_subparsers(dest="attest_command", metavar="ACTION")
     sub.required = True
@@ -210,38 +197,6 @@ def _parse(raw: bytes, path: str) -> dsse.Envelope:
         raise InputError(f"{path}: {exc}") from None
 
 
-# --------------------------------------------------------------------------- keygen
-
-
-def _keygen(args: argparse.Namespace) -> int:
-    if not _NAME.match(args.name):
-        raise InputError(f"key name {args.name!r}: use letters, digits, '.', '_' and '-'")
-    folder = Path(args.dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    private_path, public_path = folder / f"{args.name}.key", folder / f"{args.name}.pub"
-    for path in (private_path, public_path):
-        if path.exists() and not args.force:
-            raise InputError(f"{path}: already exists (use --force to replace it)")
-    password = None
-    if args.password_env:
-        value = os.environ.get(args.password_env)
-        if not value:
-            raise InputError(f"--password-env {args.password_env}: the variable is not set")
-        password = value.encode()
-    key = generate(args.key_type)
-    if private_path.exists():
-        private_path.unlink()
-    # Created 0600 from the start: a umask-wide window would leak the key.
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(key.private_pem(password))
-    public_path.write_text(key.public.pem(), encoding="ascii")
-    state = "encrypted" if password else "NOT encrypted"
-    print(f"wrote {private_path} (private, mode 0600, {state}) and {public_path}")
-    print(f"keyid {key.keyid} ({key.public.algorithm})")
-    return 0
-
-
 # --------------------------------------------------------------------------- review
 
 
@@ -351,10 +306,9 @@ def _predicate(args: argparse.Namespace, now: dt.datetime) -> ChangeReview:
     try:
         return ChangeReview.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        path = ".".join(str(p) for p in error["loc"])
         where = args.input or "flags"
-        raise InputError(f"{where}: predicate.{path}: {error['msg']}") from None
+        [problem] = validation_problems(exc, prefix="predicate", limit=1)
+        raise InputError(f"{where}: {problem}") from None
 
 
 def _review(args: argparse.Namespace) -> int:

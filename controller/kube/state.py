@@ -33,6 +33,7 @@ from controller.policy.documents import (
 )
 from controller.policy.engine import Engine, PolicyError, compile_policy
 from controller.policy.loader import Bundle, load_bundle
+from controller.policy.problems import validation_problems
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +84,7 @@ def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
     try:
         document = _MODELS[kind].model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            path = ".".join(str(p) for p in error["loc"])
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                message = "unknown field (check its spelling; unknown fields are errors)"
-            problems.append(f"{path}: {message}" if path else message)
+        problems = validation_problems(exc)
         return ResourceEntry(kind, name, fingerprint, None, "; ".join(problems), uid)
     if isinstance(document, GuardPolicy):
         try:

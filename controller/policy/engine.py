@@ -28,17 +28,16 @@ from controller.policy._readpaths import (
     TRIMMED_LISTS,
     TRIMMED_VARIABLES,
     ReadSet,
-    prune,
     read_set,
     union_paths,
 )
-from controller.policy.celenv import CelCompileError, Compiled, compile_expression, new_context
+from controller.policy.celenv import CelCompileError, Compiled, compile_expression
+from controller.policy.contexts import Contexts
 from controller.policy.documents import Action, GuardException, GuardPolicy, Rule, Target
 from controller.policy.matching import matches, waiver_for
 from controller.policy.results import Decision, Finding, Result, Subject
 from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
-from controller.policy.unknowns import ABSENT, UNKNOWN_PLACEHOLDERS, with_unknowns
-from controller.policy.variables import variables_for
+from controller.policy.unknowns import UNKNOWN_PLACEHOLDERS
 
 # Distinct (kind, namespace, labels) shapes whose matching policies are remembered.
 MATCHING_CACHE_SIZE = 4096
@@ -218,7 +217,7 @@ class Engine:
             used = [r.reads.paths.get(name, None) for r in running if name in r.variables]
             if all(u is not None for u in used):
                 trims[name] = union_paths(*used) or frozenset()
-        contexts = _Contexts(subject, needed, trims)
+        contexts = Contexts(subject, needed, trims)
         for policy_rules in compiled:
             policy = policy_rules.policy
             if has_state:
@@ -247,7 +246,7 @@ class Engine:
             findings.extend(self.evaluate(subject, review=review).findings)
         return Decision.of(findings, subjects=count, notes=[*notes, *self.exception_notes()])
 
-    def run_rule(self, rule: CompiledRule, contexts: _Contexts) -> RuleOutcome:
+    def run_rule(self, rule: CompiledRule, contexts: Contexts) -> RuleOutcome:
         """One rule on one subject, including the unknown-value probe."""
         first = _execute(rule, contexts.plain)
         unknowns = contexts.subject.unknowns
@@ -376,55 +375,6 @@ class Engine:
                     "review requirement: exceptions never waive review"
                 )
         return notes
-
-
-class _Contexts:
-    """The CEL contexts of one subject, built lazily and reused by every rule."""
-
-    def __init__(
-        self,
-        subject: Subject,
-        needed: frozenset[str],
-        trims: Mapping[str, frozenset[tuple[str, ...]]] | None = None,
-    ) -> None:
-        self.subject = subject
-        self.needed = needed
-        self.trims = trims or {}
-        self._plain: Any = None
-        self._probes: dict[int, Any] = {}
-
-    def _context(self, obj: Mapping[str, Any] | None) -> Any:
-        variables = variables_for(self.subject, obj)
-        # Derived variables (podSpec, containers) come from the whole object
-        # above; then each variable keeps only the paths the rules read.
-        for name, paths in self.trims.items():
-            value = variables.get(name)
-            if name not in self.needed or value is None:
-                continue
-            if name in TRIMMED_LISTS:
-                if isinstance(value, list):
-                    variables[name] = [prune(item, paths) for item in value]
-            else:
-                variables[name] = prune(value, paths)
-        return new_context({k: v for k, v in variables.items() if k in self.needed})
-
-    @property
-    def plain(self) -> Any:
-        if self._plain is None:
-            obj = self.subject.object
-            if obj is not None and self.subject.unknowns:
-                obj = with_unknowns(obj, self.subject.unknowns, ABSENT)
-            self._plain = self._context(obj)
-        return self._plain
-
-    def with_placeholder(self, index: int) -> Any:
-        """The context with every unknown set to ``UNKNOWN_PLACEHOLDERS[index]``."""
-        if index not in self._probes:
-            obj = self.subject.object
-            if obj is not None:
-                obj = with_unknowns(obj, self.subject.unknowns, UNKNOWN_PLACEHOLDERS[index])
-            self._probes[index] = self._context(obj)
-        return self._probes[index]
 
 
 def _execute(rule: CompiledRule, context: Any) -> RuleOutcome:

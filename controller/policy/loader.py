@@ -26,6 +26,7 @@ from controller.policy.documents import (
     GuardTrust,
     ReviewAttestation,
 )
+from controller.policy.problems import validation_problems
 from controller.strict import YAMLDocumentError, read_yaml_documents
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
@@ -72,16 +73,6 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     return best
 
 
-def _field_path(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
 def parse_documents(text: str, source: str) -> list[Loaded]:
     """Parse and validate every document in one YAML/JSON text."""
     try:
@@ -122,13 +113,7 @@ def _validate(raw: Any, where: str, node: yaml.Node, source: str) -> Iterator[Lo
         document = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        problems = []
-        for error in exc.errors():
-            path = _field_path(error["loc"])
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                message = "unknown field (check its spelling; unknown fields are errors)"
-            problems.append(f"{path}: {message}" if path else message)
+        problems = validation_problems(exc)
         raise DocumentError(label, "; ".join(problems), line=_line_of(node, first["loc"])) from None
     yield Loaded(document=document, source=f"{source}", line=line)  # type: ignore[arg-type]
 

@@ -280,14 +280,14 @@ CASES = [
     Case(
         "check value as a string",
         lambda k: _raw_check_value(k, b'"95"'),
-        "predicate.checks.1.value",
+        "predicate.checks[1].value",
     ),
     Case(
         "check value as a boolean",
         lambda k: _raw_check_value(
             k, b"true", {"requiredChecks": [{"name": "coverage", "min": 1}]}
         ),
-        "predicate.checks.1.value",
+        "predicate.checks[1].value",
     ),
     Case(
         "integer too long to read in the statement",

@@ -8,8 +8,9 @@ from typing import Any
 import cel
 import pytest
 
+from controller.policy.contexts import Contexts
 from controller.policy.documents import Action, GuardException, GuardPolicy, Target
-from controller.policy.engine import Engine, PolicyError, _Contexts
+from controller.policy.engine import Engine, PolicyError
 from controller.policy.results import Artifact, Result, Subject
 from controller.policy.reviewer import ReviewOutcome
 
@@ -259,7 +260,7 @@ def test_rules_that_cannot_see_an_unknown_are_not_probed() -> None:
 def test_only_named_attributes_are_converted_when_rules_read_field_by_field() -> None:
     engine = Engine([policy(rules=[rule("after.encrypted == true", target="terraform")])])
     subject = tf({"encrypted": False, "huge": ["x"] * 1000})
-    contexts = _Contexts(subject, frozenset({"after"}), {"after": frozenset({("encrypted",)})})
+    contexts = Contexts(subject, frozenset({"after"}), {"after": frozenset({("encrypted",)})})
     assert cel.evaluate("size(after)", contexts.plain) == 1
     [finding] = engine.evaluate(subject).findings
     assert finding.result is Result.fail

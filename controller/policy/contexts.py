@@ -1,0 +1,67 @@
+"""The CEL contexts of one subject: built lazily, shared by every rule.
+
+Converting Python values into CEL values is most of the cost of an
+evaluation, so a subject's context holds only the variables its rules read,
+each trimmed to the field paths they read (``_readpaths``), and the probe
+contexts for unknown values are built only when a rule can see one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller.policy._readpaths import TRIMMED_LISTS, prune
+from controller.policy.celenv import new_context
+from controller.policy.results import Subject
+from controller.policy.unknowns import ABSENT, UNKNOWN_PLACEHOLDERS, with_unknowns
+from controller.policy.variables import variables_for
+
+
+class Contexts:
+    """The CEL contexts of one subject, built lazily and reused by every rule."""
+
+    def __init__(
+        self,
+        subject: Subject,
+        needed: frozenset[str],
+        trims: Mapping[str, frozenset[tuple[str, ...]]] | None = None,
+    ) -> None:
+        self.subject = subject
+        self.needed = needed
+        self.trims = trims or {}
+        self._plain: Any = None
+        self._probes: dict[int, Any] = {}
+
+    def _context(self, obj: Mapping[str, Any] | None) -> Any:
+        variables = variables_for(self.subject, obj)
+        # Derived variables (podSpec, containers) come from the whole object
+        # above; then each variable keeps only the paths the rules read.
+        for name, paths in self.trims.items():
+            value = variables.get(name)
+            if name not in self.needed or value is None:
+                continue
+            if name in TRIMMED_LISTS:
+                if isinstance(value, list):
+                    variables[name] = [prune(item, paths) for item in value]
+            else:
+                variables[name] = prune(value, paths)
+        return new_context({k: v for k, v in variables.items() if k in self.needed})
+
+    @property
+    def plain(self) -> Any:
+        if self._plain is None:
+            obj = self.subject.object
+            if obj is not None and self.subject.unknowns:
+                obj = with_unknowns(obj, self.subject.unknowns, ABSENT)
+            self._plain = self._context(obj)
+        return self._plain
+
+    def with_placeholder(self, index: int) -> Any:
+        """The context with every unknown set to ``UNKNOWN_PLACEHOLDERS[index]``."""
+        if index not in self._probes:
+            obj = self.subject.object
+            if obj is not None:
+                obj = with_unknowns(obj, self.subject.unknowns, UNKNOWN_PLACEHOLDERS[index])
+            self._probes[index] = self._context(obj)
+        return self._probes[index]
