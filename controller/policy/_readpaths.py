@@ -166,6 +166,31 @@ def reads_whole_object(source: str) -> bool:
     return False
 
 
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+_KEYWORD_RE = re.compile(r"\b(true|false|null)\b")
+# How many of a rule's literals are tried as stand-ins for an unknown value.
+MAX_LITERALS = 16
+
+
+def literals(source: str) -> tuple[Any, ...]:
+    """The constants a rule compares against (strings, numbers, booleans,
+    null), in order of appearance: the values an unknown is most likely to be
+    judged against, so each is tried as a stand-in for it."""
+    found: dict[tuple[str, str], Any] = {}
+    for literal in _STRING_RE.findall(source):
+        body = literal[1:-1]
+        if "\\" not in body:
+            found.setdefault(("str", body), body)
+    blank = _blank_strings(source)
+    for number in _NUMBER_RE.findall(blank):
+        value: Any = float(number) if "." in number else int(number)
+        found.setdefault((type(value).__name__, number), value)
+    for keyword in _KEYWORD_RE.findall(blank):
+        value = {"true": True, "false": False, "null": None}[keyword]
+        found.setdefault(("keyword", keyword), value)
+    return tuple(found.values())[:MAX_LITERALS]
+
+
 @dataclass(frozen=True)
 class ReadSet:
     """What one rule (its expression, and its message for conversion) reads.
@@ -181,6 +206,8 @@ class ReadSet:
     words: frozenset[str]
     reads_whole_object: bool
     paths: Mapping[str, frozenset[tuple[str, ...]] | None]
+    # The constants the expression compares against (see ``literals``).
+    literals: tuple[Any, ...] = ()
 
 
 def read_set(expression: str, message_expression: str = "") -> ReadSet:
@@ -189,6 +216,7 @@ def read_set(expression: str, message_expression: str = "") -> ReadSet:
     return ReadSet(
         words=frozenset(words(expression)),
         reads_whole_object=reads_whole_object(expression),
+        literals=literals(expression),
         paths={
             **{
                 name: union_paths(

@@ -14,7 +14,7 @@ from typing import Any
 from controller.policy._readpaths import TRIMMED_LISTS, prune
 from controller.policy.celenv import new_context
 from controller.policy.results import Subject
-from controller.policy.unknowns import ABSENT, UNKNOWN_PLACEHOLDERS, with_unknowns
+from controller.policy.unknowns import ABSENT, probe_key, with_unknowns
 from controller.policy.variables import variables_for
 
 
@@ -31,7 +31,7 @@ class Contexts:
         self.needed = needed
         self.trims = trims or {}
         self._plain: Any = None
-        self._probes: dict[int, Any] = {}
+        self._probes: dict[tuple[str, str], Any] = {}
 
     def _context(self, obj: Mapping[str, Any] | None) -> Any:
         variables = variables_for(self.subject, obj)
@@ -57,11 +57,12 @@ class Contexts:
             self._plain = self._context(obj)
         return self._plain
 
-    def with_placeholder(self, index: int) -> Any:
-        """The context with every unknown set to ``UNKNOWN_PLACEHOLDERS[index]``."""
-        if index not in self._probes:
+    def with_placeholder(self, value: Any) -> Any:
+        """The context with every unknown set to the stand-in ``value``."""
+        key = probe_key(value)
+        if key not in self._probes:
             obj = self.subject.object
             if obj is not None:
-                obj = with_unknowns(obj, self.subject.unknowns, UNKNOWN_PLACEHOLDERS[index])
-            self._probes[index] = self._context(obj)
-        return self._probes[index]
+                obj = with_unknowns(obj, self.subject.unknowns, value)
+            self._probes[key] = self._context(obj)
+        return self._probes[key]

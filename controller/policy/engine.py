@@ -37,7 +37,7 @@ from controller.policy.documents import Action, GuardException, GuardPolicy, Rul
 from controller.policy.matching import matches, waiver_for
 from controller.policy.results import Decision, Finding, Result, Subject
 from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
-from controller.policy.unknowns import UNKNOWN_PLACEHOLDERS
+from controller.policy.unknowns import probe_values
 
 # Distinct (kind, namespace, labels) shapes whose matching policies are remembered.
 MATCHING_CACHE_SIZE = 4096
@@ -65,11 +65,27 @@ class CompiledRule:
     variables: frozenset[str] = frozenset()
     # What the rule reads; by default everything (the safe assumption).
     reads: ReadSet = field(default_factory=lambda: ReadSet(frozenset(), True, {}))
+    # The stand-ins tried for an unknown value (placeholders and the rule's constants).
+    probes: tuple[Any, ...] = ()
 
     def may_depend_on(self, unknowns: Sequence[str]) -> bool:
+        """Whether a value at one of these paths of the new state could change
+        the verdict: the rule reads the state whole, or reads a path that is a
+        prefix of an unknown one (or lies inside it). Over-approximated: the
+        same read paths decide what is converted, which the trimming
+        equivalence tests hold to the verdicts."""
         if self.reads.reads_whole_object:
             return True
-        return any(path.split(".", 1)[0] in self.reads.words for path in unknowns)
+        paths = self.reads.paths.get("after")
+        if paths is None:
+            return any(path.split(".", 1)[0] in self.reads.words for path in unknowns)
+        for unknown in unknowns:
+            parts = tuple(part for part in unknown.split(".") if part)
+            for read in paths:
+                shorter = min(len(read), len(parts))
+                if read[:shorter] == parts[:shorter]:
+                    return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,7 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 message = compile_expression(rule.message_expression, rule.target)
             except CelCompileError as exc:
                 raise PolicyError(policy.name, rule.name, "messageExpression", str(exc)) from None
+        reads = read_set(rule.expression, rule.message_expression or "")
         variables = set(expression.program.variables())
         if message is not None:
             variables |= set(message.program.variables())
@@ -104,7 +121,8 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 expression=expression,
                 message=message,
                 variables=frozenset(variables),
-                reads=read_set(rule.expression, rule.message_expression or ""),
+                reads=reads,
+                probes=probe_values(reads.literals),
             )
         )
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
@@ -247,18 +265,24 @@ class Engine:
         return Decision.of(findings, subjects=count, notes=[*notes, *self.exception_notes()])
 
     def run_rule(self, rule: CompiledRule, contexts: Contexts) -> RuleOutcome:
-        """One rule on one subject, including the unknown-value probe."""
+        """One rule on one subject, including the unknown-value probes.
+
+        A rule that can see a value known only after apply is never a pass:
+        it fails only if it fails with the value absent and with every
+        stand-in (``unknowns.probe_values``), else its result is unknown.
+        """
         first = _execute(rule, contexts.plain)
         unknowns = contexts.subject.unknowns
         if not unknowns or not rule.may_depend_on(unknowns):
             return first
-        for index in range(len(UNKNOWN_PLACEHOLDERS)):
-            probe = _execute(rule, contexts.with_placeholder(index))
-            if first.result is Result.error or probe.result is not first.result:
-                detail = "its result depends on values known only after apply"
-                message = rule.rule.message or ""
-                return RuleOutcome(Result.unknown, f"{message} ({detail})" if message else detail)
-        return first
+        if first.result is Result.fail and all(
+            _execute(rule, contexts.with_placeholder(value)).result is Result.fail
+            for value in rule.probes
+        ):
+            return first
+        detail = "its result depends on values known only after apply"
+        message = rule.rule.message or ""
+        return RuleOutcome(Result.unknown, f"{message} ({detail})" if message else detail)
 
     # ----------------------------------------------------------- findings
 

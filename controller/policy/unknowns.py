@@ -1,7 +1,10 @@
 """Values Terraform knows only after apply: the probes a rule is run under.
 
-A rule that can see an unknown path is run with the path absent and with
-each placeholder in its place; a verdict that changes is ``unknown``.
+The contract is sound, not heuristic: a rule that can see an unknown path
+(its read set, over-approximated, includes it) is never ``pass``. It is
+``fail`` only if it fails with the value absent and with every stand-in in
+its place (these placeholders, and every constant the rule itself compares
+against); otherwise it is ``unknown``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,29 @@ from typing import Any
 # verdict depends on an unknown Terraform value. One of each type a rule is
 # likely to compare with, so that a verdict that holds for all of them (and
 # for the value being absent) really does not depend on the unknown.
-UNKNOWN_PLACEHOLDERS: tuple[Any, ...] = ("\u2039known after apply\u203a", True, False, 0, 2**31 - 1)
+UNKNOWN_PLACEHOLDERS: tuple[Any, ...] = (
+    "\u2039known after apply\u203a",
+    True,
+    False,
+    0,
+    2**31 - 1,
+    [],
+    {},
+)
+
+
+def probe_values(rule_literals: Sequence[Any]) -> tuple[Any, ...]:
+    """The stand-ins tried for an unknown value under one rule: the fixed
+    placeholders and the rule's own constants, each once."""
+    seen: dict[tuple[str, str], Any] = {}
+    for value in (*UNKNOWN_PLACEHOLDERS, *rule_literals):
+        seen.setdefault(probe_key(value), value)
+    return tuple(seen.values())
+
+
+def probe_key(value: Any) -> tuple[str, str]:
+    """A key telling stand-ins apart (``1``, ``1.0`` and ``True`` are different)."""
+    return type(value).__name__, repr(value)
 
 
 def _path_parts(path: str) -> list[str]:
