@@ -135,7 +135,7 @@ def _set_status(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any]) -> N
         patch.setdefault("status", {})[STATUS_KEY] = status
 
 
-def _document_status(
+async def _document_status(
     kind: str,
     body: kopf.Body,
     patch: kopf.Patch,
@@ -152,31 +152,31 @@ def _document_status(
     entry = entry_from_body(kind, body)
     if entry.error:
         logger.error("%s %s is broken: %s", kind, entry.name, entry.error)
-        enforced = (
-            "enforced as an error until fixed" if entry.document is not None else "not enforced"
-        )
+        enforced = "enforced as an error until fixed" if entry.enforced_as_error else "not enforced"
         status = {"valid": False, "message": f"{entry.error} ({enforced})"}
+        if type != "DELETED":
+            _runtime(memo).report_broken(entry)
     else:
         status = {"valid": True, "message": "accepted"}
     _set_status(body, patch, status)
 
 
-def policy_status(
+async def policy_status(
     *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    _document_status("GuardPolicy", body, patch, type, memo, kwargs)
+    await _document_status("GuardPolicy", body, patch, type, memo, kwargs)
 
 
-def trust_status(
+async def trust_status(
     *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    _document_status("GuardTrust", body, patch, type, memo, kwargs)
+    await _document_status("GuardTrust", body, patch, type, memo, kwargs)
 
 
-def exception_status(
+async def exception_status(
     *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    _document_status("GuardException", body, patch, type, memo, kwargs)
+    await _document_status("GuardException", body, patch, type, memo, kwargs)
 
 
 def attestation_status(

@@ -110,6 +110,20 @@ def upstream_review_policies(policies: PolicySet, subject: Subject) -> list[Guar
     would reach the Pods as *inherited*. So a person's request is also judged
     by the review of the policies that will judge what it makes.
     """
+    return [p for p in _upstream(policies, subject) if p.spec.review is not None]
+
+
+def upstream_broken_policies(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
+    """Broken or invalid policies that judge what controllers make from a
+    person's object, but not the object itself: they judge it here, as
+    errors, since they never judge the controllers' own requests."""
+    problems = policies.engine.problems
+    return [p for p in _upstream(policies, subject) if p.name in problems]
+
+
+def _upstream(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
+    """The policies that match what controllers will make from a person's
+    object and not the object itself (none for a controller's request)."""
     if subject.requester is not None and subject.requester.controller:
         return []
     made = breakglass.descendants(subject)
@@ -120,7 +134,7 @@ def upstream_review_policies(policies: PolicySet, subject: Subject) -> list[Guar
     found: dict[str, GuardPolicy] = {}
     for child in made:
         for policy in engine.matching(child):
-            if policy.spec.review is not None and policy.name not in own:
+            if policy.name not in own:
                 found.setdefault(policy.name, policy)
     return list(found.values())
 
@@ -158,13 +172,15 @@ def judge(
     evaluation = engine.evaluate(subject, review=review)
     findings: list[Finding] = list(evaluation.findings)
     upstream = upstream_review_policies(policies, subject)
+    broken_upstream = upstream_broken_policies(policies, subject)
+    context = (
+        f" (this policy judges what controllers make from this {subject.kind}, "
+        "so it judges it here)"
+    )
     if subject.artifacts:
-        context = (
-            f" (this policy judges what controllers make from this {subject.kind}, "
-            "so it judges it here)"
-        )
         for policy in upstream:
             findings.extend(engine.review_findings(policy, subject, review, context))
+    findings.extend(engine.broken_findings(broken_upstream, subject, context))
     findings, glass = breakglass.apply(
         request,
         subject,
@@ -185,7 +201,7 @@ def judge(
         engine.enforcement,
         evidence or {},
         glass,
-        matched=tuple(sorted({p.name for p in (*evaluation.matched, *upstream)})),
+        matched=tuple(sorted({p.name for p in (*evaluation.matched, *upstream, *broken_upstream)})),
         policies=policies,
     )
 

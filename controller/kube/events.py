@@ -56,6 +56,7 @@ class EventReason:
     denied = "AdmissionDenied"
     break_glass = "BreakGlass"
     break_glass_refused = "BreakGlassRefused"
+    policy_broken = "PolicyBroken"
 
 
 @dataclass(frozen=True)

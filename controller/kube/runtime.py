@@ -31,7 +31,13 @@ from controller.kube.envelopes import (
     index_entries,
     merge,
 )
-from controller.kube.events import EventLimiter, EventRecorder, PostEvent
+from controller.kube.events import (
+    EventLimiter,
+    EventReason,
+    EventRecorder,
+    PlannedEvent,
+    PostEvent,
+)
 from controller.kube.fallback import FallbackReader
 from controller.kube.metrics import Metrics
 from controller.kube.readiness import Readiness, WatchLog
@@ -187,6 +193,21 @@ class GuardRuntime:
         )
         reason = "signed by a trusted attester" if verdict.ok else "; ".join(verdict.reasons)
         return {"verified": verdict.ok, "subjects": subjects, "reason": reason}
+
+    def report_broken(self, entry: ResourceEntry) -> None:
+        """A Warning Event on a GuardPolicy that is broken, saying why and
+        whether it still judges (rate-limited like every guard Event).
+        Called on the event loop (the status handlers are async)."""
+        if entry.kind != "GuardPolicy" or entry.error is None:
+            return
+        enforced = "judges as an error until fixed" if entry.enforced_as_error else "not enforced"
+        event = PlannedEvent(
+            entry.name,
+            EventReason.policy_broken,
+            f"GuardPolicy {entry.name} is broken and {enforced}: {entry.error}",
+            action="Validate",
+        )
+        self.events.submit(event, {entry.name: entry.uid} if entry.uid else {})
 
     def finish(self, result: AdmissionResult, started: float) -> None:
         """Record one answer (every answer, including refusals): metrics, the

@@ -32,6 +32,7 @@ from controller.policy.documents import (
     GuardTrustSpec,
 )
 from controller.policy.engine import Engine, PolicyError, compile_policy
+from controller.policy.invalid import InvalidPolicy, invalid_policy
 from controller.policy.loader import Bundle, load_bundle
 from controller.policy.problems import validation_problems
 
@@ -60,6 +61,15 @@ class ResourceEntry:
     error: str | None = None
     # The object's uid, so Events about it show in ``kubectl describe``.
     uid: str = ""
+    # A GuardPolicy that did not validate: its stand-in judges as an error.
+    invalid: InvalidPolicy | None = None
+
+    @property
+    def enforced_as_error(self) -> bool:
+        """Whether this broken resource still judges (as an error) or not at all."""
+        return self.error is not None and (
+            self.invalid is not None or isinstance(self.document, GuardPolicy)
+        )
 
     @property
     def label(self) -> str:
@@ -84,14 +94,25 @@ def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
     try:
         document = _MODELS[kind].model_validate(raw)
     except ValidationError as exc:
-        problems = validation_problems(exc)
-        return ResourceEntry(kind, name, fingerprint, None, "; ".join(problems), uid)
+        problem = "; ".join(validation_problems(exc))
+        return _invalid_entry(kind, name, fingerprint, problem, uid, body)
+    except Exception as exc:  # a validator that breaks must not drop the resource
+        problem = f"cannot be validated: {exc or type(exc).__name__}"
+        return _invalid_entry(kind, name, fingerprint, problem, uid, body)
     if isinstance(document, GuardPolicy):
         try:
             compile_policy(document)
         except PolicyError as exc:
             return ResourceEntry(kind, name, fingerprint, document, str(exc), uid)
     return ResourceEntry(kind, name, fingerprint, document, None, uid)
+
+
+def _invalid_entry(
+    kind: str, name: str, fingerprint: str, problem: str, uid: str, body: Mapping[str, Any]
+) -> ResourceEntry:
+    """A resource that did not validate; a GuardPolicy keeps judging, as an error."""
+    invalid = invalid_policy(body, problem) if kind == "GuardPolicy" else None
+    return ResourceEntry(kind, name, fingerprint, None, problem, uid, invalid)
 
 
 @dataclass(frozen=True)
@@ -161,9 +182,16 @@ def build_policy_set(
     problems: dict[str, str] = {}
     unenforced: list[str] = []
     uids: dict[str, str] = {}
+    invalid: list[InvalidPolicy] = []
     trust = Trust.from_specs(trust_specs)
     for entry in sorted(entries, key=lambda e: (e.kind, e.name)):
         document = entry.document
+        if entry.invalid is not None:
+            problems[entry.label] = entry.error or "invalid"
+            invalid.append(entry.invalid)
+            if entry.uid:
+                uids[entry.invalid.name] = entry.uid
+            continue
         if document is None:
             problems[entry.label] = entry.error or "invalid"
             unenforced.append(f"{entry.label} is invalid and not enforced: {entry.error}")
@@ -190,6 +218,7 @@ def build_policy_set(
         exceptions=exceptions,
         enforcement=enforcement,
         skip_broken=True,
+        invalid=invalid,
     )
     return PolicySet(
         engine=engine,

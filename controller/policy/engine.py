@@ -34,6 +34,7 @@ from controller.policy._readpaths import (
 from controller.policy.celenv import CelCompileError, Compiled, compile_expression
 from controller.policy.contexts import Contexts
 from controller.policy.documents import Action, GuardException, GuardPolicy, Rule, Target
+from controller.policy.invalid import InvalidPolicy
 from controller.policy.matching import matches, waiver_for
 from controller.policy.results import Decision, Finding, Result, Subject
 from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
@@ -153,7 +154,14 @@ class Engine:
     With ``skip_broken``, a policy that fails to compile is kept (in
     ``broken``) and judges what it matches as an error under its own action:
     the cluster keeps enforcing the rest, and a typo never switches a deny
-    policy off. Without it, compiling raises ``PolicyError``.
+    policy off. Without it, compiling raises ``PolicyError``. ``invalid``
+    holds the stand-ins of policy documents that did not validate; they
+    judge the same way.
+
+    Broken and invalid policies never judge a request from a Kubernetes
+    controller's own identity: the object a person applied was judged by
+    them (the Kubernetes side applies them to what controllers will make
+    from it), and a broken policy must not turn a node drain into an outage.
     """
 
     policies: Sequence[GuardPolicy]
@@ -162,6 +170,7 @@ class Engine:
     unknown_action: Action = Action.warn
     today: dt.date | None = None
     skip_broken: bool = False
+    invalid: Sequence[InvalidPolicy] = ()
     # Compiled policies to reuse (by identity of the policy object), so a
     # narrower engine over some of the same policies compiles nothing.
     precompiled: Mapping[str, CompiledPolicy] = field(
@@ -169,6 +178,8 @@ class Engine:
     )
     compiled: tuple[CompiledPolicy, ...] = field(init=False)
     broken: tuple[PolicyError, ...] = field(init=False)
+    # Policy name -> (rule, message, fix) of every broken or invalid policy.
+    problems: Mapping[str, tuple[str, str, str]] = field(init=False)
     _matching: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
@@ -189,6 +200,25 @@ class Engine:
                 broken.append(exc)
         object.__setattr__(self, "compiled", tuple(compiled))
         object.__setattr__(self, "broken", tuple(broken))
+        problems: dict[str, tuple[str, str, str]] = {
+            error.policy: (
+                error.rule,
+                f"policy cannot be evaluated: {error}",
+                f"fix rule {error.rule!r} of GuardPolicy {error.policy!r} "
+                "(run `guard policy test` on it)",
+            )
+            for error in broken
+        }
+        for invalid in self.invalid:
+            where = (
+                "" if invalid.scoped else " (its match cannot be read, so it judges every workload)"
+            )
+            problems[invalid.name] = (
+                "document",
+                f"policy is invalid and judges as an error until fixed{where}: {invalid.problem}",
+                f"fix GuardPolicy {invalid.name!r} (`guard policy lint` on its YAML names the field)",
+            )
+        object.__setattr__(self, "problems", problems)
 
     def restricted_to(self, policies: Sequence[GuardPolicy]) -> Engine:
         """The same engine over fewer policies, reusing their compiled form."""
@@ -217,7 +247,8 @@ class Engine:
         return found
 
     def _ordered(self) -> list[GuardPolicy]:
-        return sorted(self.policies, key=lambda p: p.name)
+        stand_ins = [invalid.stand_in for invalid in self.invalid]
+        return sorted([*self.policies, *stand_ins], key=lambda p: p.name)
 
     # ----------------------------------------------------------- evaluation
 
@@ -247,7 +278,7 @@ class Engine:
                         findings.append(self._finding(policy, rule, outcome, subject))
             if policy.spec.review is not None and subject.artifacts:
                 findings.extend(self.review_findings(policy, subject, review))
-        findings.extend(self._broken_findings(matched, subject))
+        findings.extend(self.broken_findings(matched, subject))
         return Evaluation(tuple(findings), matched, tuple(self.exception_notes()))
 
     def decide(
@@ -351,29 +382,34 @@ class Engine:
             )
         ]
 
-    def _broken_findings(self, matched: Sequence[GuardPolicy], subject: Subject) -> list[Finding]:
-        """Policies that failed to compile still judge what they match: as errors.
+    def broken_findings(
+        self, policies: Sequence[GuardPolicy], subject: Subject, context: str = ""
+    ) -> list[Finding]:
+        """The error findings of the broken or invalid ones among ``policies``.
 
-        Skipping them would let a typo in one rule switch the whole policy off;
-        their error carries the policy's own action, so a deny policy keeps
-        denying (with the compile error as the reason) until it is fixed.
+        Skipping them would let a typo switch a whole policy off; their error
+        carries the policy's own action, so a deny policy keeps denying (with
+        the problem as the reason) until it is fixed. ``context`` is appended
+        to the message (the Kubernetes side applies them to a parent on
+        behalf of what controllers will make from it).
         """
-        by_name = {p.name: p for p in matched}
+        if subject.requester is not None and subject.requester.controller:
+            return []
         findings: list[Finding] = []
-        for error in self.broken:
-            policy = by_name.get(error.policy)
-            if policy is None:
+        for policy in policies:
+            problem = self.problems.get(policy.name)
+            if problem is None:
                 continue
+            rule, message, fix = problem
             findings.append(
                 Finding.of(
                     policy,
-                    error.rule,
+                    rule,
                     Result.error,
                     subject,
-                    f"policy cannot be evaluated: {error}",
+                    message + context,
                     enforcement=self.enforcement,
-                    fix=f"fix rule {error.rule!r} of GuardPolicy {policy.name!r} "
-                    "(run `guard policy test` on it)",
+                    fix=fix,
                 )
             )
         return findings

@@ -31,6 +31,8 @@ from tests.kube.helpers import (
     write_documents,
 )
 
+CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
 
 @pytest.fixture(scope="module")
 def cast() -> Cast:
@@ -98,16 +100,71 @@ def test_broken_policy_still_denies_what_it_matches(tmp_path: Path, cast: Cast) 
     assert other.allowed
 
 
-def test_invalid_resource_is_noted_on_every_decision(tmp_path: Path, cast: Cast) -> None:
+def test_an_invalid_policy_still_judges_what_it_matches(tmp_path: Path, cast: Cast) -> None:
     invalid = copy.deepcopy(NO_PRIVILEGED)
     invalid["metadata"]["name"] = "typo"
     invalid["spec"]["acton"] = "deny"
+    invalid["spec"]["match"] = {"kubernetes": {"namespaces": {"include": ["dev"]}}}
     entry = entry_from_body("GuardPolicy", invalid)
-    assert entry.document is None
+    assert entry.document is None and entry.invalid is not None and entry.enforced_as_error
     policies = build_policy_set(_files(tmp_path, cast), [entry], enforcement=Action.deny)
-    result = _judge(policies, admission_review(workload("Pod", "p", "dev", WEB)), cast)
-    assert any("GuardPolicy typo is invalid and not enforced" in n for n in result.notes)
     assert "unknown field" in policies.problems["GuardPolicy typo"]
+    review = envelope(cast.ci)
+    result = _judge(policies, admission_review(workload("Pod", "p", "dev", WEB)), cast, review)
+    assert not result.allowed
+    assert "[typo/document] policy is invalid and judges as an error" in result.message
+    assert "spec.acton: unknown field" in result.message
+    elsewhere = _judge(policies, admission_review(workload("Pod", "p", "prod", WEB)), cast, review)
+    assert elsewhere.allowed  # its own match still scopes it
+
+
+@pytest.mark.parametrize(
+    ("spec", "action", "scoped"),
+    [
+        ({"action": "warn", "match": {"kubernetes": {}}, "maxAge": "30 d"}, "warn", True),
+        ({"action": "audit", "match": {"kubernetes": {"kindz": []}}}, "audit", False),
+        ({"action": "sometimes", "match": "everything"}, "deny", False),
+        ({"severity": "high", "match": {"kubernetes": {}}, "rules": [{"name": "r"}]}, "deny", True),
+    ],
+)
+def test_an_invalid_policy_keeps_its_own_action_and_spares_controllers(
+    tmp_path: Path, cast: Cast, spec: dict[str, Any], action: str, scoped: bool
+) -> None:
+    body = {"apiVersion": "guard.dev/v1alpha1", "kind": "GuardPolicy",
+            "metadata": {"name": "broken", "uid": "u-1"}, "spec": spec}  # fmt: skip
+    entry = entry_from_body("GuardPolicy", body)
+    assert entry.invalid is not None and entry.invalid.scoped is scoped
+    policies = build_policy_set(_files(tmp_path, cast), [entry], enforcement=Action.deny)
+    pod = admission_review(workload("Pod", "p", "dev", WEB))
+    by_person = _judge(policies, pod, cast, envelope(cast.ci))
+    assert by_person.decision is not None
+    [finding] = [f for f in by_person.decision.findings if f.policy == "broken"]
+    assert (finding.result.value, finding.action.value) == ("error", action)
+    assert by_person.allowed is (action != "deny")
+    request = parse_review(
+        admission_review(workload("Pod", "p", "dev", WEB), user=CONTROLLER, groups=[])
+    )
+    subject = subject_of(request, controller_identities=frozenset({CONTROLLER}))
+    by_controller = judge(request, policies, None, subject=subject)
+    assert by_controller.decision is not None
+    assert not [f for f in by_controller.decision.findings if f.policy == "broken"]
+
+
+def test_a_broken_pod_policy_judges_the_deployment_a_person_applies(
+    tmp_path: Path, cast: Cast
+) -> None:
+    broken = copy.deepcopy(NO_PRIVILEGED)
+    broken["metadata"]["name"] = "pods-only"
+    broken["spec"]["match"] = {"kubernetes": {"kinds": ["Pod"]}}
+    broken["spec"]["rules"][0]["expression"] = "containers.all(c, "
+    policies = build_policy_set(
+        _files(tmp_path, cast), [entry_from_body("GuardPolicy", broken)], enforcement=Action.deny
+    )
+    deployment = admission_review(workload("Deployment", "web", "dev", WEB))
+    result = _judge(policies, deployment, cast, envelope(cast.ci))
+    assert not result.allowed
+    assert "[pods-only/not-privileged] policy cannot be evaluated" in result.message
+    assert "judges what controllers make from this Deployment" in result.message
 
 
 def test_unsupported_requests_are_named() -> None:
@@ -116,9 +173,6 @@ def test_unsupported_requests_are_named() -> None:
     problem = unsupported_reason(parse_review(review))
     assert problem is not None and "only CREATE and UPDATE" in problem
     assert unsupported_reason(parse_review(admission_review(obj))) is None
-
-
-CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
 
 
 @pytest.mark.parametrize(

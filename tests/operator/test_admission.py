@@ -392,6 +392,43 @@ def test_guard_policy_with_a_broken_rule(guard: RunningGuard) -> None:
     assert guard.post(admission_review(workload("Pod", "p", "broken-ns", WEB))).allowed
 
 
+def test_guard_policy_that_fails_validation_still_denies(guard: RunningGuard) -> None:
+    """A CR the API server accepted but guard's models reject (here a typo'd
+    field and a duration out of range) is not dropped: it judges what its
+    match selects as an error under its own action, says why in its status,
+    and raises a Warning Event."""
+    invalid = json.loads(json.dumps(NO_PRIVILEGED))
+    invalid["metadata"]["name"] = "invalid-doc"
+    invalid["spec"]["match"] = {"kubernetes": {"namespaces": {"include": ["invalid-ns"]}}}
+    invalid["spec"]["acton"] = "deny"
+    guard.api.create("guardpolicies", invalid)
+    assert guard.runtime.watch_log.wait_for("GuardPolicy", None, "invalid-doc", "ADDED", WAIT)
+    try:
+        matched = guard.post(admission_review(workload("Pod", "p", "invalid-ns", WEB)))
+        assert not matched.allowed
+        assert "[invalid-doc/document] policy is invalid" in matched.message
+        assert guard.post(admission_review(workload("Pod", "p", "dev", WEB))).allowed
+        assert guard.runtime.watch_log.wait_for(
+            "GuardPolicy", None, "invalid-doc", "MODIFIED", WAIT
+        )
+        status = guard.api.get("guardpolicies", "invalid-doc")["status"]["guard"]
+        assert status["valid"] is False
+        assert "spec.acton: unknown field" in status["message"]
+        assert "enforced as an error until fixed" in status["message"]
+        assert guard.runtime.events.idle.wait(WAIT)
+        broken = [
+            e
+            for e in guard.api.events()
+            if e["reason"] == "PolicyBroken" and e["involvedObject"]["name"] == "invalid-doc"
+        ]
+        assert broken and broken[0]["type"] == "Warning"
+        assert "spec.acton: unknown field" in broken[0]["message"]
+    finally:
+        guard.api.delete("guardpolicies", "invalid-doc")
+        assert guard.runtime.watch_log.wait_for("GuardPolicy", None, "invalid-doc", "DELETED", WAIT)
+    assert guard.post(admission_review(workload("Pod", "p", "invalid-ns", WEB))).allowed
+
+
 # --------------------------------------------------------------------------- hostile and odd input
 
 
