@@ -13,6 +13,7 @@ resolve exactly: that is how the deployer rules prove who deploys.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ class TrustedKey:
     public: PublicKey
 
 
+# Pure and called for every author and approval of every envelope judged.
+@functools.lru_cache(maxsize=8192)
 def _is_id(identity: str) -> bool:
     try:
         check_id(identity)
