@@ -9,6 +9,7 @@ waiting to happen.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import math
@@ -18,8 +19,17 @@ from typing import Protocol
 
 from controller.attest.dsse import Envelope
 from controller.attest.statement import ChangeReview, Person, Statement, utc
-from controller.attest.trust import Trust, TrustedKey, normalize_id
+from controller.attest.trust import Trust, TrustedKey
 from controller.policy.documents import DeployerRules, RequiredCheck
+from controller.policy.identity import (
+    GROUP_PREFIX,
+    IdentityError,
+    ascii_lower,
+    check_id,
+    kubernetes_id,
+    match_key,
+    visible_ascii,
+)
 
 # Clocks drift; an attestation stamped a little ahead of ours is not forged.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -143,8 +153,10 @@ class VouchedByAttester:
 
 
 def _globs(value: str, patterns: Sequence[str], *, fold_case: bool) -> bool:
+    # ASCII case only: str.casefold maps "ſ" (long s) to "s", which would let
+    # github.com/acme/ſhop pass for github.com/acme/shop.
     if fold_case:
-        value, patterns = value.casefold(), [p.casefold() for p in patterns]
+        value, patterns = ascii_lower(value), [ascii_lower(p) for p in patterns]
     return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
@@ -152,13 +164,16 @@ def _globs(value: str, patterns: Sequence[str], *, fold_case: bool) -> bool:
 class RepositoryIn:
     """The change was made in a repository the policy names (globs allowed).
 
-    Case-insensitive: hosts and repository paths on GitHub and GitLab are.
+    ASCII case-insensitive, as hosts and repository paths on GitHub and
+    GitLab are; never wider (the predicate refuses non-ASCII names, and this
+    check refuses them again).
     """
 
     repositories: tuple[str, ...]
 
     def check(self, claim: Claim) -> Verdict:
-        if _globs(claim.review.repository, self.repositories, fold_case=True):
+        repository = claim.review.repository
+        if repository.isascii() and _globs(repository, self.repositories, fold_case=True):
             return SUCCESS
         return failure(
             f"repository {claim.review.repository!r} is not one the policy accepts "
@@ -229,11 +244,22 @@ class Tally:
     rejected: tuple[str, ...] = ()
 
 
+# Automation that reviews under a login without a bot marker.
+KNOWN_BOTS = frozenset({"dependabot", "renovate", "renovatebot", "github-actions", "mergify"})
+
+
 def is_bot(person: Person) -> bool:
     """Marked as a bot, or named like one: GitHub App accounts log in as
-    ``name[bot]``, and an attester that forgets ``kind`` must not turn one
-    into a human reviewer."""
-    return person.kind == "bot" or person.login.casefold().endswith("[bot]")
+    ``name[bot]``, self-hosted automation as ``name-bot`` (or ``_bot``,
+    ``.bot``), and an attester that forgets ``kind`` must not turn one into a
+    human reviewer. A human whose login ends so is only refused as a
+    reviewer (fail closed), never admitted as one."""
+    login = ascii_lower(person.login)
+    return (
+        person.kind == "bot"
+        or login.endswith(("[bot]", "-bot", "_bot", ".bot"))
+        or login in KNOWN_BOTS
+    )
 
 
 def tally(claim: Claim, allow_bots: bool) -> Tally:
@@ -245,20 +271,13 @@ def tally(claim: Claim, allow_bots: bool) -> Tally:
         reviewer = approval.reviewer
         author = claim.author_of(reviewer.id)
         if author is not None:
-            if normalize_id(author.id) == normalize_id(reviewer.id):
+            if match_key(author.id) == match_key(reviewer.id):
                 rejected.append(f"{reviewer.login} approved their own change")
             else:
                 rejected.append(
                     f"{reviewer.login} ({reviewer.id}) approved their own change: "
                     f"{reviewer.id} is an alias of author {author.login} ({author.id})"
                 )
-        elif not normalize_id(reviewer.id).isascii():
-            # NFKC folds full-width letters, not look-alikes from other
-            # scripts ("gіthub:1001" with a Cyrillic i): immutable ids are ASCII.
-            rejected.append(
-                f"{reviewer.login} ({reviewer.id!a}) has an id with non-ASCII characters, which "
-                "could imitate another id: it does not count"
-            )
         elif is_bot(reviewer) and not allow_bots:
             rejected.append(
                 f"{reviewer.login} is a bot: bot approvals do not count (review.allowBots is off)"
@@ -349,15 +368,27 @@ class ChecksPassed:
         return Verdict(tuple(reasons))
 
 
+def _shown(name: str) -> str:
+    """A name from a request, printable in one line whatever it holds."""
+    try:
+        return visible_ascii(name, "name")
+    except IdentityError:
+        return ascii(name)
+
+
 @dataclass(frozen=True)
 class DeployerAllowed:
     """The optional deployer rules: the deployer is not an author, and is one
     of the listed users or in one of the listed ``group:NAME`` groups.
 
-    ``notAuthor`` compares after the identity map (merging ids only makes it
-    stricter); ``allowed`` is an allow-list, so it matches exact names, or
-    identities the trust lists exactly for an allowed principal: a
-    look-alike name is someone else. A request that names nobody fails both.
+    ``notAuthor`` must be *proven*: the deployer's Kubernetes username is
+    mapped to a principal by an exact ``kubernetes:USERNAME`` alias in the
+    trust, and that principal is no author. A deployer the map cannot
+    resolve is denied, with the alias to add, unless ``allowed`` names the
+    username itself (a CD service account, which is nobody's alias).
+    ``allowed`` is an allow-list: exact usernames, exact groups, or ids the
+    trust resolves the username to; a look-alike name is someone else. A
+    request that names nobody fails both rules.
     """
 
     rules: DeployerRules
@@ -373,23 +404,51 @@ class DeployerAllowed:
             )
         reasons: list[str] = []
         if self.rules.not_author:
-            author = claim.author_of(deployer.username)
-            if author is not None:
-                reasons.append(
-                    f"deployer {deployer.username} is an author of the change "
-                    f"({author.login}, {author.id}): someone else must deploy it"
-                )
+            reasons.extend(self._not_author(claim, deployer))
         if self.rules.allowed and not self._allowed(claim.trust, deployer):
             reasons.append(
-                f"deployer {deployer.username} is not allowed to deploy reviewed changes "
+                f"deployer {_shown(deployer.username)} is not allowed to deploy reviewed changes "
                 f"(review.deployer.allowed: {', '.join(self.rules.allowed)})"
             )
         return Verdict(tuple(reasons))
 
+    def _not_author(self, claim: Claim, deployer: Deployer) -> list[str]:
+        username = deployer.username
+        principal = claim.trust.principal_of_user(username)
+        # A username that is itself an author's id is refused even unmapped:
+        # merging can only make this stricter.
+        candidates = [principal] if principal is not None else []
+        with contextlib.suppress(IdentityError):
+            candidates.append(check_id(username))
+        for candidate in candidates:
+            author = claim.author_of(candidate)
+            if author is not None:
+                return [
+                    f"deployer {_shown(username)} is an author of the change "
+                    f"({author.login}, {author.id}): someone else must deploy it"
+                ]
+        if principal is not None or self._named(username):
+            return []
+        return [
+            f"deployer {_shown(username)} is not mapped to a principal, so guard cannot prove "
+            "they are not an author (review.deployer.notAuthor): add "
+            f"{_shown(kubernetes_id(username))} to the aliases of their principal in a "
+            "GuardTrust, or list a CD service account in review.deployer.allowed"
+        ]
+
+    def _named(self, username: str) -> bool:
+        """Whether ``allowed`` names this username itself (not via a group)."""
+        return username in self.rules.allowed or kubernetes_id(username) in self.rules.allowed
+
     def _allowed(self, trust: Trust, deployer: Deployer) -> bool:
-        groups = {a.removeprefix("group:") for a in self.rules.allowed if a.startswith("group:")}
-        users = {a for a in self.rules.allowed if not a.startswith("group:")}
-        if deployer.username in users or groups.intersection(deployer.groups):
+        groups = {
+            a.removeprefix(GROUP_PREFIX) for a in self.rules.allowed if a.startswith(GROUP_PREFIX)
+        }
+        if self._named(deployer.username) or groups.intersection(deployer.groups):
             return True
-        principal = trust.principal_of(deployer.username)
-        return principal is not None and principal in {trust.canonical(u) for u in users}
+        principal = trust.principal_of_user(deployer.username)
+        return principal is not None and any(
+            trust.principal_of(entry) == principal
+            for entry in self.rules.allowed
+            if not entry.startswith(GROUP_PREFIX)
+        )

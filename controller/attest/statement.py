@@ -10,14 +10,27 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from controller.attest import dsse
+from controller.attest.files import read_envelope
 from controller.errors import InputError
+from controller.policy.identity import (
+    GitRef,
+    Login,
+    PrincipalId,
+    Repository,
+    ascii_lower,
+    match_key,
+    not_one_of,
+)
 from controller.policy.problems import validation_problems
 from controller.strict import StrictJSONError, loads
 
@@ -47,30 +60,91 @@ def normalize_digest(value: str) -> str:
 
 
 class _Model(BaseModel):
-    """Predicate models: camelCase, unknown fields rejected (a misspelt
-    ``expiresAt`` must not silently mean "never expires")."""
+    """Predicate models: camelCase only, unknown fields rejected (a misspelt
+    ``expiresAt`` or an ``expires_at`` must not silently mean "never
+    expires"), and strict: no string or boolean is coerced into a number, no
+    number into a timestamp."""
 
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=False,
+        validate_by_alias=True,
+        strict=True,
+        frozen=True,
     )
 
 
-Text = Annotated[str, Field(min_length=1, max_length=1024)]
-# Ids and revisions are compared, so they carry no spaces: "  " == "  " must
-# not make a stale approval current, and a padded id must not look new.
-Token = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^\S+$")]
+def _no_control(value: Any) -> Any:
+    """Free text that ends up in reasons and logs: no control or invisible
+    format characters, so it can neither forge a line nor hide a difference."""
+    if isinstance(value, str):
+        for position, character in enumerate(value):
+            if unicodedata.category(character) in ("Cc", "Cf"):
+                raise ValueError(
+                    f"{value!a} contains a control or invisible character at position {position}"
+                )
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=1024), BeforeValidator(_no_control)]
+# Ids and revisions are compared, so they are one visible ASCII token: "  "
+# == "  " must not make a stale approval current, and a padded or look-alike
+# id must not look new.
+Token = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[!-~]+$")]
 # A measurement is a number: strict, so "95" or true never pass a minimum,
 # and finite (overflowing JSON numbers are refused before this, too).
-Measure = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Measure = Annotated[float, Field(allow_inf_nan=False)]
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+# Far enough from datetime's limits that adding a clock skew never overflows.
+_YEARS = (1970, 9000)
+
+
+def _timestamp(value: Any) -> Any:
+    """An RFC 3339 timestamp with a zone, as text; numbers (epoch seconds, or
+    digits in a string) are refused: ``"expiresAt": 99999999999`` is not a date."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str) and _RFC3339.fullmatch(value):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!a} is not a valid date and time") from None
+    else:
+        shown = f"{value!a}" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise ValueError(
+            f"{shown} is not an RFC 3339 timestamp: write it like 2024-05-01T12:00:00Z"
+        )
+    if parsed.tzinfo is None:
+        raise ValueError("a timestamp needs a time zone (Z or +HH:MM)")
+    if not _YEARS[0] <= parsed.year <= _YEARS[1]:
+        raise ValueError(f"year {parsed.year} is out of range ({_YEARS[0]}-{_YEARS[1]})")
+    return parsed
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp)]
+
+
+def _is(choices: tuple[str, ...], what: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise ValueError(not_one_of(value, choices, what))
+
+    return BeforeValidator(check)
 
 
 class Person(_Model):
     """Someone who wrote or reviewed the change. ``id`` is the immutable id
-    (``github:1234``); ``login`` is for display only and never compared."""
+    (``github:1234``); ``login`` is for display (and bot detection), never
+    compared as an identity."""
 
-    id: Token
-    login: Text
-    kind: Literal["human", "bot"] = "human"
+    id: PrincipalId
+    login: Login
+    kind: Annotated[Literal["human", "bot"], _is(("human", "bot"), "a kind of person")] = "human"
 
 
 class Revision(_Model):
@@ -82,23 +156,25 @@ class Change(_Model):
     """The code review. ``headRevision`` is the last revision reviewed: squash
     and rebase merges build a commit nobody approved directly."""
 
-    system: Text
-    id: Text
-    uri: str | None = None
+    system: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+    id: Token
+    uri: Token | None = None
     head_revision: Token
 
 
 class Approval(_Model):
     reviewer: Person
     reviewed_revision: Token
-    approved_at: AwareDatetime
+    approved_at: Timestamp
 
 
 class CheckRun(_Model):
     """A CI check. ``value``/``threshold`` carry measured numbers (coverage...)."""
 
     name: Text
-    result: Literal["pass", "fail", "skip"]
+    result: Annotated[
+        Literal["pass", "fail", "skip"], _is(("pass", "fail", "skip"), "a check result")
+    ]
     value: Measure | None = None
     threshold: Measure | None = None
 
@@ -106,19 +182,73 @@ class CheckRun(_Model):
 class ChangeReview(_Model):
     """The change-review predicate (``https://guard.dev/attestation/change-review/v1``)."""
 
-    repository: Text
+    repository: Repository
     revision: Revision
-    target_ref: Text
+    target_ref: GitRef
     change: Change
     authors: Annotated[list[Person], Field(min_length=1, max_length=256)]
     approvals: Annotated[list[Approval], Field(max_length=256)] = Field(default_factory=list)
     checks: Annotated[list[CheckRun], Field(max_length=256)] = Field(default_factory=list)
-    attester: Text
-    attested_at: AwareDatetime
-    expires_at: AwareDatetime
+    attester: Token
+    attested_at: Timestamp
+    expires_at: Timestamp
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def read_change_review(data: Any, where: str = "predicate") -> ChangeReview:
+    """Validate a predicate, or ``StatementError`` naming each bad field."""
+    try:
+        return ChangeReview.model_validate(data)
+    except ValidationError as exc:
+        raise StatementError(
+            f"invalid change-review predicate: {validation_problems(ChangeReview, exc, prefix=where, limit=5)}"
+        ) from None
+
+
+def new_review(data: Any, where: str) -> ChangeReview:
+    """The predicate ``guard attest review`` is about to sign, or ``InputError``
+    in one line: every bad field (an id without its system, ``targetRef:
+    main``, a number for ``expiresAt``...) and every reason it could never
+    count (see ``check_new_review``)."""
+    try:
+        review = read_change_review(data)
+    except StatementError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    check_new_review(review)
+    return review
+
+
+def check_new_review(review: ChangeReview) -> None:
+    """Refuse to attest a review that could never count as written.
+
+    ``guard attest review`` calls this before signing: an approval by an
+    author (same id, or the same login under another id) never counts, and
+    an attestation that expires before it was made is a mistake. Raises
+    ``InputError`` with every problem in one line.
+    """
+    problems: list[str] = []
+    author_ids = {match_key(a.id): a for a in review.authors}
+    author_logins = {ascii_lower(a.login): a for a in review.authors}
+    for index, approval in enumerate(review.approvals):
+        reviewer = approval.reviewer
+        author = author_ids.get(match_key(reviewer.id)) or author_logins.get(
+            ascii_lower(reviewer.login)
+        )
+        if author is not None:
+            problems.append(
+                f"approvals[{index}]: {reviewer.login} ({reviewer.id}) is also an author of the "
+                f"change ({author.login}, {author.id}): an author's approval never counts; ask "
+                "someone who did not write the change to review it"
+            )
+    if review.expires_at <= review.attested_at:
+        problems.append(
+            f"expiresAt {utc(review.expires_at)} is not after attestedAt "
+            f"{utc(review.attested_at)}: give a positive expiry such as 30d"
+        )
+    if problems:
+        raise InputError("refusing to attest: " + "; ".join(problems))
 
 
 # --------------------------------------------------------------------------- statement
@@ -155,13 +285,7 @@ class Statement:
                 f"wrong predicate type {self.predicate_type!r}: a review attestation has "
                 f"{CHANGE_REVIEW_PREDICATE}"
             )
-        try:
-            return ChangeReview.model_validate(self.predicate)
-        except ValidationError as exc:
-            problems = validation_problems(exc, prefix="predicate", limit=5)
-            raise StatementError(
-                "invalid change-review predicate: " + "; ".join(problems)
-            ) from None
+        return read_change_review(self.predicate)
 
 
 def parse_statement(payload: bytes) -> Statement:
@@ -231,3 +355,20 @@ def build_statement(subjects: Sequence[tuple[str, str]], predicate: ChangeReview
 def utc(value: dt.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, as timestamps are written in statements."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_names_in_file(path: Path) -> frozenset[str]:
+    """The CI check names an attestation file carries, unverified: for
+    ``guard policy lint`` to compare with ``review.requiredChecks``. A file
+    that cannot be read carries none (the policy tests report it)."""
+    try:
+        statement = parse_statement(dsse.parse(read_envelope(path)).payload)
+    except (InputError, StatementError):
+        return frozenset()
+    predicate = statement.predicate
+    checks = predicate.get("checks") if isinstance(predicate, dict) else None
+    if not isinstance(checks, list):
+        return frozenset()
+    return frozenset(
+        c["name"] for c in checks if isinstance(c, dict) and isinstance(c.get("name"), str)
+    )

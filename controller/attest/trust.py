@@ -1,15 +1,19 @@
 """Trust: which keys vouch for what, and who is who.
 
 Attester keys vouch for predicates; a person key's signature is one approval
-by its principal. Identities are compared by immutable id after
-normalization and the alias map, never by display login: a login can be
-renamed and reused, an id cannot.
+by its principal. Identities are compared by immutable id after the alias
+map, never by display login: a login can be renamed and reused, an id
+cannot. Every id is in its system's one ASCII spelling (the documents refuse
+anything else, see ``controller.policy.identity``), so no look-alike can be
+an id and nothing needs stripping here.
+
+Kubernetes usernames enter the map as ``kubernetes:USERNAME`` aliases. They
+resolve exactly: that is how the deployer rules prove who deploys.
 """
 
 from __future__ import annotations
 
 import functools
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,26 +22,16 @@ from typing import Literal
 from controller.attest.keys import PublicKey, load_public_key
 from controller.errors import InputError
 from controller.policy.documents import GuardTrust, GuardTrustSpec
+from controller.policy.identity import (
+    ID_SYSTEMS,
+    KUBERNETES,
+    IdentityError,
+    check_id,
+    id_system,
+    kubernetes_id,
+    match_key,
+)
 from controller.policy.loader import load_path
-
-# Control, format (zero-width, BOM, joiners) and separator characters: none
-# can be seen, so none may tell two ids apart.
-_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
-
-
-@functools.lru_cache(maxsize=8192)
-def normalize_id(value: str) -> str:
-    """Unicode NFKC, case-folded, with invisible and space characters removed:
-    ``GitHub:1001``, ``github:1001`` and ``github:\u200b1001`` are one id.
-
-    Used where merging ids can only make a check stricter (is this reviewer
-    an author? are these two approvals one person?), never to widen an
-    allow-list: see ``Trust.principal_of``.
-    """
-    # NFKC again after folding: case folding can undo a normalization, and
-    # the result must be a fixed point (ids are normalized more than once).
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
-    return "".join(c for c in folded if unicodedata.category(c) not in _INVISIBLE)
 
 
 @dataclass(frozen=True)
@@ -50,28 +44,60 @@ class TrustedKey:
     public: PublicKey
 
 
+# Pure and called for every author and approval of every envelope judged.
+@functools.lru_cache(maxsize=8192)
+def _is_id(identity: str) -> bool:
+    try:
+        check_id(identity)
+    except IdentityError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Trust:
     """Trusted keys plus the identity map; the empty trust accepts nothing."""
 
     keys: tuple[TrustedKey, ...] = ()
+    # match key of every id and alias -> its principal (for merging).
     aliases: Mapping[str, str] = field(default_factory=dict)
-    # Every principal id and alias exactly as the trust spells it → principal.
+    # Every principal id and alias exactly as the trust spells it -> principal.
     registered: Mapping[str, str] = field(default_factory=dict)
 
     def canonical(self, identity: str) -> str:
-        """The principal id an identity belongs to (itself if unmapped)."""
-        normalized = normalize_id(identity)
-        return self.aliases.get(normalized, normalized)
+        """The principal an id belongs to (its own match key if unmapped).
+
+        For checks that merging ids can only make stricter: is this reviewer
+        an author, are these two approvals one person. A string that is not
+        an id (a Kubernetes username) resolves only through an exact
+        ``kubernetes:`` alias, else stays itself.
+        """
+        if not _is_id(identity):
+            return self.principal_of_user(identity) or identity
+        key = match_key(identity)
+        return self.aliases.get(key, key)
 
     def principal_of(self, identity: str) -> str | None:
         """The principal of an identity the trust lists *exactly*, else None.
 
-        For allow-lists (who may deploy): a look-alike of an allowed name
-        (other case, full-width letters, a zero-width space) is somebody
-        else, so only the spellings the trust itself lists are followed.
+        For allow-lists (who may deploy, who may break glass): a look-alike
+        of an allowed name is somebody else, so only the spellings the trust
+        itself lists are followed. An identity without an id system is a
+        Kubernetes username, as in a policy's allow-lists.
         """
-        return self.registered.get(identity)
+        found = self.registered.get(identity)
+        if found is not None or (":" in identity and id_system(identity) in ID_SYSTEMS):
+            return found
+        return self.principal_of_user(identity)
+
+    def principal_of_user(self, username: str) -> str | None:
+        """The principal a Kubernetes username is mapped to (``kubernetes:USERNAME``
+        among a principal's ids, spelled exactly), else None."""
+        return self.registered.get(kubernetes_id(username))
+
+    @property
+    def maps_kubernetes_users(self) -> bool:
+        return any(id_system(i) == KUBERNETES for i in self.registered)
 
     @property
     def attesters(self) -> tuple[TrustedKey, ...]:
@@ -82,25 +108,22 @@ class Trust:
         """Merge GuardTrust specs; each comes with a source for error messages."""
         keys: list[TrustedKey] = []
         names: dict[str, str] = {}
-        aliases: dict[str, str] = {}
         owners: dict[str, str] = {}
         registered: dict[str, str] = {}
         public_keys: dict[str, str] = {}
         for spec, source in specs:
             for principal in spec.principals:
-                canonical = normalize_id(principal.id)
+                canonical = match_key(principal.id)
                 for identity in (principal.id, *principal.aliases):
-                    normalized = normalize_id(identity)
-                    owner = owners.get(normalized)
+                    key = match_key(identity)
+                    owner = owners.get(key)
                     if owner is not None and owner != canonical:
                         raise InputError(
                             f"{source}: identity {identity!r} belongs to both principal "
                             f"{owner!r} and {principal.id!r}; an id must name one person"
                         )
-                    owners[normalized] = canonical
+                    owners[key] = canonical
                     registered[identity] = canonical
-                    if normalized != canonical:
-                        aliases[normalized] = canonical
             for entry in spec.keys:
                 if entry.name in names:
                     raise InputError(
@@ -116,23 +139,20 @@ class Trust:
                         f"{source}: keys {twin!r} and {entry.name!r} are the same public key; "
                         "a key must be listed once, with one role"
                     )
-                keys.append(
-                    TrustedKey(
-                        name=entry.name,
-                        role=entry.role,
-                        principal=normalize_id(entry.principal) if entry.principal else None,
-                        public=public,
-                    )
-                )
-        # Aliases that are themselves principal ids must resolve to the owner.
-        resolved = {alias: aliases.get(target, target) for alias, target in aliases.items()}
-        keyed = [
-            TrustedKey(k.name, k.role, resolved.get(k.principal, k.principal), k.public)
+                keys.append(TrustedKey(entry.name, entry.role, entry.principal, public))
+        # A key's principal may be any id of a principal: it resolves to the owner.
+        resolved = [
+            TrustedKey(
+                k.name,
+                k.role,
+                owners.get(match_key(k.principal), match_key(k.principal)),
+                k.public,
+            )
             if k.principal
             else k
             for k in keys
         ]
-        return cls(keys=tuple(keyed), aliases=resolved, registered=registered)
+        return cls(keys=tuple(resolved), aliases=owners, registered=registered)
 
     @classmethod
     def from_spec(cls, spec: GuardTrustSpec, source: str = "trust") -> Trust:

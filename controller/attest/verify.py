@@ -228,9 +228,15 @@ class Verifier:
         )
 
     def _unsigned_reasons(self, envelope: Envelope) -> list[str]:
+        """Why no signature verified. A signature that verifies under no
+        trusted key may come from a key the trust does not list *or* from a
+        trusted key over bytes changed since: the two cannot be told apart,
+        so neither is claimed."""
         reasons: list[str] = []
         if not self.trust.keys:
-            return ["signed by an unknown key: the trust has no keys (pass a GuardTrust)"]
+            return [
+                "no trusted key verifies this signature: the trust has no keys (pass a GuardTrust)"
+            ]
         by_hint = {k.public.keyid: k for k in self.trust.keys} | {
             k.name: k for k in self.trust.keys
         }
@@ -242,8 +248,11 @@ class Verifier:
                     "envelope was changed after signing, or the keyid was relabelled"
                 )
             else:
-                hint = f"keyid {signature.keyid[:16]!r}" if signature.keyid else "no keyid"
-                reasons.append(f"signed by an unknown key ({hint}): no trusted key verifies it")
+                hint = f"keyid {signature.keyid[:16]!a}" if signature.keyid else "no keyid"
+                reasons.append(
+                    f"no trusted key verifies this signature ({hint}): it was made with a key "
+                    "the trust does not list, or the envelope was changed after signing"
+                )
         return list(dict.fromkeys(reasons))
 
     # ----------------------------------------------------------- verification

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.attest import dsse
 from controller.attest.checks import Deployer
 from controller.attest.files import is_resource, read_envelope, resource_text
@@ -27,6 +25,7 @@ from controller.attest.statement import (
     ChangeReview,
     StatementError,
     build_statement,
+    new_review,
     normalize_digest,
     parse_statement,
     utc,
@@ -36,7 +35,6 @@ from controller.attest.verify import Circumstances, Requirements, Verifier
 from controller.errors import InputError
 from controller.policy.documents import parse_duration
 from controller.policy.loader import load_bundle
-from controller.policy.problems import validation_problems
 from controller.strict import StrictJSONError, load_json_or_yaml
 
 PASSWORD_ENV = "GUARD_KEY_PASSWORD"
@@ -303,12 +301,9 @@ def _predicate(args: argparse.Namespace, now: dt.datetime) -> ChangeReview:
     data.setdefault("attester", args.attester or Path(args.key).stem)
     data.setdefault("attestedAt", utc(now))
     data.setdefault("expiresAt", utc(now + expires_in))
-    try:
-        return ChangeReview.model_validate(data)
-    except ValidationError as exc:
-        where = args.input or "flags"
-        [problem] = validation_problems(exc, prefix="predicate", limit=1)
-        raise InputError(f"{where}: {problem}") from None
+    # Refuses what could never count as written: an author approving, a
+    # short ref, an id without its system, an expiry before the attestation.
+    return new_review(data, args.input or "flags")
 
 
 def _review(args: argparse.Namespace) -> int:

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.attest.review import evaluator_for_files
+from controller.attest.statement import check_names_in_file
 from controller.errors import InputError
 from controller.kube.subjects import case_subject
 from controller.policy.engine import PolicyError, compile_policy
+from controller.policy.lint import lint_findings
 from controller.policy.loader import Bundle, DocumentError, Loaded, iter_files, load_path
 from controller.policy.testing import run_tests, unexercised_rules
 
@@ -62,12 +64,18 @@ def _load_all(paths: Sequence[Path]) -> tuple[list[Loaded], list[str]]:
     return loaded, errors
 
 
-def lint_errors(paths: Sequence[Path]) -> list[str]:
+def lint_errors(paths: Sequence[Path], warnings: list[str] | None = None) -> list[str]:
+    """Every error lint finds; non-fatal findings go to ``warnings``."""
     loaded, errors = _load_all(paths)
     try:
         bundle = Bundle.of(loaded)
     except DocumentError as exc:
         return [*errors, str(exc)]
+    for message in lint_findings(bundle, check_names=check_names_in_file):
+        if message.level == "error":
+            errors.append(str(message))
+        elif warnings is not None:
+            warnings.append(str(message))
     broken: set[str] = set()
     for policy in bundle.policies:
         try:
@@ -107,7 +115,10 @@ def lint_errors(paths: Sequence[Path]) -> list[str]:
 
 
 def lint_command(args: argparse.Namespace) -> int:
-    errors = lint_errors(args.paths)
+    warnings: list[str] = []
+    errors = lint_errors(args.paths, warnings)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     for error in errors:
         print(error, file=sys.stderr)
     if errors:

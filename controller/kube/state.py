@@ -94,7 +94,7 @@ def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
     try:
         document = _MODELS[kind].model_validate(raw)
     except ValidationError as exc:
-        problem = "; ".join(validation_problems(exc))
+        problem = validation_problems(_MODELS[kind], exc)
         return _invalid_entry(kind, name, fingerprint, problem, uid, body)
     except Exception as exc:  # a validator that breaks must not drop the resource
         problem = f"cannot be validated: {exc or type(exc).__name__}"

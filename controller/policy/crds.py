@@ -75,9 +75,18 @@ def _resolve(schema: Any, defs: Mapping[str, Any]) -> Any:
             resolved = _resolve({**non_null[0], **rest}, defs)
             resolved["nullable"] = True
             return resolved
+    # Structural schemas have no patternProperties or propertyNames: a map's
+    # values keep their schema as additionalProperties, and its keys are
+    # checked by guard when it loads the document.
+    patterned = schema.get("patternProperties")
+    if isinstance(patterned, dict) and len(patterned) == 1:
+        schema = {
+            k: v for k, v in schema.items() if k not in ("patternProperties", "propertyNames")
+        }
+        schema["additionalProperties"] = next(iter(patterned.values()))
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        if key in ("title", "default", "$defs"):
+        if key in ("title", "default", "$defs", "propertyNames"):
             continue
         if key == "description":
             out[key] = " ".join(str(value).replace("``", "`").split())

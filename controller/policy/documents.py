@@ -5,29 +5,62 @@ Every document is a Kubernetes object (``apiVersion``, ``kind``,
 ``spec`` fields are errors: a typo such as ``minAprovals`` must never quietly
 disable a guardrail. The CRD schemas are generated from these models, so the
 API server keeps every field the engine reads.
+
+A typo in a *value* must not disable one either. So every model is strict (a
+string or a boolean is never coerced into a number, nor a number into a
+string), every closed set is closed (``kinds: [Deploymnet]`` is an error that
+names the nearest valid kind, not a policy that matches nothing), a pattern
+that can never match what it filters (a namespace glob with an upper-case
+letter) is an error, and identity-bearing fields accept one ASCII spelling
+(see ``controller.policy.identity``). Fields are spelled in camelCase only:
+the API server drops a ``min_approvals`` its schema lacks, so a file must
+not accept it either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from enum import StrEnum
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from enum import Enum, StrEnum
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from controller.policy.identity import (
+    DeployerEntry,
+    GitRefGlob,
+    KeyName,
+    KubernetesName,
+    PrincipalId,
+    RepositoryGlob,
+    UserEntry,
+    not_one_of,
+    visible_ascii,
+)
 
 API_VERSION = "guard.dev/v1alpha1"
 API_GROUP = "guard.dev"
 
 
+def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    """``x-kubernetes-validations`` for a model's CRD schema: (CEL rule,
+    message) pairs that repeat a model validator, so the API server refuses
+    what guard would refuse. Each rule is evaluated on examples in the tests."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
 class Strict(BaseModel):
-    """Base of every spec model: camelCase fields, unknown fields rejected."""
+    """Base of every spec model: camelCase fields only, unknown fields
+    rejected, no type coercion."""
 
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=to_camel,
-        populate_by_name=True,
+        validate_by_name=False,
+        validate_by_alias=True,
+        strict=True,
         frozen=True,
     )
 
@@ -70,27 +103,138 @@ class Target(StrEnum):
     terraform = "terraform"
 
 
+def one_of(choices: type[Enum] | Sequence[str], what: str) -> BeforeValidator:
+    """A closed set: the value must be one of ``choices`` exactly, else the
+    error names the nearest one (``'Deploymnet' is not ...: did you mean
+    'Deployment'?``). Enum members come back as members, so strict mode holds."""
+    enum = choices if isinstance(choices, type) else None
+    values: tuple[str, ...] = (
+        tuple(str(m.value) for m in enum) if enum is not None else tuple(map(str, choices))
+    )
+
+    def check(value: Any) -> Any:
+        if enum is not None and isinstance(value, enum):
+            return value
+        if isinstance(value, str) and value in values:
+            return enum(value) if enum is not None else value
+        raise ValueError(not_one_of(value, values, what))
+
+    return BeforeValidator(check)
+
+
+SeverityField = Annotated[Severity, one_of(Severity, "a severity")]
+ActionField = Annotated[Action, one_of(Action, "an action")]
+TargetField = Annotated[Target, one_of(Target, "a target")]
+
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Bounded digit counts keep int() cheap and the sum far from timedelta's
+# limits; the bound below gives the clear error.
+_DURATION_RE = re.compile(
+    r"(?:([0-9]{1,9})d)?(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?"
+)
+DURATION_PATTERN = r"^([0-9]{1,9}d)?([0-9]{1,9}h)?([0-9]{1,9}m)?([0-9]{1,9}s)?$"
+MAX_DURATION = dt.timedelta(days=3650)
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """Parse ``30d``, ``720h``, ``1h30m`` or ``90s`` (Go-like, plus days)."""
-    match = _DURATION_RE.match(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ValueError(f"invalid duration {text!r}: use forms like 30d, 720h, 1h30m, 90s")
+    """Parse ``30d``, ``720h``, ``1h30m`` or ``90s`` (Go-like, plus days).
+
+    Zero and more than ten years are errors, not values: ``maxAge: 0s`` would
+    refuse everything and ``9999999999999d`` would overflow every date sum.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"a duration must be a string such as 30d, not {type(text).__name__}")
+    match = _DURATION_RE.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(
+            f"invalid duration {text!a}: use forms like 30d, 720h, 1h30m, 90s "
+            "(at most 9 digits per unit, no spaces)"
+        )
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total == 0:
+        raise ValueError(f"duration {text!a} is zero: give a positive duration such as 30d")
+    if total > MAX_DURATION.total_seconds():
+        raise ValueError(
+            f"duration {text!a} is longer than the limit of {MAX_DURATION.days}d (ten years)"
+        )
+    return dt.timedelta(seconds=total)
+
+
+def _duration_text(value: Any) -> Any:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[
+    str, Field(pattern=DURATION_PATTERN, max_length=40), BeforeValidator(_duration_text)
+]
 
 
 # --------------------------------------------------------------------------- match
 
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
+
+
+def _label_key(value: Any) -> Any:
+    """A label key that some object could carry; any other never matches."""
+    visible_ascii(value, "label key", max_chars=317)
+    prefix, slash, name = value.rpartition("/")
+    if (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix))) or not (
+        _LABEL_NAME.fullmatch(name)
+    ):
+        raise ValueError(
+            f"label key {value!a} can never match a label: a key is [PREFIX/]NAME, NAME up to "
+            "63 letters, digits, '-', '_', '.' (alphanumeric at both ends), PREFIX a lower-case "
+            "DNS name"
+        )
+    return value
+
+
+def _label_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"a label value must be a string, not {type(value).__name__}")
+    if value and not _LABEL_NAME.fullmatch(value):
+        raise ValueError(
+            f"label value {value!a} can never match a label: up to 63 letters, digits, '-', "
+            "'_', '.' (alphanumeric at both ends)"
+        )
+    return value
+
+
+LabelKey = Annotated[
+    str, Field(pattern=LABEL_KEY_PATTERN, max_length=317), BeforeValidator(_label_key)
+]
+LabelValue = Annotated[
+    str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63), BeforeValidator(_label_value)
+]
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+
 
 class LabelSelectorRequirement(Strict):
-    key: NonEmptyStr
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
+                " : (!has(self.values) || size(self.values) == 0)",
+                "operators In and NotIn need at least one value; Exists and DoesNotExist "
+                "take no values",
+            )
+        )
+    )
+
+    key: LabelKey
+    operator: Annotated[
+        SelectorOperator, one_of(get_args(SelectorOperator), "a label selector operator")
+    ]
+    values: list[LabelValue] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
@@ -102,18 +246,45 @@ class LabelSelectorRequirement(Strict):
 
 
 class LabelSelector(Strict):
-    match_labels: dict[str, str] = Field(default_factory=dict)
-    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+    match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=64)
+
+
+_NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]+")
+NAMESPACE_GLOB_PATTERN = r"^[a-z0-9*?\[\]!-]+$"
+
+
+def _namespace_glob(value: Any) -> Any:
+    """A namespace glob that can match a namespace (a DNS-1123 label)."""
+    visible_ascii(value, "namespace pattern", max_chars=253)
+    if not _NAMESPACE_GLOB.fullmatch(value):
+        fixed = value.lower().replace("_", "-").replace(".", "-")
+        hint = f" (did you mean {fixed!a}?)" if _NAMESPACE_GLOB.fullmatch(fixed) else ""
+        raise ValueError(
+            f"namespace pattern {value!a} can never match a namespace: namespace names are "
+            f"lower-case letters, digits and '-'{hint}"
+        )
+    return value
+
+
+NamespaceGlob = Annotated[
+    str,
+    Field(pattern=NAMESPACE_GLOB_PATTERN, max_length=253),
+    BeforeValidator(_namespace_glob),
+]
 
 
 class NamespaceFilter(Strict):
     """Namespace globs. An empty ``include`` means every namespace."""
 
-    include: list[NonEmptyStr] = Field(default_factory=list)
-    exclude: list[NonEmptyStr] = Field(default_factory=list)
+    include: list[NamespaceGlob] = Field(default_factory=list)
+    exclude: list[NamespaceGlob] = Field(default_factory=list)
 
 
-WORKLOAD_KINDS = (
+# The kinds guard judges. ``controller.kube.request.WORKLOADS`` must list
+# exactly these (a test checks it): a kind guard does not judge can only be
+# a typo, and a typo here would switch a guardrail off.
+WorkloadKind = Literal[
     "Pod",
     "Deployment",
     "StatefulSet",
@@ -122,18 +293,23 @@ WORKLOAD_KINDS = (
     "ReplicationController",
     "Job",
     "CronJob",
-)
+]
+WORKLOAD_KINDS: tuple[str, ...] = get_args(WorkloadKind)
 
 
 class KubernetesMatch(Strict):
     """Which Kubernetes objects a policy judges. Empty ``kinds`` means every kind."""
 
-    kinds: list[NonEmptyStr] = Field(default_factory=list)
+    kinds: list[Annotated[WorkloadKind, one_of(WORKLOAD_KINDS, "a kind guard judges")]] = Field(
+        default_factory=list
+    )
     namespaces: NamespaceFilter = Field(default_factory=NamespaceFilter)
     label_selector: LabelSelector | None = None
 
 
 TerraformAction = Literal["create", "update", "delete", "replace", "forget", "no-op", "read"]
+TERRAFORM_ACTIONS: tuple[str, ...] = get_args(TerraformAction)
+TerraformActionField = Annotated[TerraformAction, one_of(TERRAFORM_ACTIONS, "a Terraform action")]
 DEFAULT_TERRAFORM_ACTIONS: tuple[TerraformAction, ...] = (
     "create",
     "update",
@@ -141,6 +317,18 @@ DEFAULT_TERRAFORM_ACTIONS: tuple[TerraformAction, ...] = (
     "replace",
     "forget",
 )
+_TYPE_GLOB = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
+
+
+def _type_glob(value: Any) -> Any:
+    """A resource type glob that can match a Terraform type (an identifier)."""
+    visible_ascii(value, "resource type pattern", max_chars=253)
+    if not _TYPE_GLOB.fullmatch(value):
+        raise ValueError(
+            f"resource type pattern {value!a} can never match a Terraform resource type: "
+            "types are letters, digits, '_' and '-'"
+        )
+    return value
 
 
 class TerraformMatch(Strict):
@@ -151,8 +339,14 @@ class TerraformMatch(Strict):
     ``read`` are judged only when a policy asks for them.
     """
 
-    types: list[NonEmptyStr] = Field(default_factory=lambda: ["*"])
-    actions: list[TerraformAction] = Field(
+    types: list[
+        Annotated[
+            str,
+            Field(pattern=r"^[A-Za-z0-9_*?\[\]!-]+$", max_length=253),
+            BeforeValidator(_type_glob),
+        ]
+    ] = Field(default_factory=lambda: ["*"])
+    actions: list[TerraformActionField] = Field(
         default_factory=lambda: list[TerraformAction](DEFAULT_TERRAFORM_ACTIONS)
     )
 
@@ -173,17 +367,28 @@ class RequiredCheck(Strict):
 
 
 class DeployerRules(Strict):
-    """Who may deploy a reviewed change (Kubernetes ``request.userInfo``)."""
+    """Who may deploy a reviewed change (Kubernetes ``request.userInfo``).
+
+    ``notAuthor`` must be proven: the deployer's Kubernetes username must be
+    mapped to a principal in a GuardTrust (``kubernetes:USERNAME`` among the
+    principal's aliases), or be listed by name in ``allowed`` (CD service
+    accounts); anyone else is denied. ``allowed`` entries are usernames,
+    ``group:NAME`` or principal ids.
+    """
 
     not_author: bool = False
-    allowed: list[NonEmptyStr] = Field(default_factory=list)
+    allowed: list[DeployerEntry] = Field(default_factory=list)
 
 
 class BreakGlass(Strict):
     """Who may bypass this policy in an emergency; every use is audited."""
 
-    principals: list[NonEmptyStr] = Field(default_factory=list)
-    groups: list[NonEmptyStr] = Field(default_factory=list)
+    principals: list[UserEntry] = Field(default_factory=list)
+    groups: list[KubernetesName] = Field(default_factory=list)
+
+
+def _image_glob(value: Any) -> Any:
+    return visible_ascii(value, "image pattern")
 
 
 class Review(Strict):
@@ -194,22 +399,17 @@ class Review(Strict):
     """
 
     min_approvals: int = Field(default=1, ge=1, le=100)
-    attesters: list[NonEmptyStr] = Field(min_length=1)
-    repositories: list[NonEmptyStr] = Field(min_length=1)
-    target_refs: list[NonEmptyStr] = Field(min_length=1)
-    max_age: str | None = None
+    attesters: list[KeyName] = Field(min_length=1)
+    repositories: list[RepositoryGlob] = Field(min_length=1)
+    target_refs: list[GitRefGlob] = Field(min_length=1)
+    max_age: Duration | None = None
     allow_bots: bool = False
     required_checks: list[RequiredCheck] = Field(default_factory=list)
-    exempt_images: list[NonEmptyStr] = Field(default_factory=list)
+    exempt_images: list[
+        Annotated[str, Field(pattern=r"^[!-~]+$", max_length=1024), BeforeValidator(_image_glob)]
+    ] = Field(default_factory=list)
     deployer: DeployerRules = Field(default_factory=DeployerRules)
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
-
-    @field_validator("max_age")
-    @classmethod
-    def _valid_max_age(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
 
     @property
     def max_age_delta(self) -> dt.timedelta | None:
@@ -226,8 +426,20 @@ class Rule(Strict):
     wrong; ``fix`` says what to do about it.
     """
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-    target: Target
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "(has(self.message) && size(self.message) > 0) || "
+                "(has(self.messageExpression) && size(self.messageExpression) > 0)",
+                "a rule needs a message or a messageExpression",
+            )
+        )
+    )
+
+    name: Annotated[
+        str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ]
+    target: TargetField
     expression: NonEmptyStr
     message: str | None = None
     message_expression: str | None = None
@@ -241,12 +453,31 @@ class Rule(Strict):
 
 
 class GuardPolicySpec(Strict):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "has(self.review) || (has(self.rules) && size(self.rules) > 0)",
+                "a policy needs rules, a review block, or both",
+            ),
+            (
+                "has(self.match) && (has(self.match.kubernetes) || has(self.match.terraform))",
+                "match needs kubernetes, terraform, or both",
+            ),
+            (
+                "!has(self.rules) || (has(self.match) && self.rules.all(r, "
+                "r.target == 'kubernetes' ? has(self.match.kubernetes) "
+                ": has(self.match.terraform)))",
+                "every rule's target needs the same key under match",
+            ),
+        )
+    )
+
     description: str = ""
-    severity: Severity = Severity.medium
-    action: Action = Action.deny
+    severity: SeverityField = Severity.medium
+    action: ActionField = Action.deny
     match: Match = Field(default_factory=Match)
     review: Review | None = None
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list, max_length=256)
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardPolicySpec:
@@ -256,14 +487,14 @@ class GuardPolicySpec(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"rule names must be unique: {', '.join(duplicates)}")
+        if self.match.kubernetes is None and self.match.terraform is None:
+            raise ValueError("match needs kubernetes, terraform, or both")
         for rule in self.rules:
             if getattr(self.match, rule.target.value) is None:
                 raise ValueError(
                     f"rule {rule.name!r} targets {rule.target.value} but "
                     f"match.{rule.target.value} is not set"
                 )
-        if self.match.kubernetes is None and self.match.terraform is None:
-            raise ValueError("match needs kubernetes, terraform, or both")
         return self
 
 
@@ -274,10 +505,19 @@ class TrustedKey(Strict):
     """A public key. ``attester`` keys vouch for predicates; a ``person`` key's
     signature is one approval by its ``principal``."""
 
-    name: NonEmptyStr
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "self.role != 'person' || (has(self.principal) && size(self.principal) > 0)",
+                "a person key needs a principal",
+            )
+        )
+    )
+
+    name: KeyName
     public_key: NonEmptyStr
-    role: Literal["attester", "person"]
-    principal: str | None = None
+    role: Annotated[Literal["attester", "person"], one_of(("attester", "person"), "a key role")]
+    principal: PrincipalId | None = None
 
     @model_validator(mode="after")
     def _person_has_principal(self) -> TrustedKey:
@@ -287,14 +527,19 @@ class TrustedKey(Strict):
 
 
 class Principal(Strict):
-    """One human or bot, by immutable id, with the other ids it is known by."""
+    """One human or bot, by immutable id, with the other ids it is known by.
 
-    id: NonEmptyStr
-    aliases: list[NonEmptyStr] = Field(default_factory=list)
+    A Kubernetes username is an alias ``kubernetes:USERNAME`` (exactly as the
+    API server reports it, OIDC prefix included): that is how the deployer
+    rules know who deploys.
+    """
+
+    id: PrincipalId
+    aliases: list[PrincipalId] = Field(default_factory=list)
 
 
 class GuardTrustSpec(Strict):
-    keys: list[TrustedKey] = Field(default_factory=list)
+    keys: list[TrustedKey] = Field(default_factory=list, max_length=256)
     principals: list[Principal] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -307,6 +552,23 @@ class GuardTrustSpec(Strict):
 
 
 # --------------------------------------------------------------------------- exceptions
+
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date(value: Any) -> Any:
+    """A calendar date: YAML gives a ``date``, JSON (the cluster) a string."""
+    if isinstance(value, dt.datetime):
+        raise ValueError("give a date (YYYY-MM-DD), not a date and time")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and _DATE_RE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    shown = f"{value!a}" if isinstance(value, str) else type(value).__name__
+    raise ValueError(f"{shown} is not a date: use YYYY-MM-DD")
 
 
 class GuardExceptionSpec(Strict):
@@ -321,7 +583,7 @@ class GuardExceptionSpec(Strict):
     target: NonEmptyStr
     reason: NonEmptyStr
     owner: NonEmptyStr
-    expires: dt.date
+    expires: Annotated[dt.date, BeforeValidator(_date)]
 
 
 # --------------------------------------------------------------------------- tests
@@ -330,11 +592,16 @@ class GuardExceptionSpec(Strict):
 class ExpectedFinding(Strict):
     policy: NonEmptyStr
     rule: str | None = None
-    result: Literal["fail", "unknown", "error"] = "fail"
+    result: Annotated[
+        Literal["fail", "unknown", "error"],
+        one_of(("fail", "unknown", "error"), "a finding result"),
+    ] = "fail"
 
 
 class Expectation(Strict):
-    result: Literal["pass", "fail", "unknown"]
+    result: Annotated[
+        Literal["pass", "fail", "unknown"], one_of(("pass", "fail", "unknown"), "a result")
+    ]
     findings: list[ExpectedFinding] = Field(default_factory=list)
 
 
@@ -343,7 +610,10 @@ class TestResource(Strict):
 
     type: NonEmptyStr
     address: str | None = None
-    action: TerraformAction = "create"
+    action: TerraformActionField = "create"
+
+
+KUBERNETES_OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
 
 class TestCase(Strict):
@@ -365,6 +635,12 @@ class TestCase(Strict):
     def _has_object(self) -> TestCase:
         if self.object is None and self.old_object is None:
             raise ValueError("a case needs object, oldObject, or both")
+        operation = (self.request or {}).get("operation")
+        if operation is not None and operation not in KUBERNETES_OPERATIONS:
+            raise ValueError(
+                "request.operation: "
+                + not_one_of(operation, KUBERNETES_OPERATIONS, "an admission operation")
+            )
         return self
 
     @property
@@ -384,7 +660,7 @@ class GuardPolicyTestSpec(Strict):
 class Metadata(BaseModel):
     """Object metadata. Only the name matters; server-set fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
     labels: dict[str, str] = Field(default_factory=dict)
@@ -392,7 +668,7 @@ class Metadata(BaseModel):
 
 
 class _Document(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     api_version: Literal["guard.dev/v1alpha1"] = Field(alias="apiVersion")
     metadata: Metadata

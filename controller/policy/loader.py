@@ -113,8 +113,9 @@ def _validate(raw: Any, where: str, node: yaml.Node, source: str) -> Iterator[Lo
         document = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        problems = validation_problems(exc)
-        raise DocumentError(label, "; ".join(problems), line=_line_of(node, first["loc"])) from None
+        raise DocumentError(
+            label, validation_problems(model, exc), line=_line_of(node, first["loc"])
+        ) from None
     yield Loaded(document=document, source=f"{source}", line=line)  # type: ignore[arg-type]
 
 

@@ -152,12 +152,20 @@ def trust_spec(keys: Keys) -> GuardTrustSpec:
                 entry("ci", keys.ci, "attester"),
                 entry("laptop", keys.laptop, "attester", "github:1001"),
                 entry("alice", keys.alice, "person", "github:1001"),
-                entry("bob", keys.bob, "person", "GitHub:1002"),
+                entry("bob", keys.bob, "person", "github:1002"),
                 entry("carol", keys.carol, "person", "github:1003"),
             ],
             "principals": [
-                {"id": "github:1001", "aliases": ["gitlab:77", "email:alice@acme.example"]},
-                {"id": "github:1002", "aliases": ["email:bob@acme.example"]},
+                {
+                    "id": "github:1001",
+                    "aliases": [
+                        "gitlab:77",
+                        "email:alice@acme.example",
+                        "kubernetes:alice@acme.example",
+                    ],
+                },
+                {"id": "github:1002", "aliases": ["email:bob@acme.example", "kubernetes:bob"]},
+                {"id": "github:1003", "aliases": ["kubernetes:carol@acme.example"]},
             ],
         }
     )

@@ -16,9 +16,10 @@ from controller import cli
 from controller.attest import checks, dsse
 from controller.attest.review import AttestationReview, EnvelopeList
 from controller.attest.statement import CHANGE_REVIEW_PREDICATE
-from controller.attest.trust import Trust, normalize_id
+from controller.attest.trust import Trust
 from controller.errors import InputError
 from controller.policy.documents import GuardTrustSpec, RequiredCheck
+from controller.policy.identity import check_id
 from controller.policy.results import Result
 from controller.strict import StrictJSONError, load_json_or_yaml, loads
 from tests.attest import helpers as h
@@ -122,9 +123,13 @@ def test_a_minimum_that_is_not_a_finite_number_fails_closed(keys: Keys, minimum:
 # --------------------------------------------------------------------------- identities and trust
 
 
-def test_invisible_and_space_characters_do_not_make_a_new_identity() -> None:
-    assert normalize_id(" GitHub:\u200b1001\u00a0") == "github:1001"
-    assert normalize_id("github:\ufeff1001\u2060") == "github:1001"
+@pytest.mark.parametrize(
+    "identity", [" github:1001", "github:\u200b1001", "github:1001\u00a0", "github:\ufeff1001"]
+)
+def test_invisible_and_space_characters_make_no_identity_at_all(identity: str) -> None:
+    """Not stripped into github:1001 (that would hide them), not a new id either."""
+    with pytest.raises(ValueError, match="contains"):
+        check_id(identity)
 
 
 def test_one_public_key_under_two_names_is_refused(keys: Keys) -> None:
@@ -178,8 +183,11 @@ def test_allowed_user_names_are_not_group_names(keys: Keys) -> None:
 def test_allowed_deployers_follow_the_trusts_explicit_aliases(keys: Keys) -> None:
     review = evaluator(keys, [good(keys)])
     policy = h.policy(deployer={"allowed": ["github:1002"]})
-    as_alias = h.deployment_subject(username="email:bob@acme.example")
+    as_alias = h.deployment_subject(username="bob")  # kubernetes:bob is bob's alias
     assert review.review(policy, as_alias).result is Result.passed
+    # Another of bob's ids is not his Kubernetes username.
+    as_other_id = h.deployment_subject(username="email:bob@acme.example")
+    assert review.review(policy, as_other_id).result is Result.fail
 
 
 def test_deployer_rules_deny_when_the_request_names_nobody(keys: Keys) -> None:

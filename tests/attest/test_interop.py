@@ -100,7 +100,8 @@ def test_cosign_envelope_rejected_with_any_other_key() -> None:
             Circumstances(now=h.NOW),
         )
         assert verdict.reasons == (
-            "signed by an unknown key (no keyid): no trusted key verifies it",
+            "no trusted key verifies this signature (no keyid): it was made with a key the "
+            "trust does not list, or the envelope was changed after signing",
         )
 
 

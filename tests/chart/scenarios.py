@@ -98,7 +98,7 @@ def scenarios() -> dict[str, dict[str, Any]]:
                         "principal": "github:1001",
                     },
                 ],
-                "principals": [{"id": "github:1001", "aliases": ["alice"]}],
+                "principals": [{"id": "github:1001", "aliases": ["kubernetes:alice"]}],
                 "existingSecret": "more-trust",
             },
             "policies": {

@@ -49,7 +49,8 @@ def team(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
                     "principal": "github:1002",
                     "publicKey": (tmp_path / "bob.pub").read_text(),
                 },
-            ]
+            ],
+            "principals": [{"id": "github:1004", "aliases": ["kubernetes:dave"]}],
         },
     }
     h.write_yaml(tmp_path / "trust.yaml", trust)
@@ -357,4 +358,6 @@ def test_verify_applies_deployer_rules_when_told_who_deploys(
     code, out, _ = run(capsys, *verify_args(team, "--deployer", "github:1001"))
     assert code == 1
     assert "  - deployer github:1001 is an author of the change (alice, github:1001)" in out
-    assert run(capsys, *verify_args(team, "--deployer", "github:1004"))[0] == 0
+    assert run(capsys, *verify_args(team, "--deployer", "dave"))[0] == 0
+    code, out, _ = run(capsys, *verify_args(team, "--deployer", "erin"))
+    assert code == 1 and "deployer erin is not mapped to a principal" in out

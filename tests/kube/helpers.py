@@ -247,7 +247,9 @@ GLASS_POLICIES = (*TEST_POLICIES, GLASS_POLICY)
 def oncall_trust(cast: Cast) -> dict[str, Any]:
     """The test trust plus the on-call principal and its alias."""
     document = cast.trust_document()
-    document["spec"]["principals"] = [{"id": ONCALL_PRINCIPAL, "aliases": [ONCALL_ALIAS]}]
+    document["spec"]["principals"] = [
+        {"id": ONCALL_PRINCIPAL, "aliases": [f"kubernetes:{ONCALL_ALIAS}"]}
+    ]
     return document
 
 

@@ -295,7 +295,7 @@ def test_forged_attestation_is_denied(guard: RunningGuard, cast: Cast) -> None:
         admission_review(workload("Deployment", "web", "prod", f"{IMAGE}@{digest}"))
     )
     assert not answer.allowed
-    assert "unknown key" in answer.message
+    assert "no trusted key verifies this signature" in answer.message
 
 
 # --------------------------------------------------------------------------- attestations in the cluster

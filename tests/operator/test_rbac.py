@@ -32,7 +32,7 @@ TRUST = {
     "apiVersion": "guard.dev/v1alpha1",
     "kind": "GuardTrust",
     "metadata": {"name": "extra-people"},
-    "spec": {"principals": [{"id": "github:4242", "aliases": ["erin@example.com"]}]},
+    "spec": {"principals": [{"id": "github:4242", "aliases": ["kubernetes:erin@example.com"]}]},
 }
 EXCEPTION = {
     "apiVersion": "guard.dev/v1alpha1",
