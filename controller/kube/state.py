@@ -78,7 +78,8 @@ class ResourceEntry:
 
 def entry_from_body(kind: str, body: Mapping[str, Any]) -> ResourceEntry:
     """Validate a custom resource's body into a document, or record why not."""
-    metadata = body.get("metadata") or {}
+    metadata = body.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
     name = str(metadata.get("name") or "")
     uid = str(metadata.get("uid") or "")
     spec = body.get("spec")

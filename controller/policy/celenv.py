@@ -274,7 +274,10 @@ def compile_expression(source: str, target: Target) -> Compiled:
         program = cel.compile(source)
     except (ValueError, RuntimeError) as exc:
         message = str(exc).replace("Failed to parse expression", "syntax error in")
-        raise CelCompileError(message.strip()) from None
+        # The library draws a caret under the source on extra lines; the
+        # position is already in the first line, and errors are one line.
+        first = message.strip().splitlines()[0] if message.strip() else "syntax error"
+        raise CelCompileError(first) from None
     bound = set(_BOUND_RE.findall(source))
     allowed = VARIABLES[target]
     unknown_vars = sorted(set(program.variables()) - allowed - bound - set(HELPERS) - TYPE_NAMES)

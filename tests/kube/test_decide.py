@@ -201,3 +201,12 @@ def test_many_failures_are_capped_in_the_message(tmp_path: Path, cast: Cast) -> 
     result = _judge(policies, admission_review(workload("Pod", "p", "prod", *images)), cast)
     assert "(and 2 more)" in result.message
     assert all(image in result.message for image in images)
+
+
+@pytest.mark.parametrize("metadata", [["x"], "name", None, 7])
+def test_a_resource_with_unreadable_metadata_is_invalid_not_a_crash(metadata: Any) -> None:
+    body = {"apiVersion": "guard.dev/v1alpha1", "kind": "GuardPolicy", "metadata": metadata,
+            "spec": {"match": {"kubernetes": {}}}}  # fmt: skip
+    entry = entry_from_body("GuardPolicy", body)
+    assert entry.error is not None and entry.invalid is not None
+    assert entry.invalid.name == "(unnamed)"

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.policy.celenv import CelCompileError, compile_expression, new_context
 from controller.policy.documents import Target
@@ -55,3 +57,12 @@ def test_type_names_are_not_undefined_variables_but_other_names_are() -> None:
     compile_expression("type(object) == map || type(object) == null_type", Target.terraform)
     with pytest.raises(CelCompileError, match="undefined variable"):
         compile_expression("type(object) == mapping", Target.terraform)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("abc.()[]{}'\",!&|=<>?:+-* 01\n\t"), max_size=40))
+def test_a_rule_that_does_not_compile_says_why_in_one_line(source: str) -> None:
+    try:
+        compile_expression(source, Target.kubernetes)
+    except CelCompileError as exc:
+        assert str(exc) and "\n" not in str(exc)
