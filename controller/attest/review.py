@@ -96,18 +96,9 @@ class AttestationReview:
         self.on_verdict = on_verdict
 
     def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
-        """Fail closed: whatever goes wrong is an error result, never a pass
-        and never an exception the caller might turn into one."""
-        try:
-            return self._review(policy, subject)
-        except Exception as exc:  # any surprise must deny
-            return ReviewOutcome(
-                Result.error,
-                (f"review could not be checked: {exc}",),
-                fix="report this error; the request is denied until review can be checked",
-            )
-
-    def _review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
+        """The review of every artifact of the subject. Whatever this raises
+        the engine (``Engine.review_findings``, the one catch-all for a
+        failing evaluator) turns into an error finding, never a pass."""
         review = policy.spec.review
         if review is None:
             return ReviewOutcome(Result.passed)

@@ -19,6 +19,7 @@ from controller.attest.statement import CHANGE_REVIEW_PREDICATE
 from controller.attest.trust import Trust
 from controller.errors import InputError
 from controller.policy.documents import GuardTrustSpec, RequiredCheck
+from controller.policy.engine import Engine
 from controller.policy.identity import check_id
 from controller.policy.results import Result
 from controller.strict import StrictJSONError, load_json_or_yaml, loads
@@ -253,9 +254,9 @@ def test_any_unexpected_exception_is_an_error_never_a_pass(keys: Keys) -> None:
         raise RuntimeError("clock unavailable")
 
     review = AttestationReview(h.trust_spec(keys), EnvelopeList([good(keys)]), now=broken_clock)
-    outcome = review.review(h.policy(), h.deployment_subject())
-    assert outcome.result is Result.error
-    assert outcome.reasons == ("review could not be checked: clock unavailable",)
+    [finding] = Engine([h.policy()]).evaluate(h.deployment_subject(), review=review).findings
+    assert finding.result is Result.error and finding.denies
+    assert finding.reasons == ("review could not be checked: clock unavailable",)
 
 
 def test_a_check_that_raises_is_an_error(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
