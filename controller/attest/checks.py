@@ -35,11 +35,48 @@ from controller.policy.identity import (
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
+# What to do next, for the person who can do it (a denial names them): the
+# developer who owns the change, the release engineer who runs the pipeline
+# that attests, the person deploying, and the policy author.
+FIX_APPROVAL = (
+    "developer: get an approval from someone who is not an author, on the change's last revision"
+)
+FIX_REFRESH = "release engineer: re-run the release pipeline to refresh the attestation"
+FIX_CLOCK = "release engineer: check the attester's clock, then re-run the release pipeline"
+FIX_SUBJECT = (
+    "release engineer: deploy the image the attestation names, or attest this digest "
+    "in the release pipeline"
+)
+FIX_ATTESTER = (
+    "release engineer: attest in the release pipeline with a key the policy lists in "
+    "spec.review.attesters (an author's key never vouches for their own change)"
+)
+FIX_REPOSITORY = (
+    "policy author: if this repository may deploy here, add it to spec.review.repositories "
+    "(if it may not, deploy an image built from one the policy lists)"
+)
+FIX_TARGET_REF = (
+    "developer: merge the change into a branch the policy lists and deploy the image built there"
+)
+FIX_CHECKS = "developer: make the required checks pass, then re-run the release pipeline"
+FIX_NOT_AUTHOR = "deployer: someone who is not an author of the change must deploy it"
+FIX_UNMAPPED = (
+    "platform team: add kubernetes:USERNAME to the deployer's principal in the GuardTrust, "
+    "or list the CD service account in spec.review.deployer.allowed"
+)
+FIX_UNKNOWN_DEPLOYER = (
+    "CI user: name the deployer (guard kube check --user NAME); in the cluster every "
+    "request names one"
+)
+FIX_DEPLOYER = "deployer: deploy through an identity spec.review.deployer.allowed lists"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """Success when there are no reasons."""
+    """Success when there are no reasons; ``fixes`` say who does what next."""
 
     reasons: tuple[str, ...] = ()
+    fixes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -49,10 +86,10 @@ class Verdict:
 SUCCESS = Verdict()
 
 
-def failure(*reasons: str) -> Verdict:
+def failure(*reasons: str, fix: str) -> Verdict:
     if not reasons:
         raise ValueError("a failure needs a reason")
-    return Verdict(tuple(reasons))
+    return Verdict(tuple(reasons), (fix,))
 
 
 @dataclass(frozen=True)
@@ -100,9 +137,12 @@ class AllOf:
 
     def check(self, claim: Claim) -> Verdict:
         reasons: list[str] = []
+        fixes: dict[str, None] = {}
         for check in self.checks:
-            reasons.extend(check.check(claim).reasons)
-        return Verdict(tuple(reasons))
+            verdict = check.check(claim)
+            reasons.extend(verdict.reasons)
+            fixes.update(dict.fromkeys(verdict.fixes))
+        return Verdict(tuple(reasons), tuple(fixes))
 
 
 # --------------------------------------------------------------------------- what was signed
@@ -117,7 +157,9 @@ class SubjectMatches:
         if claim.digest in covered:
             return SUCCESS
         shown = ", ".join(covered) or "no sha256 digest"
-        return failure(f"subject mismatch: envelope covers {shown}, not {claim.digest}")
+        return failure(
+            f"subject mismatch: envelope covers {shown}, not {claim.digest}", fix=FIX_SUBJECT
+        )
 
 
 @dataclass(frozen=True)
@@ -149,7 +191,7 @@ class VouchedByAttester:
                 f"not signed by an attester the policy accepts (review.attesters: {wanted}); "
                 f"signed by {signed}"
             )
-        return Verdict(tuple(reasons))
+        return Verdict(tuple(reasons), (FIX_ATTESTER,))
 
 
 def _globs(value: str, patterns: Sequence[str], *, fold_case: bool) -> bool:
@@ -177,7 +219,8 @@ class RepositoryIn:
             return SUCCESS
         return failure(
             f"repository {claim.review.repository!r} is not one the policy accepts "
-            f"({', '.join(self.repositories)})"
+            f"({', '.join(self.repositories)})",
+            fix=FIX_REPOSITORY,
         )
 
 
@@ -196,7 +239,8 @@ class TargetRefIn:
             return SUCCESS
         return failure(
             f"target ref {claim.review.target_ref!r} is not one the policy accepts "
-            f"({', '.join(self.target_refs)})"
+            f"({', '.join(self.target_refs)})",
+            fix=FIX_TARGET_REF,
         )
 
 
@@ -207,7 +251,7 @@ class NotExpired:
     def check(self, claim: Claim) -> Verdict:
         if claim.now < claim.review.expires_at:
             return SUCCESS
-        return failure(f"expired at {utc(claim.review.expires_at)}")
+        return failure(f"expired at {utc(claim.review.expires_at)}", fix=FIX_REFRESH)
 
 
 class NotFromTheFuture:
@@ -215,7 +259,8 @@ class NotFromTheFuture:
         if claim.review.attested_at <= claim.now + CLOCK_SKEW:
             return SUCCESS
         return failure(
-            f"attested in the future ({utc(claim.review.attested_at)}): check the attester's clock"
+            f"attested in the future ({utc(claim.review.attested_at)}): check the attester's clock",
+            fix=FIX_CLOCK,
         )
 
 
@@ -229,7 +274,8 @@ class NotTooOld:
             return SUCCESS
         return failure(
             f"too old: attested at {utc(claim.review.attested_at)}, more than maxAge "
-            f"{self.label} ago"
+            f"{self.label} ago",
+            fix=FIX_REFRESH,
         )
 
 
@@ -329,6 +375,7 @@ class EnoughApprovals:
             *result.rejected,
             f"{count} of {self.min_approvals} approvals from reviewers who are not authors "
             f"(counted: {names})",
+            fix=FIX_APPROVAL,
         )
 
 
@@ -365,7 +412,7 @@ class ChecksPassed:
                     reasons.append(
                         f"required check {need.name!r} has {value}, below the minimum {need.min:g}"
                     )
-        return Verdict(tuple(reasons))
+        return Verdict(tuple(reasons), (FIX_CHECKS,) if reasons else ())
 
 
 def _shown(name: str) -> str:
@@ -400,19 +447,26 @@ class DeployerAllowed:
         if not deployer.username:
             return failure(
                 "the deployer is unknown (request.userInfo.username is missing), so the "
-                "review.deployer rules cannot be met"
+                "review.deployer rules cannot be met",
+                fix=FIX_UNKNOWN_DEPLOYER,
             )
         reasons: list[str] = []
+        fixes: list[str] = []
         if self.rules.not_author:
-            reasons.extend(self._not_author(claim, deployer))
+            problem = self._not_author(claim, deployer)
+            if problem is not None:
+                reasons.append(problem[0])
+                fixes.append(problem[1])
         if self.rules.allowed and not self._allowed(claim.trust, deployer):
             reasons.append(
                 f"deployer {_shown(deployer.username)} is not allowed to deploy reviewed changes "
                 f"(review.deployer.allowed: {', '.join(self.rules.allowed)})"
             )
-        return Verdict(tuple(reasons))
+            fixes.append(FIX_DEPLOYER)
+        return Verdict(tuple(reasons), tuple(dict.fromkeys(fixes)))
 
-    def _not_author(self, claim: Claim, deployer: Deployer) -> list[str]:
+    def _not_author(self, claim: Claim, deployer: Deployer) -> tuple[str, str] | None:
+        """Why the deployer is not proven not to be an author, and the fix."""
         username = deployer.username
         principal = claim.trust.principal_of_user(username)
         # A username that is itself an author's id is refused even unmapped:
@@ -423,18 +477,20 @@ class DeployerAllowed:
         for candidate in candidates:
             author = claim.author_of(candidate)
             if author is not None:
-                return [
+                return (
                     f"deployer {_shown(username)} is an author of the change "
-                    f"({author.login}, {author.id}): someone else must deploy it"
-                ]
+                    f"({author.login}, {author.id}): someone else must deploy it",
+                    FIX_NOT_AUTHOR,
+                )
         if principal is not None or self._named(username):
-            return []
-        return [
+            return None
+        return (
             f"deployer {_shown(username)} is not mapped to a principal, so guard cannot prove "
             "they are not an author (review.deployer.notAuthor): add "
             f"{_shown(kubernetes_id(username))} to the aliases of their principal in a "
-            "GuardTrust, or list a CD service account in review.deployer.allowed"
-        ]
+            "GuardTrust, or list a CD service account in review.deployer.allowed",
+            FIX_UNMAPPED,
+        )
 
     def _named(self, username: str) -> bool:
         """Whether ``allowed`` names this username itself (not via a group)."""

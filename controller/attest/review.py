@@ -123,7 +123,9 @@ class AttestationReview:
                 reasons.append(
                     f"{artifact.reference}: not pinned by digest (tag-only images are denied)"
                 )
-                fixes.append(f"pin {artifact.reference} by digest: IMAGE@sha256:<digest>")
+                fixes.append(
+                    f"developer: pin {artifact.reference} by digest (IMAGE@sha256:<digest>)"
+                )
                 continue
             try:
                 verdict = self._verify(artifact, requirements, circumstances)
@@ -140,7 +142,9 @@ class AttestationReview:
                 evidence["approvers"][verdict.digest] = list(verdict.approvers)
                 continue
             reasons.extend(f"{artifact.reference}: {r}" for r in verdict.reasons)
-            fixes.append(review_command(verdict.digest, artifact, review))
+            # Each failure names who must act; with no attestation at all, the
+            # release pipeline must make one, and this is its command.
+            fixes.extend(verdict.fixes or (review_command(verdict.digest, artifact, review),))
         evidence["envelopes"] = sorted(set(evidence["envelopes"]))
         if not reasons:
             return ReviewOutcome(Result.passed, evidence=evidence)
@@ -192,13 +196,16 @@ def _exempt(reference: str, patterns: Sequence[str]) -> bool:
 
 
 def review_command(digest: str, artifact: Artifact, review: Review) -> str:
-    """The ``guard attest review`` line an attester would run for this artifact."""
+    """What the release pipeline runs to attest this artifact, for the
+    release engineer: the key, repository and branch are the policy's, the
+    change's facts are placeholders the pipeline fills."""
     subject = (
         f"--subject-file {shlex.quote(artifact.reference)}"
         if artifact.kind == "plan"
         else f"--digest {shlex.quote(_image_name(artifact.reference))}@{digest}"
     )
     return (
+        "release engineer: attest it in the release pipeline after review: "
         f"guard attest review --key {review.attesters[0]}.key "
         f"--repository {shlex.quote(review.repositories[0])} "
         f"--target-ref {shlex.quote(review.target_refs[0])} "

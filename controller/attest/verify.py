@@ -89,6 +89,14 @@ class Circumstances:
     deployer: Deployer | None = None
 
 
+# An envelope that is unsigned, tampered with, malformed or not a change
+# review: only the pipeline that attests can make a good one.
+FIX_RESIGN = (
+    "release engineer: re-run the release pipeline so a trusted attester key signs a "
+    "change-review attestation (this one is unsigned, changed after signing, or malformed)"
+)
+
+
 @dataclass(frozen=True)
 class ArtifactVerdict:
     """The outcome for one digest: accepted by one envelope, or every reason why not."""
@@ -99,6 +107,8 @@ class ArtifactVerdict:
     accepted: str | None = None
     approvers: tuple[str, ...] = ()
     examined: tuple[str, ...] = ()
+    # Who must do what next, one line per kind of failure (see ``checks``).
+    fixes: tuple[str, ...] = ()
 
 
 def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllOf:
@@ -294,14 +304,16 @@ class Verifier:
         candidates = candidates[:MAX_CANDIDATES]
         checks_used = checks_for(requirements, circumstances)
         reasons: list[str] = []
+        fixes: dict[str, None] = {}
         examined: list[str] = []
         label = len(candidates) > 1
         for candidate in candidates:
             if isinstance(candidate, str):
                 reasons.append(candidate)
+                fixes[FIX_RESIGN] = None
                 continue
             examined.append(candidate.digest)
-            own, approvers = self._judge(
+            own, approvers, own_fixes = self._judge(
                 candidate,
                 statements[candidate.digest],
                 digest,
@@ -315,12 +327,15 @@ class Verifier:
                 )
             prefix = f"envelope {candidate.short_id}: " if label else ""
             reasons.extend(prefix + r for r in own)
+            fixes.update(dict.fromkeys(own_fixes))
         if skipped:
             reasons.append(
                 f"{skipped} more envelope(s) for {digest} were not examined (limit "
                 f"{MAX_CANDIDATES}): remove stale attestations"
             )
-        return ArtifactVerdict(digest, False, tuple(reasons), None, (), tuple(examined))
+        return ArtifactVerdict(
+            digest, False, tuple(reasons), None, (), tuple(examined), tuple(fixes)
+        )
 
     def _judge(
         self,
@@ -330,22 +345,29 @@ class Verifier:
         requirements: Requirements,
         circumstances: Circumstances,
         checks_used: Check,
-    ) -> tuple[list[str], tuple[str, ...]]:
+    ) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+        """Why one envelope does not cover the digest (none: it does), the
+        approvers that counted, and who must do what next."""
+        resign = (FIX_RESIGN,)
         if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
-            return [
-                f"payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE!r}: "
-                "not an in-toto statement"
-            ], ()
+            return (
+                [
+                    f"payloadType {envelope.payload_type!r} is not {IN_TOTO_PAYLOAD_TYPE!r}: "
+                    "not an in-toto statement"
+                ],
+                (),
+                resign,
+            )
         signers = self.signers(envelope)
         if not signers:
-            return self._unsigned_reasons(envelope), ()
+            return self._unsigned_reasons(envelope), (), resign
         # Read only now that a trusted key signed it.
         if isinstance(parsed, StatementError):
-            return [str(parsed)], ()
+            return [str(parsed)], (), resign
         statement = parsed
         review = _change_review_of(envelope.payload)
         if isinstance(review, StatementError):
-            return [str(review)], ()
+            return [str(review)], (), resign
         claim = Claim(
             digest=digest,
             envelope=envelope,
@@ -358,9 +380,9 @@ class Verifier:
         )
         verdict = checks_used.check(claim)
         if not verdict.ok:
-            return list(verdict.reasons), ()
+            return list(verdict.reasons), (), verdict.fixes
         counted = tally(claim, requirements.allow_bots).counted
-        return [], tuple(sorted(counted.values()))
+        return [], tuple(sorted(counted.values())), ()
 
 
 # Parsing is memoised by the exact bytes (the same envelopes come with every

@@ -64,7 +64,7 @@ def test_tag_only_images_are_denied_with_the_fix(keys: Keys) -> None:
     )
     assert outcome.result is Result.fail
     assert outcome.reasons == (f"{h.IMAGE}:1.0: not pinned by digest (tag-only images are denied)",)
-    assert outcome.fix == f"pin {h.IMAGE}:1.0 by digest: IMAGE@sha256:<digest>"
+    assert outcome.fix == f"developer: pin {h.IMAGE}:1.0 by digest (IMAGE@sha256:<digest>)"
 
 
 def test_exempt_images_pass_and_are_recorded(keys: Keys) -> None:

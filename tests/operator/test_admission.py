@@ -91,7 +91,10 @@ def test_every_kind_with_an_unreviewed_image_is_denied(guard: RunningGuard, kind
     assert "[require-review/review]" in answer.message
     assert UNATTESTED in answer.message
     assert "no review attestation found" in answer.message
-    assert "fix: guard attest review" in answer.message
+    assert (
+        "fix: release engineer: attest it in the release pipeline after review: guard attest review"
+        in answer.message
+    )
 
 
 def test_ephemeral_containers_subresource_is_judged(guard: RunningGuard, attested: str) -> None:
