@@ -60,7 +60,8 @@ def test_independent_review_of_the_binary_plan_passes(
     code, report = _check(guard, real_plans.change, keys, envelope)
     assert code == 0, report["findings"]
     assert report["findings"] == []
-    assert report["summary"]["review"] == "passed (1 policies)"
+    # The passing review names who approved and in which attestation.
+    assert report["summary"]["review"] == f"passed: approved by bob in {envelope} (test-plan-review)"
 
 
 def test_self_approval_is_rejected_with_its_reason(
