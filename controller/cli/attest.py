@@ -214,8 +214,8 @@ def _register_sign(sub: Commands[argparse.ArgumentParser]) -> None:
         "sign",
         help="add a signature to an envelope (a reviewer co-signing with a person key)",
         description="Add a signature to an existing envelope: a reviewer co-signs with their "
-        "person key, which counts as their approval (never if they are an author). As with "
-        "attest review, -o/--output names the envelope file.",
+        "person key, which counts as their approval (never if they are an author). Unlike the "
+        "report commands, -o/--output here names the envelope file.",
         examples=[
             ("bob co-signs in place", "guard attest sign app.intoto.json --key bob.key"),
             (
