@@ -49,7 +49,9 @@ def parse_output(value: str, formats: Sequence[str] = FORMAT_NAMES) -> OutputSpe
         else:
             guess = _SUFFIX_FORMATS.get(Path(value).suffix.lower())
             example = guess if guess in formats else "FORMAT"
-            hint = f"write --output {example}={value} (FORMAT: {choices})"
+            # The error stays one line whatever the value holds.
+            shown = value if value.isprintable() else "FILE"
+            hint = f"write --output {example}={shown} (FORMAT: {choices})"
         raise InputError(f"--output {value!r}: expected FORMAT=FILE; {hint}")
     if name not in formats:
         raise InputError(f"--output {value!r}: unknown format {name!r} (one of {choices})")

@@ -61,7 +61,9 @@ def test_independent_review_of_the_binary_plan_passes(
     assert code == 0, report["findings"]
     assert report["findings"] == []
     # The passing review names who approved and in which attestation.
-    assert report["summary"]["review"] == f"passed: approved by bob in {envelope} (test-plan-review)"
+    assert (
+        report["summary"]["review"] == f"passed: approved by bob in {envelope} (test-plan-review)"
+    )
 
 
 def test_self_approval_is_rejected_with_its_reason(
