@@ -186,7 +186,7 @@ def test_output_specs() -> None:
         OutputSpec("junit", "out.xml"),
     ]
     # A bare file is refused: --output json must never write text to a file named json.
-    with pytest.raises(InputError, match="expected FORMAT=FILE; write --output sarif=out.sarif"):
+    with pytest.raises(InputError, match=r"expected FORMAT=FILE; write --output sarif=out\.sarif"):
         parse_outputs("sarif", ["out.sarif"])
     with pytest.raises(InputError, match="unknown format 'dir/a'"):
         parse_outputs("text", ["dir/a=b.json"])
