@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 from controller.attest import dsse  # noqa: E402
 from controller.attest.keys import generate  # noqa: E402
+from controller.report.output import colour_wanted  # noqa: E402
 from tests.kube.helpers import admission_review  # noqa: E402
 from tests.operator.harness import (  # noqa: E402
     Answer,
@@ -57,9 +58,11 @@ HOTFIX = "ghcr.io/example/app@sha256:" + "5f" * 32
 REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 500: "InternalError"}
 WAIT = 10.0
 
-BOLD = "\033[1m" if sys.stdout.isatty() else ""
-DIM = "\033[2m" if sys.stdout.isatty() else ""
-RESET = "\033[0m" if sys.stdout.isatty() else ""
+# Colour as guard's own reports: only on a terminal, never with NO_COLOR.
+COLOUR = colour_wanted(sys.stdout)
+BOLD = "\033[1m" if COLOUR else ""
+DIM = "\033[2m" if COLOUR else ""
+RESET = "\033[0m" if COLOUR else ""
 
 
 def policy_paths() -> tuple[Path, ...]:

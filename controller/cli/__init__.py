@@ -7,8 +7,8 @@ evaluator for ``guard policy test``, the operator's handlers for ``guard
 serve``). Domain packages never import argparse or another side.
 
 Exit codes are the same everywhere: 0 nothing that denies, 1 findings that
-deny (or a rejected verification, or a failed policy test), 2 bad input or
-usage.
+deny (or a rejected verification, a failing or unexercised policy test case),
+2 bad input or usage. The options every command shares live in ``options``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,35 @@ from collections.abc import Sequence
 
 from controller import __version__
 from controller.cli import attest, keygen, kube, policy, terraform
-from controller.cli.options import EXIT_INPUT
+from controller.cli.options import EXIT_INPUT, Console, HelpFormatter
 from controller.errors import GuardError
+
+EXAMPLES = """\
+Examples:
+  # in CI: a Terraform plan, with SARIF for code scanning
+  guard tf-plan plan.bin --trust trust.yaml --attestation plan.intoto.json -o sarif=guard.sarif
+  # in CI: rendered manifests, as the admission webhook would judge them
+  guard kube check -f manifests.yaml --trust trust.yaml --attestation attestations/
+  # the policies and their test cases
+  guard policy lint policies/
+
+Every command: -f/--filename or a positional names the input; --format FMT
+for standard output and -o FMT=FILE (repeatable) for report files; -q/--quiet
+prints nothing but errors; colour only on a terminal and never with NO_COLOR.
+Exit codes: 0 ok, 1 findings that deny or failing cases, 2 bad input or usage.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guard",
         description="Separation of duties for software delivery: no one ships alone.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"guard {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"guard {__version__}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for group in (policy, keygen, attest, terraform, kube):
@@ -39,10 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    console = Console.of(args)
+    for warning in getattr(args, "deprecations", []):
+        console.info(f"guard: warning: {warning}")
     try:
         code: int = args.handler(args)
     except GuardError as exc:
-        print(f"guard: error: {exc}", file=sys.stderr)
+        console.error(f"guard: error: {exc}")
         return EXIT_INPUT
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""``guard keygen`` and ``guard attest review|sign|verify``.
+"""``guard attest review|sign|verify``.
 
 Exit codes: 0 verified, 1 rejected, 2 bad input (a malformed envelope, key,
 trust or policy file is bad input, reported in one line). The trust is
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import json
 import os
 import re
 import sys
@@ -32,95 +33,269 @@ from controller.attest.statement import (
 )
 from controller.attest.trust import load_trust
 from controller.attest.verify import Circumstances, Requirements, Verifier
+from controller.cli.evidence import envelope_names
+from controller.cli.options import (
+    ATTESTATION_SUFFIXES,
+    EXIT_DENIED,
+    EXIT_OK,
+    Commands,
+    Console,
+    add_command,
+    add_group,
+    add_report_options,
+    add_trust_option,
+    attestation_files,
+)
 from controller.errors import InputError
 from controller.policy.documents import parse_duration
 from controller.policy.loader import load_bundle
+from controller.report.output import parse_outputs, write_outputs
 from controller.strict import StrictJSONError, load_json_or_yaml
 
 PASSWORD_ENV = "GUARD_KEY_PASSWORD"
 DEFAULT_EXPIRY = "30d"
+VERIFY_FORMATS = ("text", "json")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    attest = commands.add_parser("attest", help="create, co-sign and verify review attestations")
-    sub = attest.add_subparsers(dest="attest_command", metavar="ACTION")
-    sub.required = True
+def register(commands: Commands[argparse.ArgumentParser]) -> None:
+    sub = add_group(
+        commands,
+        "attest",
+        help="create, co-sign and verify review attestations",
+        description="Make a signed change-review attestation (CI, after the merge), add a "
+        "reviewer's signature to it, and verify it as admission and tf-plan do.",
+        examples=[
+            (
+                "verify the demo attestation",
+                "guard attest verify examples/attestations/app-reviewed.json "
+                f"--trust examples/keys/demo-trust.yaml --digest {_EXAMPLE_DIGEST}",
+            )
+        ],
+        dest="attest_command",
+    )
     _register_review(sub)
     _register_sign(sub)
     _register_verify(sub)
 
 
-def _register_review(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    review = sub.add_parser(
+_EXAMPLE_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def _register_review(sub: Commands[argparse.ArgumentParser]) -> None:
+    review = add_command(
+        sub,
         "review",
         help="build and sign a change-review attestation",
         description="Build an in-toto statement with the change-review predicate from flags "
-        "or --input, sign it and write the DSSE envelope.",
+        "or --input, sign it with the attester key and write the DSSE envelope. Unlike the "
+        "report commands, -o/--output here names the envelope file. CI runs this after the "
+        "merge; a developer never holds the attester key.",
+        examples=[
+            (
+                "CI attests an image after the merge of change 42",
+                "guard attest review --key ci-attester.key --repository github.com/acme/shop "
+                "--target-ref refs/heads/main --revision 9f2c4e1 --change-id 42 "
+                "--author alice=github:1001 --approval carol=github:1003 "
+                f"--digest ghcr.io/acme/shop@{_EXAMPLE_DIGEST} -o shop.intoto.json",
+            ),
+            (
+                "a Terraform plan file, the predicate from a file",
+                "guard attest review --key ci-attester.key --input predicate.yaml "
+                "--subject-file plan.bin -o plan.intoto.json",
+            ),
+        ],
     )
-    review.add_argument("--key", required=True, metavar="FILE", help="attester private key")
-    review.add_argument("--password-env", metavar="VAR", help=f"password variable ({PASSWORD_ENV})")
-    review.add_argument("--output", "-o", default="-", metavar="FILE", help="envelope (default -)")
+    review.add_argument("--key", required=True, metavar="FILE", help="the attester's private key")
     review.add_argument(
-        "--digest", action="append", default=[], metavar="[NAME@]sha256:HEX", help="subject"
+        "--password-env",
+        metavar="VAR",
+        help=f"read the key's password from $VAR (default: ${PASSWORD_ENV}, else a prompt "
+        "on a terminal)",
     )
     review.add_argument(
-        "--subject-file", action="append", default=[], metavar="FILE", help="subject: a file"
+        "-o",
+        "--output",
+        default="-",
+        metavar="FILE",
+        help="where to write the envelope (- for standard output)",
     )
-    review.add_argument("--input", metavar="FILE", help="the predicate as JSON or YAML")
+    review.add_argument(
+        "--digest",
+        action="append",
+        default=[],
+        metavar="[NAME@]sha256:HEX",
+        help="a subject: an image digest (repeatable)",
+    )
+    review.add_argument(
+        "--subject-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a subject: the sha256 of a file, e.g. a binary Terraform plan (repeatable)",
+    )
+    review.add_argument(
+        "--input", metavar="FILE", help="the whole predicate as JSON or YAML, instead of flags"
+    )
     group = review.add_argument_group("predicate (instead of --input)")
-    group.add_argument("--repository")
-    group.add_argument("--revision", help="the built git commit")
-    group.add_argument("--tree", help="the built git tree")
-    group.add_argument("--target-ref", help="the branch merged into, e.g. refs/heads/main")
-    group.add_argument("--change-system", default=None, help="code review system (github)")
-    group.add_argument("--change-id", help="the change (pull request) id")
-    group.add_argument("--change-uri")
-    group.add_argument("--head-revision", help="last revision reviewed (default: --revision)")
-    group.add_argument("--author", action="append", default=[], metavar="LOGIN=ID")
-    group.add_argument("--bot-author", action="append", default=[], metavar="LOGIN=ID")
-    group.add_argument("--approval", action="append", default=[], metavar="LOGIN=ID")
-    group.add_argument("--bot-approval", action="append", default=[], metavar="LOGIN=ID")
+    group.add_argument("--repository", metavar="REPO", help="e.g. github.com/acme/shop")
+    group.add_argument("--revision", metavar="COMMIT", help="the built git commit")
+    group.add_argument("--tree", metavar="TREE", help="the built git tree")
     group.add_argument(
-        "--check", action="append", default=[], metavar="NAME=pass|fail|skip[:VALUE[/THRESHOLD]]"
+        "--target-ref", metavar="REF", help="the branch merged into, e.g. refs/heads/main"
+    )
+    group.add_argument(
+        "--change-system", metavar="SYSTEM", help="the code review system (default: github)"
+    )
+    group.add_argument("--change-id", metavar="ID", help="the change (pull request) id")
+    group.add_argument("--change-uri", metavar="URI", help="the change's web address")
+    group.add_argument(
+        "--head-revision",
+        metavar="COMMIT",
+        help="the last revision reviewed (default: --revision)",
+    )
+    group.add_argument(
+        "--author",
+        action="append",
+        default=[],
+        metavar="LOGIN=ID",
+        help="an author of the change (repeatable; ID is immutable, e.g. github:1001)",
+    )
+    group.add_argument(
+        "--bot-author",
+        action="append",
+        default=[],
+        metavar="LOGIN=ID",
+        help="an author that is a bot (repeatable)",
+    )
+    group.add_argument(
+        "--approval",
+        action="append",
+        default=[],
+        metavar="LOGIN=ID",
+        help="a reviewer who approved the head revision (repeatable)",
+    )
+    group.add_argument(
+        "--bot-approval",
+        action="append",
+        default=[],
+        metavar="LOGIN=ID",
+        help="an approval by a bot (repeatable; counts only where a policy allows bots)",
+    )
+    group.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="NAME=pass|fail|skip[:VALUE[/THRESHOLD]]",
+        help="a CI check and its result (repeatable), e.g. coverage=pass:87/80",
     )
     review.add_argument(
         "--resource",
         metavar="NAME",
         help="write a ReviewAttestation document named NAME (for kubectl apply) instead of JSON",
     )
-    review.add_argument("--attester", help="attester name (default: the key file's name)")
-    review.add_argument("--expires-in", default=None, metavar="DURATION", help="default 30d")
+    review.add_argument(
+        "--attester", metavar="NAME", help="attester name (default: the key file's name)"
+    )
+    review.add_argument(
+        "--expires-in",
+        default=None,
+        metavar="DURATION",
+        help=f"how long the attestation is valid, e.g. 7d or 12h (default: {DEFAULT_EXPIRY})",
+    )
     review.set_defaults(handler=_review)
 
 
-def _register_sign(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sign = sub.add_parser(
+def _register_sign(sub: Commands[argparse.ArgumentParser]) -> None:
+    sign = add_command(
+        sub,
         "sign",
         help="add a signature to an envelope (a reviewer co-signing with a person key)",
+        description="Add a signature to an existing envelope: a reviewer co-signs with their "
+        "person key, which counts as their approval (never if they are an author). Unlike the "
+        "report commands, -o/--output here names the envelope file.",
+        examples=[
+            ("bob co-signs in place", "guard attest sign app.intoto.json --key bob.key"),
+            (
+                "write the co-signed envelope elsewhere",
+                "guard attest sign app.intoto.json --key bob.key -o app.cosigned.json",
+            ),
+        ],
     )
-    sign.add_argument("envelope", metavar="ENVELOPE")
-    sign.add_argument("--key", required=True, metavar="FILE")
-    sign.add_argument("--password-env", metavar="VAR")
-    sign.add_argument("--output", "-o", metavar="FILE", help="default: rewrite ENVELOPE")
+    sign.add_argument("envelope", metavar="ENVELOPE", help="the envelope (or ReviewAttestation)")
+    sign.add_argument("--key", required=True, metavar="FILE", help="the signer's private key")
+    sign.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help=f"read the key's password from $VAR (default: ${PASSWORD_ENV}, else a prompt "
+        "on a terminal)",
+    )
+    sign.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write the signed envelope (default: rewrite ENVELOPE)",
+    )
     sign.set_defaults(handler=_sign)
 
 
-def _register_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    verify = sub.add_parser(
+def _register_verify(sub: Commands[argparse.ArgumentParser]) -> None:
+    verify = add_command(
+        sub,
         "verify",
         help="verify envelopes for a digest; print the verdict and every reason",
-        description="Exit 0 verified, 1 rejected, 2 bad input.",
+        description="Verify review attestations for one artifact as admission and tf-plan "
+        "do, and print the verdict with every reason. Exit 0 verified, 1 rejected, 2 bad "
+        "input.",
+        examples=[
+            (
+                "against a policy's review block",
+                "guard attest verify examples/attestations/app-reviewed.json "
+                "--trust examples/keys/demo-trust.yaml --policy policies/review.yaml "
+                f"--digest {_EXAMPLE_DIGEST}",
+            ),
+            (
+                "a folder of attestations for a plan file, as JSON",
+                "guard attest verify attestations/ --trust trust.yaml --subject-file plan.bin "
+                "--format json",
+            ),
+        ],
     )
-    verify.add_argument("envelopes", nargs="+", metavar="ENVELOPE")
-    verify.add_argument("--trust", required=True, action="append", metavar="FILE")
+    verify.add_argument(
+        "envelopes",
+        nargs="+",
+        type=Path,
+        metavar="ENVELOPE",
+        help="envelope or ReviewAttestation files, or folders of them",
+    )
+    add_trust_option(verify, required=True)
     target = verify.add_mutually_exclusive_group(required=True)
-    target.add_argument("--digest", metavar="sha256:HEX")
-    target.add_argument("--subject-file", metavar="FILE")
-    verify.add_argument("--policy", metavar="FILE", help="check this policy's review block")
-    verify.add_argument("--policy-name", metavar="NAME")
-    verify.add_argument("--deployer", metavar="USER", help="who deploys (deployer rules)")
-    verify.add_argument("--deployer-group", action="append", default=[], metavar="GROUP")
+    target.add_argument("--digest", metavar="sha256:HEX", help="the artifact's digest")
+    target.add_argument(
+        "--subject-file", metavar="FILE", help="the artifact: a file, by its sha256"
+    )
+    verify.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="check this policy's review block (default: any trusted attester, one "
+        "independent approval)",
+    )
+    verify.add_argument(
+        "--policy-name",
+        metavar="NAME",
+        help="which policy of --policy, when it has several review blocks",
+    )
+    verify.add_argument(
+        "--deployer", metavar="USER", help="who deploys, to apply the deployer rules"
+    )
+    verify.add_argument(
+        "--deployer-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="a group of --deployer (repeatable)",
+    )
+    add_report_options(verify, VERIFY_FORMATS, what="verdict")
     verify.set_defaults(handler=_verify)
 
 
@@ -323,7 +498,7 @@ def _review(args: argparse.Namespace) -> int:
     text = envelope.to_json()
     _write(args.output, resource_text(args.resource, text) if args.resource else text)
     if args.output != "-":
-        print(f"wrote {args.output} ({envelope.digest})", file=sys.stderr)
+        Console.of(args).info(f"wrote {args.output} ({envelope.digest})")
     return 0
 
 
@@ -354,7 +529,7 @@ def _sign(args: argparse.Namespace) -> int:
     if is_resource(args.envelope):
         text = resource_text(_resource_name(args.envelope), text)
     _write(output, text)
-    print(f"signed {summary}; wrote {output}", file=sys.stderr)
+    Console.of(args).info(f"signed {summary}; wrote {output}")
     return 0
 
 
@@ -389,21 +564,44 @@ def _requirements(args: argparse.Namespace) -> tuple[Requirements, str]:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    console = Console.of(args)
+    outputs = parse_outputs(args.format, args.output, VERIFY_FORMATS, quiet=console.quiet)
     trust = load_trust(args.trust)
     requirements, scope = _requirements(args)
     digest = _digest_arg(args.digest)[1] if args.digest else _file_digest(args.subject_file)
-    envelopes = [read_envelope(path) for path in args.envelopes]
+    paths = attestation_files(args.envelopes, flag=None)
+    if not paths:
+        raise InputError(
+            f"{', '.join(map(str, args.envelopes))}: no envelope files "
+            f"({', '.join(ATTESTATION_SUFFIXES)})"
+        )
+    envelopes = [read_envelope(path) for path in paths]
     if len(envelopes) == 1:
-        _parse(envelopes[0], args.envelopes[0])  # a single malformed envelope is bad input
+        _parse(envelopes[0], str(paths[0]))  # a single malformed envelope is bad input
     deployer = Deployer(args.deployer, tuple(args.deployer_group)) if args.deployer else None
     circumstances = Circumstances(now=dt.datetime.now(dt.UTC), deployer=deployer)
     verdict = Verifier(trust).verify(digest, envelopes, requirements, circumstances)
-    if verdict.ok:
-        approvers = ", ".join(verdict.approvers) or "nobody"
-        print(f"verified: {digest} ({scope})")
-        print(f"  envelope {verdict.accepted}, approved by {approvers}")
-        return 0
-    print(f"rejected: {digest} ({scope})")
-    for reason in verdict.reasons:
-        print(f"  - {reason}")
-    return 1
+    names = envelope_names(zip(envelopes, map(str, paths), strict=True))
+    accepted = names.get(verdict.accepted, verdict.accepted) if verdict.accepted else None
+
+    def render(name: str, colour: bool) -> str:
+        if name == "json":
+            document = {
+                "verified": verdict.ok,
+                "digest": digest,
+                "scope": scope,
+                "envelope": accepted,
+                "approvers": list(verdict.approvers),
+                "reasons": list(verdict.reasons),
+            }
+            return json.dumps(document, indent=2) + "\n"
+        if verdict.ok:
+            approvers = ", ".join(verdict.approvers) or "nobody"
+            return f"verified: {digest} ({scope})\n  envelope {accepted}, approved by {approvers}\n"
+        return f"rejected: {digest} ({scope})\n" + "".join(
+            f"  - {reason}\n" for reason in verdict.reasons
+        )
+
+    summary = f"{'verified' if verdict.ok else 'rejected'}: {digest}"
+    write_outputs(render, outputs, summary=summary, quiet=console.quiet)
+    return EXIT_OK if verdict.ok else EXIT_DENIED

@@ -12,22 +12,38 @@ import re
 from pathlib import Path
 
 from controller.attest.keys import KEY_KINDS, generate
+from controller.cli.options import EXIT_OK, Commands, Console, add_command
 from controller.errors import InputError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keygen = commands.add_parser(
+def register(commands: Commands[argparse.ArgumentParser]) -> None:
+    keygen = add_command(
+        commands,
         "keygen",
         help="make a signing key pair (NAME.key, mode 0600, and NAME.pub)",
-        description="Make a key pair. With a password the private key is written in "
-        "cosign's encrypted format, so cosign can use it too.",
+        description="Make a key pair for an attester (CI) or a reviewer. With a password "
+        "the private key is written in cosign's encrypted format, so cosign can use it too "
+        "(like `cosign generate-key-pair`).",
+        examples=[
+            ("the CI attester's key, encrypted", "guard keygen ci-attester --password-env PW"),
+            (
+                "a reviewer's Ed25519 key in another folder",
+                "guard keygen bob --type ed25519 --dir keys/",
+            ),
+        ],
     )
-    keygen.add_argument("name", metavar="NAME")
-    keygen.add_argument("--dir", default=".", help="where to write the files (default: .)")
-    keygen.add_argument("--type", choices=KEY_KINDS, default="ecdsa", dest="key_type")
-    keygen.add_argument("--password-env", metavar="VAR", help="encrypt with the password in $VAR")
+    keygen.add_argument("name", metavar="NAME", help="file name of the pair: NAME.key, NAME.pub")
+    keygen.add_argument("--dir", default=".", metavar="DIR", help="where to write the files")
+    keygen.add_argument(
+        "--type", choices=KEY_KINDS, default="ecdsa", dest="key_type", help="the key algorithm"
+    )
+    keygen.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="encrypt with the password in $VAR (default: not encrypted)",
+    )
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
     keygen.set_defaults(handler=_keygen)
 
@@ -56,6 +72,7 @@ def _keygen(args: argparse.Namespace) -> int:
         handle.write(key.private_pem(password))
     public_path.write_text(key.public.pem(), encoding="ascii")
     state = "encrypted" if password else "NOT encrypted"
-    print(f"wrote {private_path} (private, mode 0600, {state}) and {public_path}")
-    print(f"keyid {key.keyid} ({key.public.algorithm})")
-    return 0
+    console = Console.of(args)
+    console.out(f"wrote {private_path} (private, mode 0600, {state}) and {public_path}")
+    console.out(f"keyid {key.keyid} ({key.public.algorithm})")
+    return EXIT_OK

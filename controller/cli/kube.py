@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
+from controller.cli.evidence import ReviewRecorder, envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
     EXIT_OK,
+    Commands,
+    Console,
+    add_attestation_option,
+    add_command,
+    add_group,
     add_policies_option,
+    add_report_options,
+    add_trust_option,
+    attestation_files,
     non_negative,
     policy_paths,
     require_matching,
@@ -27,6 +37,7 @@ from controller.kube.state import FileInputs, build_policy_set
 from controller.operator import create_registry
 from controller.policy.documents import Action
 from controller.policy.results import Decision, Requester
+from controller.policy.reviewer import ReviewOutcome
 from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.registry import FORMAT_NAMES
@@ -34,34 +45,62 @@ from controller.report.registry import FORMAT_NAMES
 TLS_DIR = Path("/etc/guard/tls")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser(
+def register(commands: Commands[argparse.ArgumentParser]) -> None:
+    serve = add_command(
+        commands,
         "serve",
         help="run the admission webhook (the Kopf operator) in a cluster",
         description=f"Run the validating admission webhook. It serves POST {WEBHOOK_PATH} "
         "over HTTPS (every other path is denied), /healthz, /readyz and /metrics on the "
-        "metrics port, and is ready once policies, trust and attestations are listed.",
+        "metrics port, and is ready once policies, trust and attestations are listed. "
+        "The Helm chart (charts/guard) runs it; run it by hand only to debug.",
+        examples=[
+            (
+                "what the chart runs, in warn mode for a roll-out",
+                "guard serve --trust /etc/guard/trust --enforcement warn",
+            ),
+            (
+                "local certificates, one namespace",
+                "guard serve --tls-cert tls.crt --tls-key tls.key --namespace shop",
+            ),
+        ],
+        quiet=False,
     )
     add_policies_option(serve)
-    serve.add_argument(
-        "--trust",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="GuardTrust files or folders (repeatable; default none: review fails closed)",
-    )
+    add_trust_option(serve)
     serve.add_argument(
         "--enforcement",
         choices=[a.value for a in Action],
         default="deny",
-        help="cap over every policy's action, for safe roll-outs (default deny)",
+        help="cap over every policy's action, for safe roll-outs",
     )
-    serve.add_argument("--tls-cert", type=Path, default=TLS_DIR / "tls.crt", metavar="FILE")
-    serve.add_argument("--tls-key", type=Path, default=TLS_DIR / "tls.key", metavar="FILE")
-    serve.add_argument("--webhook-host", default="0.0.0.0")
-    serve.add_argument("--webhook-port", type=int, default=8443)
-    serve.add_argument("--metrics-port", type=int, default=9090)
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=TLS_DIR / "tls.crt",
+        metavar="FILE",
+        help="the webhook's certificate (PEM; reloaded when the file changes)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        default=TLS_DIR / "tls.key",
+        metavar="FILE",
+        help="the webhook certificate's private key (PEM)",
+    )
+    serve.add_argument(
+        "--webhook-host", default="0.0.0.0", metavar="HOST", help="address the webhook listens on"
+    )
+    serve.add_argument(
+        "--webhook-port", type=int, default=8443, metavar="PORT", help="HTTPS port of the webhook"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        metavar="PORT",
+        help="HTTP port of /metrics, /healthz and /readyz",
+    )
     serve.add_argument(
         "--audit-file",
         type=Path,
@@ -73,14 +112,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=non_negative,
         default=DEFAULT_MAX_BYTES,
         metavar="N",
-        help=f"rotate the audit file past N bytes (0: never; default {DEFAULT_MAX_BYTES})",
+        help="rotate the audit file past N bytes (0: never)",
     )
     serve.add_argument(
         "--audit-backups",
         type=non_negative,
         default=DEFAULT_BACKUPS,
         metavar="N",
-        help=f"rotated audit files to keep (default {DEFAULT_BACKUPS})",
+        help="rotated audit files to keep",
     )
     scope = serve.add_mutually_exclusive_group()
     scope.add_argument(
@@ -99,28 +138,59 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.set_defaults(handler=serve_command)
 
-    kube = commands.add_parser("kube", help="Kubernetes manifests, offline")
-    kube_commands = kube.add_subparsers(dest="kube_command", metavar="COMMAND")
-    kube_commands.required = True
-    check = kube_commands.add_parser(
+    kube = add_group(
+        commands,
+        "kube",
+        help="Kubernetes manifests, offline",
+        description="Judge Kubernetes manifests offline, exactly as the admission webhook would.",
+        examples=[("check rendered manifests in CI", "guard kube check -f manifests.yaml")],
+        dest="kube_command",
+    )
+    check = add_command(
+        kube,
         "check",
         help="check manifests as the admission webhook would (exit 0, 1 or 2)",
         description="Judge every workload of the manifests (multi-document YAML, Lists, "
         "helm template output) as a CREATE by --user, with the webhook's decision path. "
         "Exit 0 when nothing denies, 1 when a finding denies, 2 on bad input.",
+        examples=[
+            (
+                "a chart's manifests, attestations from a folder, as the CI deployer",
+                "guard kube check -f manifests.yaml --trust trust.yaml "
+                "--attestation attestations/ --user ci-deployer",
+            ),
+            (
+                "from stdin, with a SARIF file for code scanning",
+                "guard kube check -f - --trust trust.yaml --attestation app.intoto.json "
+                "-o sarif=guard.sarif",
+            ),
+        ],
     )
-    check.add_argument("-f", "--filename", required=True, metavar="FILE", help="manifests, or -")
+    check.add_argument(
+        "-f", "--filename", required=True, metavar="FILE", help="the manifests, or - for stdin"
+    )
     add_policies_option(check)
-    check.add_argument("--trust", action="append", type=Path, default=[], metavar="PATH")
+    add_trust_option(check)
+    add_attestation_option(check)
     check.add_argument(
-        "--attestations", type=Path, metavar="DIR", help="envelopes or ReviewAttestations"
+        "--user",
+        default="",
+        metavar="NAME",
+        help="the deployer to play, as Kubernetes names them (default: nobody, which the "
+        "deployer rules refuse)",
     )
-    check.add_argument("--user", default="", metavar="NAME", help="the deployer to play")
-    check.add_argument("--group", action="append", default=[], metavar="G")
-    check.add_argument("--format", choices=FORMAT_NAMES, default="text")
-    check.add_argument("--output", action="append", default=[], metavar="[FORMAT=]FILE")
     check.add_argument(
-        "--warn-only", action="store_true", help="report denials as warnings and exit 0"
+        "--group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="a group of the deployer (repeatable)",
+    )
+    add_report_options(check, FORMAT_NAMES)
+    check.add_argument(
+        "--warn-only",
+        action="store_true",
+        help="roll-out switch: report denials as warnings and exit 0",
     )
     check.set_defaults(handler=kube_check_command)
 
@@ -158,37 +228,63 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def kube_check_command(args: argparse.Namespace) -> int:
-    outputs = parse_outputs(args.format, args.output)
+    quiet = Console.of(args).quiet
+    outputs = parse_outputs(args.format, args.output, quiet=quiet)
     paths = policy_paths(args.policies)
     files = FileInputs.load(paths, tuple(args.trust))
     require_matching(files.policies, paths, "kubernetes")
     enforcement = Action.warn if args.warn_only else Action.deny
     policies = build_policy_set(files, (), enforcement=enforcement)
+    attestations = read_attestations(attestation_files(args.attestation))
     text, source = read_text(args.filename)
     items = manifests(text, source)
     requester = Requester(username=args.user, groups=tuple(args.group))
+    outcomes: dict[tuple[str, str], ReviewOutcome] = {}
     decision, _ = check_manifests(
         items,
         policies,
-        read_attestations(args.attestations),
+        attestations,
         requester,
         controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
+        wrap_review=lambda inner: ReviewRecorder(inner, outcomes),
+    )
+    names = envelope_names(
+        (entry.text, entry.source) for entries in attestations.values() for entry in entries
     )
     context = ReportContext(
         command="guard kube check",
         source=source,
         subjects_label="workloads",
         notes=decision.notes,
-        review=_review_summary(decision),
+        review=review_summary(decision, outcomes, names),
         exceptions=applied_exceptions(decision, files.exceptions),
         warn_only=args.warn_only,
     )
-    write_reports(decision, context, outputs)
+    write_reports(decision, context, outputs, quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED
 
 
-def _review_summary(decision: Decision) -> str:
-    failed = [f for f in decision.findings if f.rule == "review"]
+def review_summary(
+    decision: Decision,
+    outcomes: Mapping[tuple[str, str], ReviewOutcome],
+    names: Mapping[str, str],
+) -> str:
+    """Not required, passed (who approved, in which attestation), or for how many
+    workloads it failed."""
+    reviewed = {address for address, _ in outcomes}
+    failed = {f.address for f in decision.findings if f.rule == "review"}
+    if not reviewed and not failed:
+        return "not required"
+    passed = passed_phrase(
+        ((policy, o) for (address, policy), o in outcomes.items() if address not in failed),
+        names,
+    )
+    total = len(reviewed | failed)
     if not failed:
-        return "passed or not required"
-    return f"failed for {len({f.address for f in failed})} workload(s)"
+        return f"passed for {_workloads(total)}: {passed}"
+    summary = f"failed for {len(failed)} of {_workloads(total)}"
+    return f"{summary}, passed for the others: {passed}" if passed else summary
+
+
+def _workloads(count: int) -> str:
+    return f"{count} workload" if count == 1 else f"{count} workloads"

@@ -3,46 +3,99 @@
 The composition root for policy tests: Kubernetes cases are built by the
 Kubernetes side's own subject builder (so a test can never pass where the
 webhook would deny), and reviews are checked by the attestation verifier.
+
+Both commands exit alike: 0 clean, 1 a failing (or, for lint, unexercised)
+case, 2 a document that does not load or compile.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controller.attest.review import evaluator_for_files
 from controller.attest.statement import check_names_in_file
+from controller.cli.options import (
+    EXIT_DENIED,
+    EXIT_INPUT,
+    EXIT_OK,
+    Commands,
+    Console,
+    add_command,
+    add_group,
+    add_report_options,
+)
 from controller.errors import InputError
 from controller.kube.subjects import case_subject
 from controller.policy.engine import PolicyError, compile_policy
 from controller.policy.lint import lint_findings
 from controller.policy.loader import Bundle, DocumentError, Loaded, iter_files, load_path
-from controller.policy.testing import run_tests, unexercised_rules
+from controller.policy.testing import CaseResult, TestRun, run_tests, unexercised_rules
+from controller.report.output import parse_outputs, write_outputs
+
+FORMATS = ("text", "json")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    policy = commands.add_parser("policy", help="lint and test policy documents")
-    sub = policy.add_subparsers(dest="policy_command", metavar="ACTION")
-    sub.required = True
-
-    lint = sub.add_parser(
-        "lint",
-        help="check documents, CEL expressions and test coverage (exit 0 or 2)",
-        description="Validate every document, compile every CEL rule, run the test cases "
-        "and fail any rule no case exercises. Exit 0 when clean, 2 with the errors.",
+def register(commands: Commands[argparse.ArgumentParser]) -> None:
+    sub = add_group(
+        commands,
+        "policy",
+        help="lint and test policy documents",
+        description="Lint and test guard documents (GuardPolicy, GuardException, "
+        "GuardPolicyTest...) before they reach CI or the cluster.",
+        examples=[("lint the bundled policies", "guard policy lint policies/")],
+        dest="policy_command",
     )
-    lint.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+    lint = add_command(
+        sub,
+        "lint",
+        help="check documents, CEL rules and test coverage (exit 0, 1 or 2)",
+        description="Validate every document, compile every CEL rule, run the test cases "
+        "and fail any rule no case exercises (the CEL library has no type checker: running "
+        "rules on their cases is how type errors surface). Exit 0 when clean, 1 when a "
+        "case fails or a rule is unexercised, 2 when a document does not load or compile.",
+        examples=[
+            ("lint a folder of policies and their tests", "guard policy lint policies/"),
+            (
+                "several paths, a JSON result for tooling",
+                "guard policy lint policies/ extra-policy.yaml --format json",
+            ),
+        ],
+    )
+    lint.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="document files or folders"
+    )
+    add_report_options(lint, FORMATS, what="result")
     lint.set_defaults(handler=lint_command)
 
-    test = sub.add_parser(
+    test = add_command(
+        sub,
         "test",
-        help="run GuardPolicyTest cases (exit 1 on a failed case)",
-        description="Run every GuardPolicyTest case against the policies found in PATH.",
+        help="run GuardPolicyTest cases (exit 0, 1 or 2)",
+        description="Run every GuardPolicyTest case against the policies found in PATH "
+        "(like `conftest verify`, `kyverno test` or `gator verify`). Exit 0 when every "
+        "case passes, 1 when one fails, 2 when a document does not load.",
+        examples=[
+            ("run the bundled policies' cases", "guard policy test policies/"),
+            ("every case, passing ones too", "guard policy test policies/ --verbose"),
+            (
+                "a JSON result for tooling, and the text kept as a file",
+                "guard policy test policies/ --format json -o text=policy-tests.txt",
+            ),
+        ],
     )
-    test.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    test.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
+    test.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="document files or folders"
+    )
+    test.add_argument(
+        "-v", "--verbose", action="store_true", help="list passing cases too (text format)"
+    )
+    add_report_options(test, FORMATS, what="result")
     test.set_defaults(handler=test_command)
 
 
@@ -56,6 +109,8 @@ def _load_all(paths: Sequence[Path]) -> tuple[list[Loaded], list[str]]:
         except DocumentError as exc:
             errors.append(str(exc))
             continue
+        if not files:
+            errors.append(f"{path}: no YAML or JSON files")
         for file in files:
             try:
                 loaded.extend(load_path(file))
@@ -64,18 +119,27 @@ def _load_all(paths: Sequence[Path]) -> tuple[list[Loaded], list[str]]:
     return loaded, errors
 
 
-def lint_errors(paths: Sequence[Path], warnings: list[str] | None = None) -> list[str]:
-    """Every error lint finds; non-fatal findings go to ``warnings``."""
+@dataclass(frozen=True)
+class LintResult:
+    """``errors``: documents that do not load or compile (exit 2);
+    ``failures``: failing or unexercised cases (exit 1); ``warnings``: what
+    lint finds suspicious but legal (an allow-list that accepts everything, a
+    required check no test attestation carries), printed, never failing."""
+
+    errors: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def lint(paths: Sequence[Path]) -> LintResult:
     loaded, errors = _load_all(paths)
     try:
         bundle = Bundle.of(loaded)
     except DocumentError as exc:
-        return [*errors, str(exc)]
+        return LintResult(errors=(*errors, str(exc)))
+    warnings: list[str] = []
     for message in lint_findings(bundle, check_names=check_names_in_file):
-        if message.level == "error":
-            errors.append(str(message))
-        elif warnings is not None:
-            warnings.append(str(message))
+        (errors if message.level == "error" else warnings).append(str(message))
     broken: set[str] = set()
     for policy in bundle.policies:
         try:
@@ -98,60 +162,116 @@ def lint_errors(paths: Sequence[Path], warnings: list[str] | None = None) -> lis
                 f"{exception.spec.policy!r} is not a policy in {', '.join(map(str, paths))}"
             )
     if broken:
-        return errors
+        return LintResult(errors=tuple(errors), warnings=tuple(warnings))
     run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=evaluator_for_files)
-    for result in run.failed:
-        errors.append(
-            f"{result.source}: test {result.test!r}, case {result.case!r}: "
-            + "; ".join(result.problems)
-        )
+    failures = [
+        f"{result.source}: test {result.test!r}, case {result.case!r}: "
+        + "; ".join(result.problems)
+        for result in run.failed
+    ]
     for policy, rule in unexercised_rules(bundle, run):
-        errors.append(
+        failures.append(
             f"{bundle.sources[('GuardPolicy', policy.name)]}: policy {policy.name!r}, "
             f"rule {rule!r}: no GuardPolicyTest case exercises this rule "
             "(add a case whose object it matches)"
         )
-    return errors
+    return LintResult(errors=tuple(errors), failures=tuple(failures), warnings=tuple(warnings))
 
 
 def lint_command(args: argparse.Namespace) -> int:
-    warnings: list[str] = []
-    errors = lint_errors(args.paths, warnings)
-    for warning in warnings:
-        print(warning, file=sys.stderr)
-    for error in errors:
-        print(error, file=sys.stderr)
-    if errors:
-        print(f"lint: {len(errors)} error(s)", file=sys.stderr)
-        return 2
-    print("lint: ok")
-    return 0
+    console = Console.of(args)
+    outputs = parse_outputs(args.format, args.output, FORMATS, quiet=console.quiet)
+    result = lint(args.paths)
+    for warning in result.warnings:
+        console.info(warning)
+    if result.errors:
+        for error in result.errors:
+            console.error(error)
+        console.error(f"lint: {len(result.errors)} document error(s)")
+        return EXIT_INPUT
+    summary = f"lint: {len(result.failures)} failure(s)" if result.failures else "lint: ok"
+
+    def render(name: str, colour: bool) -> str:
+        if name == "json":
+            document = {
+                "ok": not result.failures,
+                "failures": list(result.failures),
+                "warnings": list(result.warnings),
+            }
+            return json.dumps(document, indent=2) + "\n"
+        return "".join(f"{line}\n" for line in (*result.failures, summary))
+
+    write_outputs(render, outputs, summary=summary, quiet=console.quiet)
+    return EXIT_DENIED if result.failures else EXIT_OK
 
 
 def test_command(args: argparse.Namespace) -> int:
+    console = Console.of(args)
+    outputs = parse_outputs(args.format, args.output, FORMATS, quiet=console.quiet)
     loaded, errors = _load_all(args.paths)
     if errors:
         raise InputError("\n".join(errors))
     bundle = Bundle.of(loaded)
     if not bundle.tests:
-        print("no GuardPolicyTest documents found", file=sys.stderr)
-        return 2
+        raise InputError(f"{', '.join(map(str, args.paths))}: no GuardPolicyTest documents found")
     run = run_tests(bundle, kubernetes_subject=case_subject, review_factory=evaluator_for_files)
+    passed = len(run.results) - len(run.failed)
+    summary = f"{passed} passed, {len(run.failed)} failed"
+
+    def render(name: str, colour: bool) -> str:
+        if name == "json":
+            return json.dumps(_test_document(run), indent=2) + "\n"
+        return _test_text(run, verbose=args.verbose, summary=summary)
+
+    write_outputs(render, outputs, summary=summary, quiet=console.quiet)
+    return EXIT_DENIED if run.failed else EXIT_OK
+
+
+def _test_text(run: TestRun, *, verbose: bool, summary: str) -> str:
+    lines: list[str] = []
     for result in run.results:
-        if result.passed and not args.verbose:
+        if result.passed and not verbose:
             continue
         status = "PASS" if result.passed else "FAIL"
-        print(f"{status} {result.test} / {result.case}  ({result.source})")
+        lines.append(f"{status} {result.test} / {result.case}  ({result.source})")
         if not result.passed:
-            print(f"     expected: {result.expected}")
-            print(f"     got:      {result.actual}")
-            for problem in result.problems:
-                print(f"     - {problem}")
-            for finding in result.findings:
-                print(
-                    f"       {finding.result.value}: {finding.policy}/{finding.rule}: "
-                    f"{finding.message}"
-                )
-    passed = len(run.results) - len(run.failed)
-    print(f"{passed} passed, {len(run.failed)} failed")
-    return 1 if run.failed else 0
+            lines.append(f"     expected: {result.expected}")
+            lines.append(f"     got:      {result.actual}")
+            lines.extend(f"     - {problem}" for problem in result.problems)
+            lines.extend(
+                f"       {f.result.value}: {f.policy}/{f.rule}: {f.message}"
+                for f in result.findings
+            )
+    lines.append(summary)
+    return "\n".join(lines) + "\n"
+
+
+def _test_document(run: TestRun) -> dict[str, Any]:
+    """The JSON result: the same keys in every run, every case listed."""
+    return {
+        "passed": len(run.results) - len(run.failed),
+        "failed": len(run.failed),
+        "cases": [_case(result) for result in run.results],
+    }
+
+
+def _case(result: CaseResult) -> dict[str, Any]:
+    return {
+        "test": result.test,
+        "case": result.case,
+        "source": result.source,
+        "passed": result.passed,
+        "expected": result.expected,
+        "actual": result.actual,
+        "problems": list(result.problems),
+        "findings": [
+            {
+                "result": f.result.value,
+                "policy": f.policy,
+                "rule": f.rule,
+                "address": f.address,
+                "message": f.message,
+            }
+            for f in result.findings
+        ],
+    }

@@ -8,10 +8,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from controller.attest.files import read_envelope
+from controller.cli.evidence import ReviewRecorder, envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
     EXIT_OK,
+    Commands,
+    Console,
+    add_attestation_option,
+    add_command,
     add_policies_option,
+    add_report_options,
+    add_trust_option,
+    attestation_files,
     policy_paths,
     require_matching,
 )
@@ -29,35 +38,38 @@ from controller.terraform.lines import address_lines
 from controller.terraform.review import JSON_ONLY_REASON, PlanReview, attestation_verifier
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    plan = commands.add_parser(
+def register(commands: Commands[argparse.ArgumentParser]) -> None:
+    plan = add_command(
+        commands,
         "tf-plan",
         help="check a Terraform plan against the policies (exit 0, 1 or 2)",
         description="Check every resource change of a Terraform plan, and the plan's "
-        "review attestation, against the policies. PLAN is the output of "
-        "`terraform show -json`, a binary plan file (guard runs terraform show), or - "
-        "for JSON on stdin. Exit 0 when nothing denies, 1 when a finding denies, 2 on "
-        "bad input.",
+        "review attestation, against the policies. PLAN is a binary plan file (guard runs "
+        "`terraform show -json` on it), the output of `terraform show -json`, or - for JSON "
+        "on stdin. Exit 0 when nothing denies, 1 when a finding denies, 2 on bad input.",
+        examples=[
+            (
+                "a binary plan and its review attestation, with reports for code scanning",
+                "guard tf-plan plan.bin --trust trust.yaml --attestation plan.intoto.json "
+                "-o sarif=guard.sarif -o junit=guard.xml",
+            ),
+            ("JSON on stdin, a JSON report on standard output", "guard tf-plan - --format json"),
+            (
+                "roll out: report denials as warnings and exit 0",
+                "guard tf-plan plan.json --warn-only --policies policies/",
+            ),
+        ],
     )
-    plan.add_argument("plan", metavar="PLAN")
+    plan.add_argument("plan", metavar="PLAN", help="binary plan, plan JSON, or - for stdin")
     _common(plan)
     plan.add_argument(
         "--unknown-action",
         choices=("warn", "deny"),
         default="warn",
-        help="what a result that depends on values known only after apply does (default warn)",
+        help="what a result that depends on values known only after apply does",
     )
-    plan.add_argument(
-        "--attestation",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="FILE",
-        help="a DSSE review attestation whose subject is the plan file (repeatable)",
-    )
-    plan.add_argument(
-        "--trust", action="append", type=Path, default=[], metavar="FILE", help="GuardTrust file"
-    )
+    add_attestation_option(plan)
+    add_trust_option(plan)
     plan.add_argument(
         "--accept-json-review",
         action="store_true",
@@ -77,15 +89,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     plan.set_defaults(handler=tf_plan_command)
 
-    config = commands.add_parser(
+    config = add_command(
+        commands,
         "tf-config",
         help="check Terraform .tf files before a plan exists (exit 0, 1 or 2)",
         description="Read the .tf files of DIR (local modules followed), resolve variable "
         "defaults, literal locals and module inputs, and check the resources against the "
         "policies. What cannot be known without a plan is reported as unknown, never as a "
-        "failure.",
+        "failure. The review requirement is checked on the plan (guard tf-plan).",
+        examples=[
+            ("check a configuration before planning", "guard tf-config infra/"),
+            (
+                "SARIF for code scanning, nothing else printed",
+                "guard tf-config infra/ -o sarif=guard.sarif --quiet",
+            ),
+        ],
     )
-    config.add_argument("directory", type=Path, metavar="DIR")
+    config.add_argument("directory", type=Path, metavar="DIR", help="the Terraform configuration")
     _common(config)
     config.set_defaults(handler=tf_config_command)
 
@@ -98,16 +118,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=[],
         metavar="FILE",
-        help="GuardException documents (repeatable)",
+        help="GuardException documents (repeatable; they never waive a review)",
     )
-    parser.add_argument("--format", choices=FORMAT_NAMES, default="text")
-    parser.add_argument(
-        "--output",
-        action="append",
-        default=[],
-        metavar="[FORMAT=]FILE",
-        help="write a report to FILE (repeatable, e.g. --output sarif=out.sarif)",
-    )
+    add_report_options(parser, FORMAT_NAMES)
     parser.add_argument(
         "--warn-only",
         action="store_true",
@@ -139,12 +152,14 @@ def load_policies(given: Sequence[Path], exception_paths: Sequence[Path]) -> Pol
 
 
 def tf_plan_command(args: argparse.Namespace) -> int:
-    outputs = parse_outputs(args.format, args.output)
+    quiet = Console.of(args).quiet
+    outputs = parse_outputs(args.format, args.output, quiet=quiet)
     policies = load_policies(args.policies, args.exceptions)
+    attestations = attestation_files(args.attestation)
     plan = plan_input(args.plan, args.terraform_dir)
     index = ConfigIndex.of(args.config_dir) if args.config_dir else None
     now = dt.datetime.now(dt.UTC)
-    verifier = attestation_verifier(args.trust, args.attestation, now)
+    verifier = attestation_verifier(args.trust, attestations, now)
     engine = Engine(
         policies=policies.policies,
         exceptions=policies.exceptions,
@@ -161,7 +176,7 @@ def tf_plan_command(args: argparse.Namespace) -> int:
                 else "a review requirement passes only with --accept-json-review"
             )
         )
-    review = PlanReview(verifier, plan.json_only, args.accept_json_review)
+    review = ReviewRecorder(PlanReview(verifier, plan.json_only, args.accept_json_review))
     decision = engine.decide(plan.subjects, review=review, notes=notes)
     decision = _with_lines(decision, plan.text, plan.source, index)
     plan_address = plan.plan_subject.address if plan.plan_subject is not None else plan.source
@@ -170,12 +185,12 @@ def tf_plan_command(args: argparse.Namespace) -> int:
         source=plan.source,
         subject_count=plan.resource_count,
         notes=decision.notes,
-        review=review_summary(decision, engine, plan_address),
+        review=review_summary(decision, engine, plan_address, review, attestations),
         unknown_values=plan.unknown_values,
         exceptions=applied_exceptions(decision, policies.exceptions),
         warn_only=args.warn_only,
     )
-    write_reports(decision, context, outputs)
+    write_reports(decision, context, outputs, quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED
 
 
@@ -205,14 +220,23 @@ def _review_required(engine: Engine) -> list[str]:
     ]
 
 
-def review_summary(decision: Decision, engine: Engine, plan_address: str) -> str:
-    """One phrase for the summary line: not required, passed, or why not."""
+def review_summary(
+    decision: Decision,
+    engine: Engine,
+    plan_address: str,
+    recorder: ReviewRecorder,
+    attestations: Sequence[Path],
+) -> str:
+    """One phrase for the summary line: not required, passed (who approved, in
+    which attestation), or why not."""
     required = _review_required(engine)
     if not required:
         return "not required"
     failed = [f for f in decision.findings if f.rule == "review" and f.address == plan_address]
     if not failed:
-        return f"passed ({len(required)} policies)"
+        names = envelope_names((read_envelope(p), str(p)) for p in attestations)
+        outcomes = [(p, o) for (a, p), o in recorder.outcomes.items() if a == plan_address]
+        return f"passed: {passed_phrase(outcomes, names)}" if outcomes else "passed"
     first = failed[0]
     word = "unknown" if first.result is Result.unknown else "failed"
     if first.result is Result.error:
@@ -222,7 +246,8 @@ def review_summary(decision: Decision, engine: Engine, plan_address: str) -> str
 
 
 def tf_config_command(args: argparse.Namespace) -> int:
-    outputs = parse_outputs(args.format, args.output)
+    quiet = Console.of(args).quiet
+    outputs = parse_outputs(args.format, args.output, quiet=quiet)
     policies = load_policies(args.policies, args.exceptions)
     config = config_input(args.directory)
     engine = Engine(
@@ -242,5 +267,5 @@ def tf_config_command(args: argparse.Namespace) -> int:
         exceptions=applied_exceptions(decision, policies.exceptions),
         warn_only=args.warn_only,
     )
-    write_reports(decision, context, outputs)
+    write_reports(decision, context, outputs, quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED

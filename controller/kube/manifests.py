@@ -2,8 +2,8 @@
 
 Every workload in the input (multi-document YAML, ``List`` objects, ``helm
 template`` output) is played as a CREATE by ``--user`` and judged by the same
-``decide.judge`` the webhook uses, with envelopes from ``--attestations`` and
-from the objects' own annotations. Objects guard does not judge are counted
+``decide.judge`` the webhook uses, with envelopes from ``--attestation`` files
+and from the objects' own annotations. Objects guard does not judge are counted
 and skipped, as the webhook's rules would never send them.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from controller.kube.request import WORKLOADS, AdmissionRequest
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.state import PolicySet
 from controller.policy.results import Decision, Finding, Requester
+from controller.policy.reviewer import ReviewEvaluator
 from controller.strict import (
     StrictJSONError,
     YAMLDocumentError,
@@ -95,14 +96,10 @@ def _flatten(obj: Any, node: yaml.Node, source: str) -> Iterator[Manifest]:
     yield Manifest(obj, source, line)
 
 
-def read_attestations(directory: Path | None) -> dict[str, list[IndexedEnvelope]]:
-    """Envelope files and ReviewAttestation documents of a folder, by claimed digest."""
+def read_attestations(files: Sequence[Path]) -> dict[str, list[IndexedEnvelope]]:
+    """Envelope files and ReviewAttestation documents, by claimed digest."""
     index: dict[str, list[IndexedEnvelope]] = {}
-    if directory is None:
-        return index
-    if not directory.is_dir():
-        raise InputError(f"--attestations {directory}: not a directory")
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -148,12 +145,14 @@ def check_manifests(
     *,
     controller_identities: frozenset[str] = frozenset(DEFAULT_CONTROLLER_IDENTITIES),
     now: dt.datetime | None = None,
+    wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None = None,
 ) -> tuple[Decision, int]:
     """Judge every workload; returns the combined decision and how many were skipped.
 
     Each is built and judged exactly as the webhook does (``decide``), with
     the same controller identities, so a manifest passes here only where the
-    cluster would admit it.
+    cluster would admit it. ``wrap_review`` wraps each workload's review
+    evaluator (the CLI records who approved, for its summary).
     """
     findings: list[Finding] = []
     notes: list[str] = []
@@ -193,13 +192,15 @@ def check_manifests(
             location=item.source,
             line=item.line,
         )
-        reviewer = None
+        reviewer: ReviewEvaluator | None = None
         if decide.needs_review(policies, subject):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(workload.kind, obj)
             notes.extend(f"{subject.address}: {p}" for p in problems)
             candidates = gather(digests, attestations, inline)
             reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
+            if wrap_review is not None:
+                reviewer = wrap_review(reviewer)
         result = decide.judge(request, policies, reviewer, subject=subject)
         judged += 1
         if result.decision is not None:

@@ -190,10 +190,9 @@ def main() -> None:
                     "controller",
                     "tf-plan",
                     str(plan),
-                    "--format",
-                    "json",
+                    "--quiet",
                     "--output",
-                    "/dev/null",
+                    "json=/dev/null",
                 ]
             )
             print(

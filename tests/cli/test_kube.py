@@ -58,7 +58,7 @@ def test_attested_manifests_pass(
     policies, trust, attestations, _ = setup
     manifests = _manifests(tmp_path / "m.yaml", WEB)
     args = ["kube", "check", "-f", str(manifests), "--policies", str(policies)]
-    code, out = _run([*args, "--trust", str(trust), "--attestations", str(attestations)], capsys)
+    code, out = _run([*args, "--trust", str(trust), "--attestation", str(attestations)], capsys)
     assert code == 0, out
     code, out = _run([*args, "--trust", str(trust), "--format", "json"], capsys)
     assert code == 1
@@ -81,8 +81,8 @@ def test_unattested_image_denies_with_its_line(
             str(policies),
             "--trust",
             str(trust),
-            "--attestations",
-            str(attestations),
+            "--attestation",
+            str(attestations / "web.json"),
             "--format",
             "json",
         ],
@@ -116,7 +116,7 @@ def test_reviewattestation_documents_and_stdin(
             str(policies),
             "--trust",
             str(trust),
-            "--attestations",
+            "--attestation",
             str(folder),
             "--user",
             "carol",
@@ -148,3 +148,72 @@ def test_serve_refuses_to_start_without_tls(
     assert main([*args, "--tls-cert", str(tmp_path / "no.crt"), "--tls-key", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"--tls-cert {tmp_path / 'no.crt'}: no such file" in err
+
+
+def test_attestation_takes_files_and_folders_and_the_old_spelling_warns(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, trust, attestations, _ = setup
+    manifests = _manifests(tmp_path / "m.yaml", WEB)
+    args = [
+        "kube",
+        "check",
+        "-f",
+        str(manifests),
+        "--policies",
+        str(policies),
+        "--trust",
+        str(trust),
+    ]
+    for given in (attestations, attestations / "web.json"):
+        assert main([*args, "--attestation", str(given)]) == 0
+        assert "deprecated" not in capsys.readouterr().err
+    assert main([*args, "--attestations", str(attestations)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "guard: warning: --attestations is deprecated: use --attestation PATH "
+        "(repeatable, files or folders)\n"
+    )
+    assert "PASSED" in captured.out
+    assert main([*args, "--attestations", str(attestations), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    missing = tmp_path / "missing"
+    assert main([*args, "--attestation", str(missing)]) == 2
+    assert f"--attestation {missing}: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_folder_contributes_only_envelope_files(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, trust, attestations, _ = setup
+    (attestations / "README.md").write_text("# not an envelope\n")
+    (attestations / ".hidden").mkdir()
+    (attestations / ".hidden" / "junk.json").write_text("{not json")
+    manifests = _manifests(tmp_path / "m.yaml", WEB)
+    code = main(
+        ["kube", "check", "-f", str(manifests), "--policies", str(policies), "--trust",
+         str(trust), "--attestation", str(attestations)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr()
+
+
+def test_the_review_summary_names_approvers_and_attestations(
+    setup: tuple[Path, Path, Path, Cast], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies, trust, attestations, _ = setup
+    args = ["--policies", str(policies), "--trust", str(trust), "--format", "json"]
+    one = _manifests(tmp_path / "one.yaml", WEB)
+    code, out = _run(
+        ["kube", "check", "-f", str(one), *args, "--attestation", str(attestations)], capsys
+    )
+    assert code == 0
+    review = json.loads(out)["summary"]["review"]
+    assert review.startswith("passed for 1 workload: approved by ")
+    assert f" in {attestations / 'web.json'} (" in review
+    two = _manifests(tmp_path / "two.yaml", WEB, UNATTESTED)
+    code, out = _run(
+        ["kube", "check", "-f", str(two), *args, "--attestation", str(attestations)], capsys
+    )
+    assert code == 1
+    review = json.loads(out)["summary"]["review"]
+    assert review.startswith("failed for 1 of 2 workloads, passed for the others: approved by ")

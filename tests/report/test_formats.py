@@ -185,12 +185,16 @@ def test_output_specs() -> None:
         OutputSpec("sarif", "out.sarif"),
         OutputSpec("junit", "out.xml"),
     ]
-    assert parse_outputs("sarif", ["out.sarif"]) == [OutputSpec("sarif", "out.sarif")]
-    assert parse_outputs("text", ["dir/a=b.json"]) == [OutputSpec("text", "dir/a=b.json")]
+    # A bare file is refused: --output json must never write text to a file named json.
+    with pytest.raises(InputError, match=r"expected FORMAT=FILE; write --output sarif=out\.sarif"):
+        parse_outputs("sarif", ["out.sarif"])
+    with pytest.raises(InputError, match="unknown format 'dir/a'"):
+        parse_outputs("text", ["dir/a=b.json"])
     with pytest.raises(InputError, match="unknown format 'xml'"):
         parse_outputs("text", ["xml=out.xml"])
+    assert parse_outputs("text", ["json=-"]) == [OutputSpec("json", "-")]
     with pytest.raises(InputError, match="only one report"):
-        parse_outputs("text", ["json=-"])
+        parse_outputs("text", ["json=-", "text=-"])
 
 
 def test_write_reports_to_files_prints_the_summary(tmp_path: Path) -> None:

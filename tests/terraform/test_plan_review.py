@@ -64,7 +64,10 @@ def test_independent_review_of_the_binary_plan_passes(
     code, report = _check(guard, real_plans.change, keys, envelope)
     assert code == 0, report["findings"]
     assert report["findings"] == []
-    assert report["summary"]["review"] == "passed (1 policies)"
+    # The passing review names who approved and in which attestation.
+    assert (
+        report["summary"]["review"] == f"passed: approved by bob in {envelope} (test-plan-review)"
+    )
 
 
 def _self_approved(keys: Keys, subject: Path, out: Path) -> Path:
