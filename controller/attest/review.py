@@ -109,6 +109,8 @@ class AttestationReview:
         evidence: dict[str, Any] = {
             "envelopes": [],
             "approvers": {},
+            # Artifact digest -> the envelope that covered it.
+            "accepted": {},
             "exempted": [],
             "checks": "signature and subject only (controller identity)"
             if circumstances.controller
@@ -140,6 +142,7 @@ class AttestationReview:
             evidence["envelopes"].extend(verdict.examined)
             if verdict.ok:
                 evidence["approvers"][verdict.digest] = list(verdict.approvers)
+                evidence["accepted"][verdict.digest] = verdict.accepted
                 continue
             reasons.extend(f"{artifact.reference}: {r}" for r in verdict.reasons)
             # Each failure names who must act; with no attestation at all, the

@@ -2,7 +2,7 @@
 
 The engine's findings carry only failures, so a passing review would be
 silent. The commands wrap the review evaluator they hand the engine in a
-:class:`ReviewRecorder` and build the summary's review phrase from the
+:class:`controller.policy.reviewer.RecordingReview` and build the summary's review phrase from the
 recorded outcomes: "passed: approved by bob, carol in plan.intoto.json
 (require-review)", so a reader of the CI log sees who let the change through.
 """
@@ -10,26 +10,10 @@ recorded outcomes: "passed: approved by bob, carol in plan.intoto.json
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from controller.attest.dsse import sha256_digest
-from controller.policy.documents import GuardPolicy
-from controller.policy.results import Result, Subject
-from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
-
-
-@dataclass
-class ReviewRecorder:
-    """A review evaluator that keeps every outcome of the one it wraps, by
-    (subject address, policy name). Several recorders may share one dict."""
-
-    inner: ReviewEvaluator
-    outcomes: dict[tuple[str, str], ReviewOutcome] = field(default_factory=dict)
-
-    def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
-        outcome = self.inner.review(policy, subject)
-        self.outcomes[(subject.address, policy.name)] = outcome
-        return outcome
+from controller.policy.results import Result
+from controller.policy.reviewer import ReviewOutcome
 
 
 def envelope_names(envelopes: Iterable[tuple[bytes, str]]) -> dict[str, str]:
@@ -42,13 +26,14 @@ def envelope_names(envelopes: Iterable[tuple[bytes, str]]) -> dict[str, str]:
 
 
 def _attestations(evidence: Mapping[str, object], names: Mapping[str, str]) -> str:
-    examined = evidence.get("envelopes")
-    digests = [d for d in examined if isinstance(d, str)] if isinstance(examined, list) else []
+    accepted = evidence.get("accepted")
+    digests = (
+        sorted({d for d in accepted.values() if isinstance(d, str)})
+        if isinstance(accepted, Mapping)
+        else []
+    )
     labels = [names.get(d, f"envelope {d.removeprefix('sha256:')[:12]}") for d in digests]
-    if not labels:
-        return ""
-    # The accepted envelope is one of those examined; with one, it is that one.
-    return f" in {labels[0]}" if len(labels) == 1 else f" in one of {', '.join(labels)}"
+    return f" in {', '.join(labels)}" if labels else ""
 
 
 def _approvers(evidence: Mapping[str, object]) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller.cli.evidence import ReviewRecorder, envelope_names, passed_phrase
+from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
     EXIT_OK,
@@ -37,7 +37,7 @@ from controller.kube.state import FileInputs, build_policy_set
 from controller.operator import create_registry
 from controller.policy.documents import Action
 from controller.policy.results import Decision, Requester
-from controller.policy.reviewer import ReviewOutcome
+from controller.policy.reviewer import RecordingReview, ReviewOutcome
 from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.registry import FORMAT_NAMES
@@ -246,7 +246,7 @@ def kube_check_command(args: argparse.Namespace) -> int:
         attestations,
         requester,
         controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
-        wrap_review=lambda inner: ReviewRecorder(inner, outcomes),
+        wrap_review=lambda inner: RecordingReview(inner, outcomes),
     )
     names = envelope_names(
         (entry.text, entry.source) for entries in attestations.values() for entry in entries

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controller.attest.files import read_envelope
-from controller.cli.evidence import ReviewRecorder, envelope_names, passed_phrase
+from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
     EXIT_OK,
@@ -29,6 +29,7 @@ from controller.policy.documents import Action, GuardException, GuardPolicy
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle, load_path
 from controller.policy.results import Decision, Finding, Result
+from controller.policy.reviewer import RecordingReview
 from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.registry import FORMAT_NAMES
@@ -176,7 +177,7 @@ def tf_plan_command(args: argparse.Namespace) -> int:
                 else "a review requirement passes only with --accept-json-review"
             )
         )
-    review = ReviewRecorder(PlanReview(verifier, plan.json_only, args.accept_json_review))
+    review = RecordingReview(PlanReview(verifier, plan.json_only, args.accept_json_review))
     decision = engine.decide(plan.subjects, review=review, notes=notes)
     decision = _with_lines(decision, plan.text, plan.source, index)
     plan_address = plan.plan_subject.address if plan.plan_subject is not None else plan.source
@@ -224,7 +225,7 @@ def review_summary(
     decision: Decision,
     engine: Engine,
     plan_address: str,
-    recorder: ReviewRecorder,
+    recorder: RecordingReview,
     attestations: Sequence[Path],
 ) -> str:
     """One phrase for the summary line: not required, passed (who approved, in

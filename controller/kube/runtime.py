@@ -45,9 +45,7 @@ from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason, refuse
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs, PolicyCache, PolicySet, ResourceEntry
-from controller.policy.documents import GuardPolicy
-from controller.policy.results import Subject
-from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
+from controller.policy.reviewer import RecordingReview
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +151,13 @@ class GuardRuntime:
             notes.extend(candidates.notes)
             evidence["candidates"] = {d: list(s) for d, s in candidates.sources.items()}
             reviewer = RecordingReview(self.reviewer(policies, candidates))
-            evidence["review"] = reviewer.evidence
-        return decide.judge(
+        result = decide.judge(
             request, policies, reviewer, subject=subject, notes=notes, evidence=evidence
         )
+        if reviewer is not None:
+            # The result holds this dict: the record written later sees it.
+            evidence["review"] = reviewer.by_policy()
+        return result
 
     def policy_set(self, resources: Iterable[ResourceEntry]) -> PolicySet:
         """The compiled policies for these resources (rebuilt only on change)."""
@@ -270,20 +271,6 @@ class GuardRuntime:
         if self._lister is None:
             raise RuntimeError("no API lister configured")
         return await self._lister(PLURALS["ReviewAttestation"], namespace)
-
-
-class RecordingReview:
-    """Keeps each policy's review evidence (envelopes, approvers, exemptions)
-    for the audit record; the engine's findings carry only failures."""
-
-    def __init__(self, inner: ReviewEvaluator) -> None:
-        self.inner = inner
-        self.evidence: dict[str, Any] = {}
-
-    def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
-        outcome = self.inner.review(policy, subject)
-        self.evidence[policy.name] = {"result": outcome.result.value, **outcome.evidence}
-        return outcome
 
 
 def not_ready_result(

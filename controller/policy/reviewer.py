@@ -36,3 +36,26 @@ class ReviewEvaluator(Protocol):
     """Decides a policy's ``review`` block for a subject's artifacts."""
 
     def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome: ...
+
+
+@dataclass
+class RecordingReview:
+    """An evaluator that keeps every outcome of the one it wraps, by subject
+    address and policy name: the findings carry only failures, while the
+    audit record and the reports name who approved what. Several recorders
+    may share one ``outcomes`` dict."""
+
+    inner: ReviewEvaluator
+    outcomes: dict[tuple[str, str], ReviewOutcome] = field(default_factory=dict)
+
+    def review(self, policy: GuardPolicy, subject: Subject) -> ReviewOutcome:
+        outcome = self.inner.review(policy, subject)
+        self.outcomes[(subject.address, policy.name)] = outcome
+        return outcome
+
+    def by_policy(self) -> dict[str, Any]:
+        """Each policy's review result and evidence, for an audit record."""
+        return {
+            policy: {"result": outcome.result.value, **outcome.evidence}
+            for (_address, policy), outcome in self.outcomes.items()
+        }
