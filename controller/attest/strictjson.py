@@ -3,38 +3,79 @@
 Two parsers reading one document must see one meaning. Python's ``json``
 keeps the last of two equal keys while other languages keep the first, so a
 signed envelope with two ``payload`` keys could mean one thing to the signer
-and another to us: duplicate keys are rejected. ``NaN`` and ``Infinity`` are
-not JSON and are rejected too, and so are numbers that only read as one by
-overflowing (``1e400`` would become infinity and pass any minimum) or that
-are too long to convert. Every failure is a ``StrictJSONError``, never a bare
-``ValueError`` or ``RecursionError`` that a caller might not expect.
+and another to us: duplicate keys are rejected. (So must any faster parser
+that is ever put in front of this one: most of them keep the last key
+silently, which turns ``"resource_changes": [...], "resource_changes": []``
+into an empty plan.) ``NaN`` and ``Infinity`` are not JSON and are rejected
+too, and so are numbers that only read as one by overflowing (``1e400``
+would become infinity and pass any minimum) or that are too long to convert.
+Strings must be valid Unicode: a lone UTF-16 surrogate (``"\\ud800"``) parses
+but cannot be written out again, so it would break a report long after the
+input was accepted.
+
+Every failure is a ``StrictJSONError``, never a bare ``ValueError`` or
+``RecursionError`` that a caller might not expect. This module imports
+nothing from the rest of guard: every side reads its input through it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
-
-from controller.policy.loader import UniqueKeyLoader
 
 # Far beyond any count or measurement an attestation carries; Python refuses
 # more than 4300 digits anyway, with a bare ValueError.
 MAX_INT_DIGITS = 64
 
+# An escaped UTF-16 surrogate: only then can a parsed string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
 
 class StrictJSONError(ValueError):
-    """The text is not plain, unambiguous JSON (or YAML)."""
+    """The text is not plain, unambiguous JSON (or YAML).
+
+    ``truncated`` is set when the text ends where more JSON was expected,
+    which callers report as a cut-off file rather than as garbage.
+    """
+
+    def __init__(self, message: str, *, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one document, so hostile input fails in one line, not later.
+
+    ``max_bytes``: the encoded size. ``max_depth``: how deeply arrays and
+    objects nest, checked without recursion (``None``: only the parser's own
+    recursion guard applies, for callers that bound the parts they walk).
+    ``max_int_digits``: the longest integer, in decimal digits.
+    """
+
+    max_bytes: int | None = None
+    max_depth: int | None = None
+    max_int_digits: int = MAX_INT_DIGITS
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise StrictJSONError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise StrictJSONError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 
@@ -49,32 +90,137 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise StrictJSONError(f"number too long ({len(text)} digits)")
-    return int(text)
+class _BoundedInt:
+    """``parse_int`` that refuses integers longer than a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __call__(self, text: str) -> int:
+        if len(text.lstrip("-")) > self.limit:
+            raise StrictJSONError(f"number too long ({len(text)} digits)")
+        return int(text)
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse JSON, rejecting duplicate keys, NaN/Infinity and invalid UTF-8."""
+def _int_parser(limit: int) -> _BoundedInt | None:
+    """A checking ``parse_int``, or ``None`` when the interpreter already refuses.
+
+    Calling Python for every integer of a large plan costs about a tenth of
+    the parse; when the interpreter's own digit limit is at least as strict,
+    its refusal (a plain ``ValueError``) is caught and reported instead.
+    """
+    interpreter = sys.get_int_max_str_digits()
+    if 0 < interpreter <= limit:
+        return None
+    return _BoundedInt(limit)
+
+
+def loads(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Parse JSON, rejecting duplicate keys, NaN/Infinity, invalid UTF-8 and
+    anything beyond ``limits``."""
+    size = len(data)
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise StrictJSONError(f"too large ({size} bytes; the limit is {limits.max_bytes})")
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise StrictJSONError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_unique_object,
             parse_constant=_no_constants,
             parse_float=_finite_float,
-            parse_int=_bounded_int,
+            parse_int=_int_parser(limits.max_int_digits),
         )
     except StrictJSONError:
         raise
     except json.JSONDecodeError as exc:
-        raise StrictJSONError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        truncated = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated")
+        raise StrictJSONError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            truncated=truncated,
+        ) from None
     except RecursionError:
         raise StrictJSONError("not valid JSON: nested too deeply") from None
+    except ValueError:
+        # The interpreter's own integer digit limit (see _int_parser).
+        raise StrictJSONError(f"number too long (over {limits.max_int_digits} digits)") from None
+    raw = data if isinstance(data, bytes) else None
+    if (raw is None or _SURROGATE_ESCAPE.search(raw)) and not _encodable(value):
+        raise StrictJSONError("not valid Unicode: a string holds a lone UTF-16 surrogate")
+    if limits.max_depth is not None and nested_deeper_than(value, limits.max_depth):
+        raise StrictJSONError(f"nested too deeply (more than {limits.max_depth} levels)")
+    return value
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels.
+
+    Iterative, so it answers for any depth the parser accepted; a scalar is
+    depth 0, ``[]`` and ``{}`` are depth 1.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if type(item) is dict:
+            children: Any = item.values()
+        elif type(item) is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                push((child, depth + 1))
+    return False
+
+
+def _strings(value: Any) -> Iterator[str]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        for text in _strings(value):
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
 
 
 def load_json_or_yaml(text: str) -> Any:

@@ -48,6 +48,10 @@ class Subject:
     For Kubernetes ``object``/``old_object`` are the new and old objects; for
     Terraform they are ``after``/``before``. ``unknowns`` holds the dotted
     paths of ``object`` that Terraform only knows after apply.
+    ``change_actions`` is the source's own action list where it has one
+    (Terraform's ``["delete", "create"]`` behind ``action`` ``replace``), and
+    ``action_reason`` why the source chose that action (Terraform's
+    ``action_reason``: ``tainted``, ``replace_because_cannot_update``...).
     """
 
     target: Target
@@ -66,6 +70,8 @@ class Subject:
     # Where the subject came from (file and line), for reports.
     location: str | None = None
     line: int | None = None
+    change_actions: tuple[str, ...] = ()
+    action_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ for a plan check. Block lines come from the Lark parse tree
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ from lark.exceptions import LarkError, UnexpectedInput
 from controller.errors import InputError
 from controller.policy.documents import Target
 from controller.policy.subject import Subject
+from controller.terraform.addresses import config_address
 from controller.terraform.hcl import UNKNOWN, Lookup, resolve, split_unknowns, unquote_key
-from controller.terraform.normalize import SENSITIVE_MASK
+from controller.terraform.sensitive import SENSITIVE_MASK
 
 # Resource arguments that are Terraform's, not the provider's.
 META_ARGUMENTS = frozenset(
@@ -36,8 +36,6 @@ MAX_MODULE_DEPTH = 32
 _OPTIONS = SerializationOptions(
     with_comments=False, preserve_heredocs=False, preserve_scientific_notation=False
 )
-_INDEX = re.compile(r'\[(?:"(?:[^"\\]|\\.)*"|[0-9]+|\*)\]')
-_DEPOSED = re.compile(r" \(deposed object [^)]*\)$")
 
 
 @dataclass(frozen=True)
@@ -313,11 +311,6 @@ def read_config(root: Path) -> ConfigResult:
         notes=tuple(reader.notes),
         locations=dict(reader.locations),
     )
-
-
-def config_address(address: str) -> str:
-    """A plan address without instance keys: ``module.a[0].x.y["k"]`` → ``module.a.x.y``."""
-    return _INDEX.sub("", _DEPOSED.sub("", address))
 
 
 @dataclass(frozen=True)
