@@ -1,4 +1,9 @@
-"""Machine-readable JSON: the decision, the counts and the context, stable keys."""
+"""Machine-readable JSON: the decision, the counts and the context, stable keys.
+
+``resources`` lists every judged subject with its own verdict, passes
+included (see :mod:`controller.report.resources`); ``findings`` carry the
+action and ``action_reason`` of the change they are about.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,17 @@ import json
 from typing import Any
 
 from controller import __version__
-from controller.policy.subject import Decision, Finding
+from controller.policy.subject import Decision, Finding, Subject
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
+from controller.report.resources import action_counts, subject_results, subjects_by_address
 from controller.report.summary import Counts, summary_line, verdict
 
 SCHEMA_VERSION = 1
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
+def finding_dict(finding: Finding, subject: Subject | None = None) -> dict[str, Any]:
+    """One finding; ``subject`` (when the report knows it) adds what the change is."""
     return {
         "policy": finding.policy,
         "rule": finding.rule,
@@ -30,6 +37,8 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "exception": finding.exception,
         "location": finding.location,
         "line": finding.line,
+        "resourceAction": subject.action if subject is not None else None,
+        "actionReason": subject.action_reason if subject is not None else None,
     }
 
 
@@ -40,6 +49,7 @@ class JsonFormat(ReportFormat):
 
     def render(self, decision: Decision, context: ReportContext) -> str:
         counts = Counts.of(decision, context)
+        subjects = subjects_by_address(context.subjects)
         document = {
             "schemaVersion": SCHEMA_VERSION,
             "tool": {"name": "guard", "version": __version__},
@@ -58,9 +68,11 @@ class JsonFormat(ReportFormat):
                 "unknownResults": counts.unknown_results,
                 "unknownValues": counts.unknown_values,
                 "review": context.review,
+                "actions": action_counts(context.subjects),
                 "line": summary_line(decision, context),
             },
-            "findings": [finding_dict(f) for f in decision.findings],
+            "findings": [finding_dict(f, subjects.get(f.address)) for f in decision.findings],
+            "resources": [r.as_dict() for r in subject_results(decision, context.subjects)],
             "exceptionsApplied": [e.as_dict() for e in context.exceptions],
             "notes": list(context.notes),
         }

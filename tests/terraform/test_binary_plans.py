@@ -84,4 +84,3 @@ def test_terraform_show_output_beyond_the_limit_is_refused(
     assert run.code == 2
     assert len(run.err.strip().splitlines()) == 1
     assert "terraform show -json output: larger than" in run.err
-
