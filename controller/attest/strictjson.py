@@ -157,24 +157,21 @@ def loads(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
 def nested_deeper_than(value: Any, limit: int) -> bool:
     """Whether arrays and objects in ``value`` nest more than ``limit`` levels.
 
-    Iterative, so it answers for any depth the parser accepted; a scalar is
-    depth 0, ``[]`` and ``{}`` are depth 1.
+    Level by level, without recursion, so it answers for any depth the parser
+    accepted; a scalar is depth 0, ``[]`` and ``{}`` are depth 1.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        item, depth = pop()
-        if type(item) is dict:
-            children: Any = item.values()
-        elif type(item) is list:
-            children = item
-        else:
-            continue
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        for child in children:
-            if type(child) is dict or type(child) is list:
-                push((child, depth + 1))
+        level = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) is dict or type(child) is list
+        ]
     return False
 
 

@@ -103,32 +103,56 @@ def _object(value: Any, where: str, name: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise InputError(f"{where}: change.{name} is not an object")
-    if nested_deeper_than(value, MAX_VALUE_DEPTH):
-        raise InputError(f"{where}: change.{name} nests deeper than {MAX_VALUE_DEPTH} levels")
     return value
 
 
-def _mask(value: Any, where: str, name: str) -> Any:
-    """A sensitive or unknown mask: booleans in objects and lists, nothing else.
+_FIELDS = ("before", "after", "after_unknown", "after_sensitive", "before_sensitive")
 
-    Terraform writes nothing else; a number or string where a boolean belongs
-    would silently read as "not sensitive" / "known", so it is refused.
+
+def _bounded(change: dict[str, Any], where: str) -> None:
+    """Refuse a change whose values or masks nest deeper than rules may walk.
+
+    One walk over the whole change on the hot path; only a refusal looks
+    at the fields one by one, to name the culprit.
     """
-    if value is None or type(value) is bool:
-        return value
-    if not isinstance(value, dict | list):
+    if not nested_deeper_than(change, MAX_VALUE_DEPTH + 1):
+        return
+    for name in _FIELDS:
+        if nested_deeper_than(change.get(name), MAX_VALUE_DEPTH):
+            raise InputError(f"{where}: change.{name} nests deeper than {MAX_VALUE_DEPTH} levels")
+    raise InputError(f"{where}: change nests deeper than {MAX_VALUE_DEPTH} levels")
+
+
+def _mask(value: Any, where: str, name: str) -> bool:
+    """Check a sensitive or unknown mask; whether any part of it is ``true``.
+
+    Masks are booleans in objects and lists, nothing else: Terraform writes
+    nothing else, and a number or string where a boolean belongs would
+    silently read as "not sensitive" / "known", so it is refused.
+    """
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    if type(value) is not dict and type(value) is not list:
         raise InputError(f"{where}: change.{name} is not a boolean, object or list")
-    if nested_deeper_than(value, MAX_VALUE_DEPTH):
-        raise InputError(f"{where}: change.{name} nests deeper than {MAX_VALUE_DEPTH} levels")
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, dict | list):
-                stack.append(child)
-            elif type(child) is not bool:
-                raise InputError(f"{where}: change.{name} holds {child!r} where a boolean belongs")
-    return value
+    marked = False
+    level = [value]
+    while level:
+        deeper = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is bool:
+                    marked = marked or child
+                elif kind is dict or kind is list:
+                    deeper.append(child)
+                else:
+                    raise InputError(
+                        f"{where}: change.{name} holds {child!r} where a boolean belongs"
+                    )
+        level = deeper
+    return marked
 
 
 def _reason(value: Any, where: str) -> str | None:
@@ -162,22 +186,26 @@ def _subject_and_secrets(
         address = f"{address} (deposed object {deposed})"
     where = f"{source}: resource_changes {address}"
     action = action_of(change.get("actions"), where)
-    raw_before = _object(change.get("before"), where, "before")
-    raw_after = _object(change.get("after"), where, "after")
-    before_mask = _mask(change.get("before_sensitive"), where, "before_sensitive")
-    after_mask = _mask(change.get("after_sensitive"), where, "after_sensitive")
-    unknown_mask = _mask(change.get("after_unknown"), where, "after_unknown")
-    before = masked_object(raw_before, before_mask)
-    after = masked_object(raw_after, after_mask)
-    secrets = frozenset(
-        {*sensitive_texts(raw_before, before_mask), *sensitive_texts(raw_after, after_mask)}
-    )
+    _bounded(change, where)
+    before = _object(change.get("before"), where, "before")
+    after = _object(change.get("after"), where, "after")
+    secrets: frozenset[str] = frozenset()
+    if _mask(change.get("before_sensitive"), where, "before_sensitive"):
+        mask = change["before_sensitive"]
+        secrets = secrets.union(sensitive_texts(before, mask))
+        before = masked_object(before, mask)
+    if _mask(change.get("after_sensitive"), where, "after_sensitive"):
+        mask = change["after_sensitive"]
+        secrets = secrets.union(sensitive_texts(after, mask))
+        after = masked_object(after, mask)
+    has_unknowns = _mask(change.get("after_unknown"), where, "after_unknown")
     unknowns: tuple[str, ...] = ()
     if action in _REMOVING or after is None:
         obj = before
     else:
         obj = after
-        unknowns = tuple(unknown_paths(unknown_mask))
+        if has_unknowns:
+            unknowns = tuple(unknown_paths(change["after_unknown"]))
     name = entry.get("name")
     subject = Subject(
         target=Target.terraform,
