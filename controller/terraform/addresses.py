@@ -17,6 +17,8 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def config_address(address: str) -> str:
     """A plan address without instance keys: ``module.a[0].x.y["k"]`` → ``module.a.x.y``."""
+    if "[" not in address and " (" not in address:
+        return address  # most addresses: nothing to strip, and this runs per resource
     return _INDEX.sub("", _DEPOSED.sub("", address))
 
 

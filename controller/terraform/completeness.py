@@ -40,8 +40,10 @@ def check_complete(
             )
     if targeted:
         return
-    declared = {config_address(address) for address in accounted}
+    declared: set[str] | None = None
     for address in _single_instances(plan, source):
+        if declared is None:
+            declared = {config_address(address) for address in accounted}
         if address not in declared:
             raise InputError(
                 f"{source}: the configuration declares {address} but resource_changes has "
@@ -101,7 +103,10 @@ def _planned(plan: Mapping[str, Any], source: str) -> Iterator[str]:
         return
     for module, at in _modules(values["root_module"], f"{source}: planned_values.root_module"):
         for position, resource in enumerate(_list(module.get("resources"), f"{at}.resources")):
-            yield _address(resource, f"{at}.resources[{position}]")
+            address = resource.get("address") if type(resource) is dict else None
+            if type(address) is not str or not address:
+                address = _address(resource, f"{at}.resources[{position}]")  # names the problem
+            yield address
 
 
 def _single_instances(plan: Mapping[str, Any], source: str) -> Iterator[str]:
