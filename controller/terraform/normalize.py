@@ -168,7 +168,7 @@ def subject_of(entry: Any, position: int, source: str) -> tuple[Subject, int]:
 
 
 def _subject_and_secrets(
-    entry: Any, position: int, source: str
+    entry: Any, position: int, source: str, mask_sensitive: bool = True
 ) -> tuple[Subject, int, frozenset[str]]:
     if not isinstance(entry, dict):
         raise InputError(f"{source}: resource_changes[{position}] is not an object")
@@ -193,11 +193,11 @@ def _subject_and_secrets(
     if _mask(change.get("before_sensitive"), where, "before_sensitive"):
         mask = change["before_sensitive"]
         secrets = secrets.union(sensitive_texts(before, mask))
-        before = masked_object(before, mask)
+        before = masked_object(before, mask) if mask_sensitive else before
     if _mask(change.get("after_sensitive"), where, "after_sensitive"):
         mask = change["after_sensitive"]
         secrets = secrets.union(sensitive_texts(after, mask))
-        after = masked_object(after, mask)
+        after = masked_object(after, mask) if mask_sensitive else after
     has_unknowns = _mask(change.get("after_unknown"), where, "after_unknown")
     unknowns: tuple[str, ...] = ()
     if action in _REMOVING or after is None:
@@ -242,13 +242,21 @@ def plan_subject(source: str, digest: str) -> Subject:
 
 
 def normalize(
-    plan: Mapping[str, Any], source: str, digest: str, *, targeted: bool = False
+    plan: Mapping[str, Any],
+    source: str,
+    digest: str,
+    *,
+    targeted: bool = False,
+    mask_sensitive: bool = True,
 ) -> Normalized:
     """Every resource change of a parsed plan, plus the plan-level subject.
 
     ``targeted`` says the plan was made with ``-target`` (or is refresh-only),
     so the configuration may declare resources the plan does not change; the
-    plan's own ``planned_values`` must still be covered.
+    plan's own ``planned_values`` must still be covered. ``mask_sensitive``
+    replaces sensitive values before rules see them; without it rules judge
+    the real values, and reports must be masked at output time with
+    ``sensitive`` (:func:`controller.report.redact.redacted`).
     """
     changes = plan.get("resource_changes")
     if changes is None:
@@ -261,7 +269,7 @@ def normalize(
     changed: set[str] = set()
     unknown_count = 0
     for position, entry in enumerate(changes):
-        subject, unknown, secrets = _subject_and_secrets(entry, position, source)
+        subject, unknown, secrets = _subject_and_secrets(entry, position, source, mask_sensitive)
         if subject.address in seen:
             raise InputError(
                 f"{source}: resource_changes lists {subject.address} more than once; "

@@ -355,3 +355,28 @@ def test_a_wholly_sensitive_object_is_masked_attribute_by_attribute(
     run = guard("tf-plan", _write(tmp_path, json.dumps(plan)), "--policies", AWS_POLICIES)
     assert run.code in (0, 1) and run.err == ""
     assert change["after"]["bucket"] not in run.out
+
+
+def test_rules_can_judge_real_values_and_reports_be_masked_at_output_time(
+    real_plans: RealPlans,
+) -> None:
+    from controller.policy.engine import Engine
+    from controller.policy.loader import load_bundle
+    from controller.report import FORMAT_NAMES, ReportContext, render
+    from controller.report.redact import redacted
+
+    secret = "example-only-not-a-secret"
+    plan = _real(real_plans)
+    normalized = normalize(plan, "p.json", "sha256:0", mask_sensitive=False)
+    database = "module.database.terraform_data.primary"
+    assert secret in normalized.sensitive[database]
+    engine = Engine(load_bundle(TEST_POLICIES).policies)
+    decision = engine.decide(normalized.resources)
+    echoed = [f for f in decision.findings if f.policy == "test-password-length"]
+    assert echoed and secret in echoed[0].message  # the rule saw the real value
+    masked = redacted(decision, normalized.sensitive, marker=SENSITIVE_MASK)
+    context = ReportContext("guard tf-plan", "p.json", subjects=normalized.resources)
+    for name in FORMAT_NAMES:
+        out = render(name, masked, context)
+        assert secret not in out
+        assert f"password {SENSITIVE_MASK} is set" in out
