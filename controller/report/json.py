@@ -72,8 +72,20 @@ class JsonFormat(ReportFormat):
                 "line": summary_line(decision, context),
             },
             "findings": [finding_dict(f, subjects.get(f.address)) for f in decision.findings],
-            "resources": [r.as_dict() for r in subject_results(decision, context.subjects)],
             "exceptionsApplied": [e.as_dict() for e in context.exceptions],
             "notes": list(context.notes),
         }
-        return json.dumps(document, indent=2, sort_keys=False) + "\n"
+        head = json.dumps(document, indent=2, sort_keys=False)
+        return head[: head.rindex("}")].rstrip() + ",\n" + _resources(decision, context) + "\n}\n"
+
+
+def _resources(decision: Decision, context: ReportContext) -> str:
+    """The ``resources`` member, last, one resource per line.
+
+    A plan can list tens of thousands of changes; the indenting encoder is
+    pure Python, while one compact line per resource uses the C encoder.
+    """
+    lines = [json.dumps(r.as_dict()) for r in subject_results(decision, context.subjects)]
+    if not lines:
+        return '  "resources": []'
+    return '  "resources": [\n    ' + ",\n    ".join(lines) + "\n  ]"

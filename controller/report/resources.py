@@ -58,7 +58,10 @@ def subject_results(decision: Decision, subjects: Sequence[Subject]) -> list[Sub
         by_address.setdefault(finding.address, []).append(finding)
     results: list[SubjectResult] = []
     for subject in subjects:
-        found = by_address.get(subject.address, [])
+        found = by_address.get(subject.address)
+        if not found:  # most subjects: nothing to rank
+            results.append(SubjectResult(subject, Result.passed, False, 0, 0))
+            continue
         active = [f for f in found if f.exception is None]
         worst = max((f.result for f in active), key=_RANK.__getitem__, default=Result.passed)
         results.append(
