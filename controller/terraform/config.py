@@ -21,6 +21,7 @@ address and its failures are reported as unknown (:meth:`ConfigResult.settle`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -531,20 +532,13 @@ def _listed(addresses: list[str], limit: int = 5) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-class _located:
+@contextmanager
+def _located(block: Block) -> Iterator[None]:
     """Turns a limit hit while reading one block into an input error at that block."""
-
-    def __init__(self, block: Block) -> None:
-        self.block = block
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if isinstance(error, LimitError):
-            raise InputError(f"{self.block.file}:{self.block.line}: {error}") from None
+    try:
+        yield
+    except LimitError as exc:
+        raise InputError(f"{block.file}:{block.line}: {exc}") from None
 
 
 def read_config(root: Path) -> ConfigResult:
