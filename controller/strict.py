@@ -1,24 +1,36 @@
 """Strict data reading: JSON and YAML that refuse what attackers use to confuse parsers.
 
-The bottom layer: every package reads documents, envelopes, plans and
-manifests through here, so one policy (no duplicate keys, no non-finite
-numbers, bounded nesting) holds everywhere.
+The bottom layer above the error root: every package reads documents,
+envelopes, plans and manifests through here, so one policy (no duplicate
+keys, no non-finite numbers, bounded size and nesting) holds everywhere.
 
 
 Two parsers reading one document must see one meaning. Python's ``json``
 keeps the last of two equal keys while other languages keep the first, so a
 signed envelope with two ``payload`` keys could mean one thing to the signer
-and another to us: duplicate keys are rejected. ``NaN`` and ``Infinity`` are
-not JSON and are rejected too, and so are numbers that only read as one by
-overflowing (``1e400`` would become infinity and pass any minimum) or that
-are too long to convert. Every failure is a ``StrictJSONError``, never a bare
-``ValueError`` or ``RecursionError`` that a caller might not expect.
+and another to us: duplicate keys are rejected. (So must any faster parser
+that is ever put in front of this one: most of them keep the last key
+silently, which turns ``"resource_changes": [...], "resource_changes": []``
+into an empty plan.) ``NaN`` and ``Infinity`` are not JSON and are rejected
+too, and so are numbers that only read as one by overflowing (``1e400``
+would become infinity and pass any minimum) or that are too long to convert.
+Strings must be valid Unicode: a lone UTF-16 surrogate (``"\\ud800"``) parses
+but cannot be written out again, so it would break a report long after the
+input was accepted.
+
+Every failure is a ``StrictJSONError``, never a bare ``ValueError`` or
+``RecursionError`` that a caller might not expect. This module imports
+nothing from the rest of guard but the error root: every side reads its
+input through it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +42,167 @@ from controller.errors import InputError
 # more than 4300 digits anyway, with a bare ValueError.
 MAX_INT_DIGITS = 64
 
+# An escaped UTF-16 surrogate: only then can a parsed string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
 
 class StrictJSONError(InputError, ValueError):
-    """The text is not plain, unambiguous JSON (or YAML)."""
+    """The text is not plain, unambiguous JSON (or YAML).
+
+    ``truncated`` is set when the text ends where more JSON was expected,
+    which callers report as a cut-off file rather than as garbage.
+    """
+
+    def __init__(self, message: str, *, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one document, so hostile input fails in one line, not later.
+
+    ``max_bytes``: the encoded size. ``max_depth``: how deeply arrays and
+    objects nest, checked without recursion (``None``: only the parser's own
+    recursion guard applies, for callers that bound the parts they walk).
+    ``max_int_digits``: the longest integer, in decimal digits.
+    """
+
+    max_bytes: int | None = None
+    max_depth: int | None = None
+    max_int_digits: int = MAX_INT_DIGITS
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise StrictJSONError(f"duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise StrictJSONError(f"number {text[:32]} is not a finite number")
+    return value
+
+
+class _BoundedInt:
+    """``parse_int`` that refuses integers longer than a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __call__(self, text: str) -> int:
+        if len(text.lstrip("-")) > self.limit:
+            raise StrictJSONError(f"number too long ({len(text)} digits)")
+        return int(text)
+
+
+def _int_parser(limit: int) -> _BoundedInt | None:
+    """A checking ``parse_int``, or ``None`` when the interpreter already refuses.
+
+    Calling Python for every integer of a large plan costs about a tenth of
+    the parse; when the interpreter's own digit limit is at least as strict,
+    its refusal (a plain ``ValueError``) is caught and reported instead.
+    """
+    interpreter = sys.get_int_max_str_digits()
+    if 0 < interpreter <= limit:
+        return None
+    return _BoundedInt(limit)
+
+
+def loads(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Parse JSON, rejecting duplicate keys, NaN/Infinity, invalid UTF-8 and
+    anything beyond ``limits``."""
+    size = len(data)
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise StrictJSONError(f"too large ({size} bytes; the limit is {limits.max_bytes})")
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise StrictJSONError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_object,
+            parse_constant=_no_constants,
+            parse_float=_finite_float,
+            parse_int=_int_parser(limits.max_int_digits),
+        )
+    except StrictJSONError:
+        raise
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated")
+        raise StrictJSONError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            truncated=truncated,
+        ) from None
+    except RecursionError:
+        raise StrictJSONError("not valid JSON: nested too deeply") from None
+    except ValueError:
+        # The interpreter's own integer digit limit (see _int_parser).
+        raise StrictJSONError(f"number too long (over {limits.max_int_digits} digits)") from None
+    raw = data if isinstance(data, bytes) else None
+    if (raw is None or _SURROGATE_ESCAPE.search(raw)) and not _encodable(value):
+        raise StrictJSONError("not valid Unicode: a string holds a lone UTF-16 surrogate")
+    if limits.max_depth is not None and nested_deeper_than(value, limits.max_depth):
+        raise StrictJSONError(f"nested too deeply (more than {limits.max_depth} levels)")
+    return value
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels.
+
+    Level by level, without recursion, so it answers for any depth the parser
+    accepted; a scalar is depth 0, ``[]`` and ``{}`` are depth 1.
+    """
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) is dict or type(child) is list
+        ]
+    return False
+
+
+def _strings(value: Any) -> Iterator[str]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        for text in _strings(value):
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -56,54 +226,6 @@ UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,  # type: ignore[arg-type]
 )
-
-
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise StrictJSONError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise StrictJSONError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise StrictJSONError(f"number {text[:32]} is not a finite number")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise StrictJSONError(f"number too long ({len(text)} digits)")
-    return int(text)
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON, rejecting duplicate keys, NaN/Infinity and invalid UTF-8."""
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-    except UnicodeDecodeError as exc:
-        raise StrictJSONError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
-    try:
-        return json.loads(
-            text,
-            object_pairs_hook=_unique_object,
-            parse_constant=_no_constants,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
-    except StrictJSONError:
-        raise
-    except json.JSONDecodeError as exc:
-        raise StrictJSONError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except RecursionError:
-        raise StrictJSONError("not valid JSON: nested too deeply") from None
 
 
 def load_json_or_yaml(text: str) -> Any:

@@ -32,11 +32,13 @@ from controller.policy.results import Decision, Finding, Result
 from controller.policy.reviewer import RecordingReview
 from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
+from controller.report.redact import redacted
 from controller.report.registry import FORMAT_NAMES
 from controller.terraform.config import ConfigIndex
 from controller.terraform.inputs import config_input, plan_input
 from controller.terraform.lines import address_lines
 from controller.terraform.review import JSON_ONLY_REASON, PlanReview, attestation_verifier
+from controller.terraform.sensitive import SENSITIVE_MASK
 
 
 def register(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -180,6 +182,8 @@ def tf_plan_command(args: argparse.Namespace) -> int:
     review = RecordingReview(PlanReview(verifier, plan.json_only, args.accept_json_review))
     decision = engine.decide(plan.subjects, review=review, notes=notes)
     decision = _with_lines(decision, plan.text, plan.source, index)
+    # Rules judged the real values; nothing written shows a sensitive one.
+    decision = redacted(decision, plan.sensitive, marker=SENSITIVE_MASK)
     plan_address = plan.plan_subject.address if plan.plan_subject is not None else plan.source
     context = ReportContext(
         command="guard tf-plan",
@@ -190,6 +194,7 @@ def tf_plan_command(args: argparse.Namespace) -> int:
         unknown_values=plan.unknown_values,
         exceptions=applied_exceptions(decision, policies.exceptions),
         warn_only=args.warn_only,
+        subjects=plan.resources,
     )
     write_reports(decision, context, outputs, quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED
@@ -259,6 +264,7 @@ def tf_config_command(args: argparse.Namespace) -> int:
         unknown_action=Action.warn,
     )
     decision = engine.decide(config.subjects, notes=config.notes)
+    decision = config.settle(decision, Action.warn)
     context = ReportContext(
         command="guard tf-config",
         source=config.source,
@@ -267,6 +273,7 @@ def tf_config_command(args: argparse.Namespace) -> int:
         unknown_values=config.unknown_values,
         exceptions=applied_exceptions(decision, policies.exceptions),
         warn_only=args.warn_only,
+        subjects=config.resources,
     )
     write_reports(decision, context, outputs, quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED

@@ -80,13 +80,29 @@ class CompiledRule:
         paths = self.reads.paths.get("after")
         if paths is None:
             return any(path.split(".", 1)[0] in self.reads.words for path in unknowns)
-        for unknown in unknowns:
-            parts = tuple(part for part in unknown.split(".") if part)
-            for read in paths:
-                shorter = min(len(read), len(parts))
-                if read[:shorter] == parts[:shorter]:
-                    return True
+        return any(_overlaps(paths, unknown) for unknown in unknowns)
+
+    def reads_any(self, located: Sequence[str]) -> bool:
+        """Whether the rule (or its message) may read one of these paths,
+        each named with its variable (``after.password``, ``before``)."""
+        for path in located:
+            variable, _, rest = path.partition(".")
+            if variable not in self.variables:
+                continue
+            paths = self.reads.paths.get(variable)
+            if paths is None or not rest or _overlaps(paths, rest):
+                return True
         return False
+
+
+def _overlaps(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
+    """Whether a read path is a prefix of ``dotted`` or lies inside it."""
+    parts = tuple(part for part in dotted.split(".") if part)
+    for read in paths:
+        shorter = min(len(read), len(parts))
+        if read[:shorter] == parts[:shorter]:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -320,12 +336,22 @@ class Engine:
     def _finding(
         self, policy: GuardPolicy, rule: CompiledRule, outcome: RuleOutcome, subject: Subject
     ) -> Finding:
+        message = outcome.message or rule.rule.message or rule.rule.expression
+        if subject.sensitive and rule.reads_any(subject.sensitive):
+            # A message expression or an evaluation error could echo the
+            # sensitive value: say only what the policy author wrote.
+            message = rule.rule.message or (
+                "the rule failed on a sensitive value (details not shown)"
+                if outcome.result is Result.fail
+                else f"the rule's result is {outcome.result.value} on a sensitive value "
+                "(details not shown)"
+            )
         return Finding.of(
             policy,
             rule.rule.name,
             outcome.result,
             subject,
-            outcome.message or rule.rule.message or rule.rule.expression,
+            message,
             enforcement=self.enforcement,
             unknown_action=self.unknown_action,
             fix=rule.rule.fix or "",

@@ -100,6 +100,12 @@ class Subject:
     # Where the subject came from (file and line), for reports.
     location: str | None = None
     line: int | None = None
+    change_actions: tuple[str, ...] = ()
+    action_reason: str | None = None
+    # Paths the source marks sensitive, with their variable (``after.password``,
+    # ``before`` for all of it): rules judge the real values, reports never
+    # show them, and a finding of a rule that reads one uses its static message.
+    sensitive: tuple[str, ...] = ()
 
 
 class WaiverKind(StrEnum):

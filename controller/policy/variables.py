@@ -83,6 +83,7 @@ def variables_for(subject: Subject, obj: Mapping[str, Any] | None) -> dict[str, 
         "namespace": subject.namespace,
         "address": subject.address,
         "action": subject.action,
+        "actionReason": subject.action_reason,
     }
     old = subject.old_object
     if subject.target is Target.kubernetes:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.policy.documents import GuardException
-from controller.policy.results import Decision
+from controller.policy.results import Decision, Subject
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ class ReportContext:
     when some subjects are bookkeeping (the plan-level subject is not a
     resource). ``unknown_values`` counts values that are known only after
     apply (or that the HCL reader could not resolve). ``review`` is a
-    one-line verdict of the review requirement.
+    one-line verdict of the review requirement. ``subjects`` are the
+    subjects the command judged (for Terraform, one per ``resource_changes``
+    entry): reports list them with their own verdict, passes included, and
+    show each finding's action and ``action_reason``.
     """
 
     command: str
@@ -60,6 +63,7 @@ class ReportContext:
     exceptions: tuple[AppliedException, ...] = ()
     warn_only: bool = False
     colour: bool = False
+    subjects: tuple[Subject, ...] = ()
 
     def count(self, decision: Decision) -> int:
         return decision.subjects if self.subject_count is None else self.subject_count
@@ -71,8 +75,9 @@ def applied_exceptions(
     """The exceptions that waived a finding, with the addresses they waived."""
     waived: dict[str, list[str]] = {}
     for finding in decision.waived:
-        assert finding.exception is not None  # waived means an exception is named
-        waived.setdefault(finding.exception, []).append(finding.address)
+        # Break-glass waivers are the cluster's and are recorded there.
+        if finding.exception is not None:
+            waived.setdefault(finding.exception, []).append(finding.address)
     applied: list[AppliedException] = []
     for document in sorted(documents, key=lambda d: d.name):
         if document.name not in waived:

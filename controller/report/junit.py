@@ -3,17 +3,21 @@
 One test case per finding. A finding that denies is a ``failure`` (an
 ``error`` when the rule itself could not be evaluated); a waived finding is
 ``skipped`` with its exception; warnings and audits pass with their message
-in ``system-out``. With no findings, one passing case says so, because an
-empty suite reads as "nothing ran".
+in ``system-out``. Every judged subject without findings is one passing
+case, so a CI page shows what was checked, not only what failed; with
+nothing at all, one passing case says so, because an empty suite reads as
+"nothing ran". The change a case is about (``replace (tainted)``) is in its
+text.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from controller.policy.results import Decision, Finding, Result
+from controller.policy.results import Decision, Finding, Result, Subject
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
+from controller.report.resources import describe_change, subject_results, subjects_by_address
 from controller.report.summary import summary_line
 
 
@@ -45,6 +49,7 @@ class JunitFormat(ReportFormat):
             ET.SubElement(properties, "property", name="note", value=note)
 
         failures = errors = skipped = 0
+        subjects = subjects_by_address(context.subjects)
         for finding in decision.findings:
             case = ET.SubElement(
                 suite,
@@ -55,10 +60,10 @@ class JunitFormat(ReportFormat):
             )
             if finding.line:
                 case.set("line", str(finding.line))
-            body = _body(finding)
-            if finding.exception is not None:
+            body = _body(finding, subjects.get(finding.address))
+            if finding.waiver is not None:
                 skipped += 1
-                ET.SubElement(case, "skipped", message=f"waived by exception {finding.exception}")
+                ET.SubElement(case, "skipped", message=f"waived by {finding.waiver.label}")
             elif finding.denies:
                 tag = "error" if finding.result is Result.error else "failure"
                 if tag == "error":
@@ -73,7 +78,19 @@ class JunitFormat(ReportFormat):
                 out = ET.SubElement(case, "system-out")
                 out.text = f"{finding.action.value}: {body}"
         tests = len(decision.findings)
-        if not decision.findings:
+        for judged in subject_results(decision, context.subjects):
+            if judged.findings:
+                continue
+            tests += 1
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=judged.subject.address,
+                name="guard policies",
+                file=judged.subject.location or context.source,
+            )
+            ET.SubElement(case, "system-out").text = f"pass: {describe_change(judged.subject)}"
+        if tests == 0:
             tests = 1
             ET.SubElement(suite, "testcase", classname=context.source, name="guard policies")
         for element in (suites, suite):
@@ -85,11 +102,13 @@ class JunitFormat(ReportFormat):
         return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _body(finding: Finding) -> str:
+def _body(finding: Finding, subject: Subject | None) -> str:
     lines = [
         f"{finding.severity.value} {finding.result.value}: {finding.message}",
         *(f"- {reason}" for reason in finding.reasons),
     ]
+    if subject is not None:
+        lines.append(f"change: {describe_change(subject)}")
     if finding.fix:
         lines.append(f"fix: {finding.fix}")
     return "\n".join(lines)

@@ -3,9 +3,12 @@
 Every result has a physical location: GitHub rejects a whole upload when one
 result lacks it. A finding's own location (the ``.tf`` file and line, or the
 plan file and line) is used when known, else the report's source. Rule ids
-are ``policy/rule``; the level comes from the policy's severity, while
-whether the finding denies is in ``properties`` (the action alone decides).
-Waived findings carry a ``suppressions`` entry naming the exception.
+are ``policy/rule``. A result's level follows what the finding does, since
+code scanning gates on it: ``error`` exactly when it denies; a warning is
+``warning`` (``note`` at low severity); audits and waived findings are
+``note``. A rule's default level comes from the policy's severity. Waived
+findings carry a ``suppressions`` entry naming the exception; the change a
+finding is about (action, ``action_reason``) is in its ``properties``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any
 from urllib.parse import quote
 
 from controller import __version__
-from controller.policy.documents import Severity
-from controller.policy.results import Decision, Finding
+from controller.policy.documents import Action, Severity
+from controller.policy.results import Decision, Finding, Subject
 from controller.report.base import ReportFormat
 from controller.report.context import AppliedException, ReportContext
+from controller.report.resources import action_counts, subjects_by_address
 from controller.report.summary import summary_line
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -52,6 +56,15 @@ def artifact_uri(path: str) -> str:
     return quote(pure.as_posix())
 
 
+def result_level(finding: Finding) -> str:
+    """``error`` only for a finding that denies: that is what fails the pipeline."""
+    if finding.denies:
+        return "error"
+    if finding.waiver is not None or finding.action is Action.audit:
+        return "note"
+    return "note" if LEVELS[finding.severity] == "note" else "warning"
+
+
 def _fingerprint(finding: Finding) -> str:
     key = f"{finding.policy}\0{finding.rule}\0{finding.address}"
     return hashlib.sha256(key.encode()).hexdigest()
@@ -70,7 +83,11 @@ class SarifFormat(ReportFormat):
                 rules[rule_id] = self._rule(rule_id, finding)
         index = {rule_id: position for position, rule_id in enumerate(rules)}
         exceptions = {e.name: e for e in context.exceptions}
-        results = [self._result(f, index, context, exceptions) for f in decision.findings]
+        subjects = subjects_by_address(context.subjects)
+        results = [
+            self._result(f, index, context, exceptions, subjects.get(f.address))
+            for f in decision.findings
+        ]
         run: dict[str, Any] = {
             "tool": {
                 "driver": {
@@ -96,6 +113,7 @@ class SarifFormat(ReportFormat):
                 "review": context.review,
                 "warnOnly": context.warn_only,
                 "exceptionsApplied": [e.as_dict() for e in context.exceptions],
+                "actions": action_counts(context.subjects),
             },
         }
         document = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
@@ -123,6 +141,7 @@ class SarifFormat(ReportFormat):
         index: dict[str, int],
         context: ReportContext,
         exceptions: dict[str, AppliedException],
+        subject: Subject | None,
     ) -> dict[str, Any]:
         rule_id = f"{finding.policy}/{finding.rule}"
         physical: dict[str, Any] = {
@@ -136,7 +155,7 @@ class SarifFormat(ReportFormat):
         result: dict[str, Any] = {
             "ruleId": rule_id,
             "ruleIndex": index[rule_id],
-            "level": LEVELS[finding.severity],
+            "level": result_level(finding),
             "message": {"text": f"{finding.address}: {text}"},
             "locations": [
                 {
@@ -153,11 +172,13 @@ class SarifFormat(ReportFormat):
                 "denies": finding.denies,
                 "severity": finding.severity.value,
                 "reasons": list(finding.reasons),
+                "resourceAction": subject.action if subject is not None else None,
+                "actionReason": subject.action_reason if subject is not None else None,
             },
         }
-        if finding.exception is not None:
-            applied = exceptions.get(finding.exception)
-            justification = f"exception {finding.exception}"
+        if finding.waiver is not None:
+            applied = exceptions.get(finding.exception) if finding.exception else None
+            justification = finding.waiver.label
             if applied is not None:
                 justification += (
                     f" (owner {applied.owner}, expires {applied.expires}): {applied.reason}"

@@ -29,7 +29,7 @@ class Counts:
     @classmethod
     def of(cls, decision: Decision, context: ReportContext) -> Counts:
         severities = Counter(f.severity for f in decision.findings)
-        active = [f for f in decision.findings if f.exception is None]
+        active = [f for f in decision.findings if f.waiver is None]
         return cls(
             subjects=context.count(decision),
             by_severity={s: severities.get(s, 0) for s in SEVERITIES_HIGH_FIRST},

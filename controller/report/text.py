@@ -1,7 +1,9 @@
 """Text for people: grouped by severity, then resource address.
 
 Each finding shows what it does (DENY, WARN, AUDIT, WAIVED), the policy and
-rule, the message and the fix. Colour is used only when the caller says the
+rule, the message and the fix; each address, what the change is and why
+(``replace (tainted)``). A closing section counts every judged change by
+action and names those Terraform gave a reason for. Colour is used only when the caller says the
 output is a terminal, so logs and files stay plain.
 """
 
@@ -10,22 +12,26 @@ from __future__ import annotations
 from itertools import groupby
 
 from controller.policy.documents import Action
-from controller.policy.results import Decision, Finding, Result
+from controller.policy.results import Decision, Finding, Result, Subject
 from controller.report.base import ReportFormat
 from controller.report.context import ReportContext
+from controller.report.resources import action_counts, describe_change, subjects_by_address
 from controller.report.summary import SEVERITIES_HIGH_FIRST, summary_line
+
+# Changes with an action_reason listed by name; the JSON report lists them all.
+MAX_REASONS_LISTED = 20
 
 _RED, _YELLOW, _DIM, _BOLD, _RESET = "\033[31m", "\033[33m", "\033[2m", "\033[1m", "\033[0m"
 
 
 def _label(finding: Finding) -> str:
-    if finding.exception is not None:
+    if finding.waiver is not None:
         return "WAIVED"
     return finding.action.value.upper()
 
 
 def _colour_of(finding: Finding) -> str:
-    if finding.exception is not None or finding.action is Action.audit:
+    if finding.waiver is not None or finding.action is Action.audit:
         return _DIM
     return _RED if finding.action is Action.deny else _YELLOW
 
@@ -37,6 +43,7 @@ class TextFormat(ReportFormat):
 
     def render(self, decision: Decision, context: ReportContext) -> str:
         paint = _Painter(context.colour)
+        subjects = subjects_by_address(context.subjects)
         lines: list[str] = []
         for severity in SEVERITIES_HIGH_FIRST:
             group = [f for f in decision.findings if f.severity is severity]
@@ -48,12 +55,19 @@ class TextFormat(ReportFormat):
                 found = list(items)
                 where = _where(found[0])
                 shown = where and where != address
-                lines.append(f"  {address}" + (f"  ({where})" if shown else ""))
+                change = describe_change(subjects.get(address))
+                lines.append(
+                    f"  {address}"
+                    + (f"  [{change}]" if change else "")
+                    + (f"  ({where})" if shown else "")
+                )
                 for finding in found:
                     lines.extend(self._finding(finding, paint))
             lines.append("")
         if not decision.findings:
             lines.extend(["no findings", ""])
+        if context.subjects:
+            lines.extend(_changes(context.subjects, paint))
         if context.exceptions:
             lines.append(paint(_BOLD, "Exceptions applied"))
             for applied in context.exceptions:
@@ -76,11 +90,24 @@ class TextFormat(ReportFormat):
         lines = [f"    {label} {finding.policy}/{finding.rule}{result}: {finding.message}"]
         indent = " " * 11
         lines.extend(f"{indent}- {reason}" for reason in finding.reasons[1:])
-        if finding.exception is not None:
-            lines.append(f"{indent}waived by exception {finding.exception}")
+        if finding.waiver is not None:
+            lines.append(f"{indent}waived by {finding.waiver.label}")
         if finding.fix:
             lines.append(f"{indent}fix: {finding.fix}")
         return lines
+
+
+def _changes(subjects: tuple[Subject, ...], paint: _Painter) -> list[str]:
+    counts = ", ".join(f"{n} {action}" for action, n in action_counts(subjects).items())
+    lines = [paint(_BOLD, f"Changes ({len(subjects)})"), f"  {counts}"]
+    reasoned = [s for s in subjects if s.action_reason]
+    for subject in reasoned[:MAX_REASONS_LISTED]:
+        lines.append(f"  {subject.address}: {describe_change(subject)}")
+    if len(reasoned) > MAX_REASONS_LISTED:
+        rest = len(reasoned) - MAX_REASONS_LISTED
+        lines.append(f"  ... and {rest} more with a reason (--format json lists every change)")
+    lines.append("")
+    return lines
 
 
 def _where(finding: Finding) -> str:

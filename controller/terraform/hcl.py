@@ -1,46 +1,36 @@
 """Resolving HCL values read by python-hcl2, as far as they can be known.
 
 python-hcl2 keeps the source form: a literal string arrives quoted
-(``'"text"'``), an expression as ``'${...}'``. Only literals, templates over
-known values and references to variables and locals (with attribute and
-index access) are resolved; everything else (function calls, conditionals,
-``for`` expressions, other resources' attributes) is *unknown*, which is what
-Terraform would also know only at plan or apply time.
+(``'"text"'``), an expression as ``'${...}'``. Strings are templates and
+expressions are evaluated by :mod:`controller.terraform.expressions`; what
+it cannot know (other resources' attributes, ``for`` expressions, most
+functions) is *unknown*, which is what Terraform would also know only at
+plan or apply time. Values nest at most :data:`MAX_VALUE_DEPTH` levels.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from hcl2.utils import process_escape_sequences
 
+from controller.terraform.expressions import UNKNOWN, LimitError, Lookup, evaluate, template
 
-class _UnknownType:
-    """The marker of a value that cannot be known without a plan."""
+__all__ = [
+    "BLOCK_MARKER",
+    "MAX_VALUE_DEPTH",
+    "UNKNOWN",
+    "LimitError",
+    "Lookup",
+    "reference",
+    "resolve",
+    "split_unknowns",
+    "unquote_key",
+]
 
-    _instance: _UnknownType | None = None
-
-    def __new__(cls) -> _UnknownType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN: Final = _UnknownType()
 BLOCK_MARKER = "__is_block__"
-
-_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
-_REFERENCE = re.compile(rf"^(var|local)\.({_NAME})((?:\.{_NAME}|\[\d+\]|\[\"[^\"\\]*\"\])*)$")
-_STEP = re.compile(rf"\.({_NAME})|\[(\d+)\]|\[\"([^\"\\]*)\"\]")
-_INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
-
-# Resolves ``var.NAME`` / ``local.NAME`` to a value, or UNKNOWN.
-Lookup = Callable[[str, str], Any]
+# Configuration values as deep as plan values may be (see normalize).
+MAX_VALUE_DEPTH = 100
 
 
 def is_quoted(value: str) -> bool:
@@ -51,15 +41,17 @@ def unquote_key(key: str) -> str:
     return process_escape_sequences(key[1:-1]) if is_quoted(key) else key
 
 
-def resolve(value: Any, lookup: Lookup) -> Any:
+def resolve(value: Any, lookup: Lookup, depth: int = 0) -> Any:
     """A python-hcl2 value with every resolvable part resolved, the rest UNKNOWN."""
+    if depth > MAX_VALUE_DEPTH:
+        raise LimitError(f"values nested deeper than {MAX_VALUE_DEPTH} levels")
     if isinstance(value, str):
         return _resolve_string(value, lookup)
     if isinstance(value, list):
-        return [resolve(item, lookup) for item in value]
+        return [resolve(item, lookup, depth + 1) for item in value]
     if isinstance(value, dict):
         return {
-            unquote_key(k): resolve(v, lookup)
+            unquote_key(k): resolve(v, lookup, depth + 1)
             for k, v in value.items()
             if k != BLOCK_MARKER and not k.startswith("__")
         }
@@ -68,65 +60,15 @@ def resolve(value: Any, lookup: Lookup) -> Any:
 
 def _resolve_string(value: str, lookup: Lookup) -> Any:
     if is_quoted(value):
-        body = value[1:-1]
-        if "%{" in body:
-            return UNKNOWN  # template directives (if/for) need evaluation
-        if "${" not in body:
-            return process_escape_sequences(body)
-        return _template(body, lookup)
+        return template(value[1:-1], lookup)
     if value.startswith("${") and value.endswith("}"):
-        return reference(value[2:-1].strip(), lookup)
+        return evaluate(value[2:-1].strip(), lookup)
     return value  # a bare identifier-like value (e.g. a type keyword)
 
 
-def _template(body: str, lookup: Lookup) -> Any:
-    parts: list[str] = []
-    position = 0
-    for match in _INTERPOLATION.finditer(body):
-        parts.append(process_escape_sequences(body[position : match.start()]))
-        value = reference(match.group(1).strip(), lookup)
-        if value is UNKNOWN or isinstance(value, dict | list) or value is None:
-            return UNKNOWN
-        parts.append(_template_text(value))
-        position = match.end()
-    rest = body[position:]
-    if "${" in rest:
-        return UNKNOWN  # nested braces the simple scanner does not follow
-    parts.append(process_escape_sequences(rest))
-    return "".join(parts)
-
-
-def _template_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def reference(expression: str, lookup: Lookup) -> Any:
-    """``var.x``, ``local.y.z[0]["k"]``, or a number literal; else UNKNOWN."""
-    match = _REFERENCE.match(expression)
-    if match is None:
-        return _number(expression)
-    value = lookup(match.group(1), match.group(2))
-    for step in _STEP.finditer(match.group(3)):
-        attribute, position, key = step.groups()
-        if value is UNKNOWN:
-            return UNKNOWN
-        if attribute is not None or key is not None:
-            name = attribute if attribute is not None else key
-            value = value.get(name, UNKNOWN) if isinstance(value, Mapping) else UNKNOWN
-        else:
-            index = int(position)
-            value = value[index] if isinstance(value, list) and index < len(value) else UNKNOWN
-    return value
-
-
-def _number(expression: str) -> Any:
-    try:
-        number = float(expression)
-    except ValueError:
-        return UNKNOWN
-    return int(number) if number.is_integer() and "." not in expression else number
+    """The value of an expression's text (``var.x``, ``local.y.z[0]["k"]``, ...)."""
+    return evaluate(expression, lookup)
 
 
 def split_unknowns(value: Any, prefix: str = "") -> tuple[Any, list[str], int]:

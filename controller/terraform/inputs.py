@@ -9,13 +9,19 @@ carries the review requirement (its attestation names the plan's digest).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.policy.results import Subject
+from controller.policy.documents import Action
+from controller.policy.results import Decision, Subject
 from controller.terraform.config import read_config
 from controller.terraform.normalize import normalize
 from controller.terraform.planfile import read_plan
+
+
+def _as_is(decision: Decision, unknown_action: Action) -> Decision:
+    return decision
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,20 @@ class TerraformInput:
     json_only: bool = False
     # The plan JSON, to locate findings by line.
     text: bytes = b""
+    # The judged resources (the plan-level subject aside), for per-resource reports.
+    resources: tuple[Subject, ...] = ()
+    # Address -> the texts of its sensitive values: rules judge the real
+    # values, and every report masks these texts.
+    sensitive: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Turns failures on resources that may not exist into unknowns (tf-config).
+    settle: Callable[[Decision, Action], Decision] = _as_is
 
 
 def plan_input(source: str, terraform_dir: Path | None = None) -> TerraformInput:
     """A plan: ``source`` is a binary plan, plan JSON, or ``-`` for stdin."""
     plan = read_plan(source, terraform_dir)
-    normalized = normalize(plan.plan, plan.source, plan.digest)
+    # Rules judge the real values; reports mask them (``sensitive``).
+    normalized = normalize(plan.plan, plan.source, plan.digest, mask_sensitive=False)
     of_what = "the plan JSON (no binary plan given)" if plan.json_only else "the binary plan"
     return TerraformInput(
         source=plan.source,
@@ -48,6 +62,8 @@ def plan_input(source: str, terraform_dir: Path | None = None) -> TerraformInput
         plan_subject=normalized.plan,
         json_only=plan.json_only,
         text=plan.text,
+        resources=normalized.resources,
+        sensitive=normalized.sensitive,
     )
 
 
@@ -66,4 +82,6 @@ def config_input(directory: Path) -> TerraformInput:
             "review requirements apply to plans (guard tf-plan), not to configuration",
             *config.notes,
         ),
+        resources=config.subjects,
+        settle=config.settle,
     )

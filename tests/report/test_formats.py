@@ -107,6 +107,8 @@ def test_sarif_validates_against_the_2_1_0_schema() -> None:
     by_rule = {r["ruleId"]: r for r in results}
     assert by_rule["q/r"]["level"] == "error"
     assert by_rule["u/r"]["level"] == "warning"
+    assert by_rule["e/r"]["level"] == "error"  # medium, but it denies
+    assert by_rule["x/r"]["level"] == "note"  # waived
     assert by_rule["w/r"]["level"] == "note"
     # No location of its own: points at the report's source, percent-encoded.
     uri = by_rule["w/r"]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]

@@ -11,15 +11,18 @@ import pytest
 from controller.terraform.config import config_address, read_config
 from controller.terraform.hcl import UNKNOWN, reference, resolve
 from controller.terraform.normalize import SENSITIVE_MASK
-from tests.terraform.conftest import EXAMPLE_CONFIG, TEST_POLICIES, findings_by
+from tests.terraform.conftest import EXAMPLE_CONFIG, TEST_POLICIES, RealPlans, findings_by
 
 
 def test_example_config_subjects_and_resolution() -> None:
     config = read_config(EXAMPLE_CONFIG)
     subjects = {s.address: s for s in config.subjects}
+    # count and for_each expanded, addressed as in the plan.
     assert set(subjects) == {
-        "terraform_data.network",
-        "terraform_data.worker",
+        'terraform_data.network["production"]',
+        'terraform_data.network["staging"]',
+        "terraform_data.worker[0]",
+        "terraform_data.worker[1]",
         "terraform_data.legacy",
         "module.database.terraform_data.primary",
     }
@@ -31,21 +34,45 @@ def test_example_config_subjects_and_resolution() -> None:
     assert primary.object["input"]["deletion_protection"] is True
     assert primary.object["input"]["password"] == SENSITIVE_MASK
     assert primary.location is not None and primary.location.endswith("modules/database/main.tf")
-    network = subjects["terraform_data.network"]
-    assert network.object is not None
-    # each.key and a conditional cannot be known without a plan.
-    assert set(network.unknowns) == {"input.name", "input.ingress_cidr"}
-    assert network.object["input"]["ingress_port"] == 22
-    assert "count" not in (subjects["terraform_data.worker"].object or {})
+    # each.key and the conditional over it, resolved per instance.
+    staging = subjects['terraform_data.network["staging"]']
+    assert staging.object is not None and staging.unknowns == ()
+    assert staging.object["input"]["name"] == "staging"
+    assert staging.object["input"]["ingress_cidr"] == "0.0.0.0/0"
+    production = subjects['terraform_data.network["production"]']
+    assert production.object is not None
+    assert production.object["input"]["ingress_cidr"] == "10.0.0.0/8"
+    for index in (0, 1):
+        worker = subjects[f"terraform_data.worker[{index}]"]
+        assert worker.object is not None and worker.object["input"]["index"] == index
+        # Another resource's id is known only after apply.
+        assert worker.unknowns == ("input.network",)
+        assert "count" not in worker.object
+    assert config.uncertain == frozenset()
     assert 0 < config.unknown_attributes < config.total_attributes
+
+
+def test_config_and_plan_agree_on_the_example(guard: Any, real_plans: RealPlans) -> None:
+    def verdicts(*argv: Any) -> set[tuple[str, str, str, bool]]:
+        run = guard(*argv, "--policies", TEST_POLICIES, "--format", "json")
+        return {
+            (f["policy"], f["address"], f["result"], f["denies"])
+            for f in run.json()["findings"]
+            if f["policy"] != "test-password-length"  # the plan masks what config cannot know
+        }
+
+    from_config = verdicts("tf-config", EXAMPLE_CONFIG)
+    from_plan = verdicts("tf-plan", real_plans.create)
+    assert from_config == from_plan
+    assert ("test-open-ingress", 'terraform_data.network["staging"]', "fail", True) in from_config
 
 
 def test_unknown_config_values_are_never_failures(guard: Any) -> None:
     run = guard("tf-config", EXAMPLE_CONFIG, "--policies", TEST_POLICIES, "--format", "json")
     report = run.json()
-    assert run.code == 0
-    ingress = findings_by(report)[("test-open-ingress", "terraform_data.network")]
-    assert ingress["result"] == "unknown" and not ingress["denies"]
+    assert run.code == 1  # the staging network is open to the world, as in the plan
+    worker = findings_by(report)[("test-worker-network", "terraform_data.worker[0]")]
+    assert worker["result"] == "unknown" and not worker["denies"]
     share = [n for n in report["notes"] if "could not be resolved" in n]
     assert len(share) == 1 and "%" in share[0]
     assert "example-only-not-a-secret" not in run.out
@@ -103,7 +130,8 @@ def test_resolve_and_reference() -> None:
 
     assert reference('var.m["k"][1]', lookup) == "b"
     assert reference("var.m.k[5]", lookup) is UNKNOWN
-    assert reference("upper(var.n)", lookup) is UNKNOWN
+    assert reference("upper(var.n)", lookup) == "3"  # Terraform converts the number
+    assert reference('format("%d", var.n)', lookup) is UNKNOWN
     assert resolve('"x-${var.n}-${var.flag}"', lookup) == "x-3-true"
     assert resolve('"${var.m}"', lookup) is UNKNOWN
     assert resolve('"%{ if true }x%{ endif }"', lookup) is UNKNOWN
