@@ -5,6 +5,10 @@ or failure with every reason, worded for the person who has to fix it.
 ``AllOf`` runs every check and keeps every reason (not just the first), and
 refuses to be built empty: a check that trivially passes is a misuse
 waiting to happen.
+
+Its size is the number of checks, each small and independent, plus the
+"who must do what" line each failure carries; keeping them side by side is
+what lets a reader see that every failure names its fix.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ against every trusted key (keyids are only hints), and only a statement
 signed by a trusted key is read at all. Then the composable checks run on
 every call; only signature results are cached, keyed by the envelope's
 digest and the key, because nothing else is a pure function of the bytes.
+
+Its size is the candidate selection (claims first, junk last, bounded), the
+signature cache and the per-envelope judgement, which share one set of
+limits; the checks themselves live in ``checks``.
 """
 
 from __future__ import annotations

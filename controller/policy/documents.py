@@ -15,6 +15,11 @@ letter) is an error, and identity-bearing fields accept one ASCII spelling
 (see ``controller.policy.identity``). Fields are spelled in camelCase only:
 the API server drops a ``min_approvals`` its schema lacks, so a file must
 not accept it either.
+
+Its size is deliberate: this is the one schema of every guard document,
+from which the CRDs are generated and against which every reader validates;
+split across modules, a field's constraint and the CRD rule generated from
+it could drift apart unseen.
 """
 
 from __future__ import annotations

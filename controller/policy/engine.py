@@ -13,6 +13,11 @@ belongs to one request and is passed to ``evaluate``.
 The jobs around it live in their own modules: ``_readpaths`` (what a rule
 reads), ``variables`` (the CEL variables contract), ``matching``,
 ``unknowns`` (the probes) and ``reviewer`` (the review protocol).
+
+Its size is the compiled forms, the evaluation loop and the one place that
+turns results (rules, review, broken and invalid policies) into findings;
+what a rule reads, the variables, matching and the unknown probes live in
+their own modules.
 """
 
 from __future__ import annotations

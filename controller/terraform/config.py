@@ -16,6 +16,10 @@ no instances (``count = 0``, a false conditional, an empty set) is not
 judged, because Terraform would never create it. When the instances cannot
 be known without a plan, the resource is judged once under its declared
 address and its failures are reported as unknown (:meth:`ConfigResult.settle`).
+
+Its size is deliberate: reading the files, resolving what is known and
+expanding instances are one walk over the module tree, with one set of
+limits; expressions themselves live in ``expressions``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ Soundness over reach: an unknown operand makes the result unknown unless
 the result cannot depend on it (``false && x``, a conditional whose branches
 agree), and a value whose type Terraform would refuse is unknown rather than
 a guess. Nesting is bounded, so hostile text fails as a :class:`LimitError`.
+
+Its size is deliberate: it is one small interpreter (tokens, a precedence
+parser, evaluation and the pure functions), whose parts only make sense
+together.
 """
 
 from __future__ import annotations
