@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import AwareDatetime, BeforeValidator, Field, ValidationError
 
 from controller.attest import dsse
 from controller.attest.files import read_envelope
 from controller.errors import InputError
+from controller.policy.documents import Strict
 from controller.policy.identity import (
     GitRef,
     Login,
@@ -59,20 +59,11 @@ def normalize_digest(value: str) -> str:
 # --------------------------------------------------------------------------- predicate
 
 
-class _Model(BaseModel):
-    """Predicate models: camelCase only, unknown fields rejected (a misspelt
-    ``expiresAt`` or an ``expires_at`` must not silently mean "never
-    expires"), and strict: no string or boolean is coerced into a number, no
-    number into a timestamp."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=False,
-        validate_by_alias=True,
-        strict=True,
-        frozen=True,
-    )
+class _Model(Strict):
+    """Predicate models, as strict as guard's documents: camelCase only,
+    unknown fields rejected (a misspelt ``expiresAt`` or an ``expires_at``
+    must not silently mean "never expires"), no string or boolean coerced
+    into a number, no number into a timestamp."""
 
 
 def _no_control(value: Any) -> Any:

@@ -20,6 +20,7 @@ from controller.cli.options import (
     add_policies_option,
     add_report_options,
     add_trust_option,
+    add_warn_only_option,
     attestation_files,
     non_negative,
     policy_paths,
@@ -187,11 +188,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         help="a group of the deployer (repeatable)",
     )
     add_report_options(check, FORMAT_NAMES)
-    check.add_argument(
-        "--warn-only",
-        action="store_true",
-        help="roll-out switch: report denials as warnings and exit 0",
-    )
+    add_warn_only_option(check)
     check.set_defaults(handler=kube_check_command)
 
 

@@ -153,6 +153,15 @@ class Console:
         print(text, file=sys.stderr)
 
 
+def add_warn_only_option(parser: argparse.ArgumentParser) -> None:
+    """``--warn-only``: the roll-out switch of every command that judges."""
+    parser.add_argument(
+        "--warn-only",
+        action="store_true",
+        help="roll-out switch: report denials as warnings and exit 0",
+    )
+
+
 def add_report_options(
     parser: argparse.ArgumentParser, formats: Sequence[str], what: str = "report"
 ) -> None:

@@ -20,6 +20,7 @@ from controller.cli.options import (
     add_policies_option,
     add_report_options,
     add_trust_option,
+    add_warn_only_option,
     attestation_files,
     policy_paths,
     require_matching,
@@ -124,11 +125,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="GuardException documents (repeatable; they never waive a review)",
     )
     add_report_options(parser, FORMAT_NAMES)
-    parser.add_argument(
-        "--warn-only",
-        action="store_true",
-        help="roll-out switch: report denials as warnings and exit 0",
-    )
+    add_warn_only_option(parser)
 
 
 @dataclass(frozen=True)
