@@ -90,8 +90,11 @@ if [ -f "$rootfs" ] && [ -z "$(find "$rootfs" -mtime +"$MAX_ROOTFS_AGE_DAYS")" ]
     say "root filesystem from cache: $rootfs"
 else
     say "root filesystem: mmdebstrap $SUITE"
-    mmdebstrap --quiet "${MMDEBSTRAP_OPTIONS[@]}" "$SUITE" "$rootfs.tmp" "${MIRRORS[@]}"
-    mv "$rootfs.tmp" "$rootfs"
+    # mmdebstrap picks the output format from the name: keep the .tar ending.
+    partial="${rootfs%.tar}.partial.tar"
+    rm -rf "$partial"
+    mmdebstrap --quiet "${MMDEBSTRAP_OPTIONS[@]}" "$SUITE" "$partial" "${MIRRORS[@]}"
+    mv "$partial" "$rootfs"
 fi
 rootfs_done=$(date +%s)
 
@@ -136,7 +139,7 @@ in_image "${pip[@]}" --no-deps "/tmp/wheels/$guard_wheel"
 in_image /bin/sh -c '
     echo "guard:x:65532:65532:guard:/nonexistent:/usr/sbin/nologin" >>/etc/passwd
     echo "guard:x:65532:" >>/etc/group
-    rm -rf /tmp/wheels /var/cache/apt /var/lib/apt/lists /var/log/* /var/lib/dpkg/*-old \
+    rm -rf /tmp/wheels /var/cache/apt /var/lib/apt /var/log/* /var/lib/dpkg/*-old \
         /var/cache/debconf/*-old /root/.cache
     /opt/guard/bin/guard --version'
 
