@@ -10,7 +10,6 @@ import zipfile
 from email.parser import Parser
 
 import pytest
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -21,9 +20,11 @@ LOCK = REPO_ROOT / "packaging" / "requirements.lock"
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 # The lock is resolved for the image's Python (Debian bookworm's 3.11) on Linux.
-ENVIRONMENT = {
-    **default_environment(),
+ENVIRONMENT: dict[str, str] = {
     "python_version": "3.11",
+    "implementation_version": "3.11.2",
+    "platform_release": "",
+    "platform_version": "",
     "python_full_version": "3.11.2",
     "sys_platform": "linux",
     "platform_system": "Linux",
@@ -87,7 +88,7 @@ def _wheel_requirements() -> dict[str, list[Requirement]]:
         pytest.fail(f"{WHEELHOUSE} is missing: run `make wheelhouse` (make test does)")
     found: dict[str, list[Requirement]] = {}
     for wheel in WHEELHOUSE.glob("*.whl"):
-        name, version, _, _ = parse_wheel_filename(wheel.name)
+        name, _, _, _ = parse_wheel_filename(wheel.name)
         with zipfile.ZipFile(wheel) as archive:
             (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
             message = Parser().parsestr(archive.read(metadata).decode())
