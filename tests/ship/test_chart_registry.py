@@ -127,3 +127,9 @@ def test_default_image_value_is_what_make_image_names(helm: str) -> None:
     (deployment,) = [m for m in yaml.safe_load_all(rendered) if m and m["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == image.name
+
+
+def test_values_schema_refuses_a_typo_with_either_helm(helm: str) -> None:
+    result = run_helm("template", "guard", str(CHART), "--set", "enforcment=warn")
+    assert result.returncode != 0
+    assert "enforcment" in result.stderr
