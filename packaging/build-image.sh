@@ -7,6 +7,7 @@
 #
 # Outputs, under $OUT (default build/image):
 #   oci/            the image as an OCI layout, tagged with the version
+#   guard-image-VERSION.oci.tar   the same as one file (skopeo's oci-archive:), to carry
 #   image.json      name, digest, sizes, build time (what tests and the release read)
 #   sbom.cdx.json   the image's CycloneDX SBOM (packaging/sbom.py)
 #   unavailable     only when the build could not run: the reason, for the tests
@@ -166,6 +167,9 @@ in_image /bin/sh -c '
 "${BUILDAH[@]}" commit --quiet --rm --format oci "$ctr" "$IMAGE" >/dev/null
 trap - EXIT
 "${BUILDAH[@]}" push --quiet "$IMAGE" "oci:$OUT/oci:$VERSION"
+# An oci-archive is the layout in one tar file: what a release carries to a
+# registry the cluster can reach.
+tar -C "$OUT/oci" -cf "$OUT/guard-image-$VERSION.oci.tar" .
 rm -rf "$wheels"
 finished=$(date +%s)
 
