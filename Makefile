@@ -68,7 +68,8 @@ lock:
 	$(PYTHON) -m venv $(TOOLS)/lock
 	$(TOOLS)/lock/bin/pip install --quiet $(PIP_TOOLS)
 	for name in requirements:pyproject.toml installer:packaging/installer.in; do \
-		PIP_CONFIG_FILE=/dev/null $(TOOLS)/lock/bin/pip-compile --quiet --generate-hashes \
+		env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+			$(TOOLS)/lock/bin/pip-compile --quiet --generate-hashes \
 			--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
 			--index-url https://pypi.org/simple \
 			--output-file packaging/$${name%%:*}.lock $${name#*:} || exit 1; \
