@@ -52,9 +52,10 @@ def debian_packages(layout: Path, manifest_digest: str) -> list[dict[str, str]]:
     manifest = json.loads(_layout_blob(layout, manifest_digest).read_text())
     status = ""
     for layer in manifest["layers"]:
-        with gzip.open(_layout_blob(layout, layer["digest"])) as stream, tarfile.open(
-            fileobj=stream, mode="r|"
-        ) as archive:
+        with (
+            gzip.open(_layout_blob(layout, layer["digest"])) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as archive,
+        ):
             for member in archive:
                 if member.name.lstrip("./") == DPKG_STATUS and member.isfile():
                     extracted = archive.extractfile(member)
