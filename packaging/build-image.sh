@@ -174,9 +174,9 @@ rm -rf "$wheels"
 finished=$(date +%s)
 
 # 4. What was built, for the tests, the release and the README's numbers.
-"$PYTHON" - "$OUT" "$IMAGE" "$VERSION" "$((rootfs_done - started))" "$((finished - started))" <<'EOF'
+"$PYTHON" - "$OUT" "$IMAGE" "$VERSION" "$REVISION" "$((rootfs_done - started))" "$((finished - started))" <<'EOF'
 import json, pathlib, sys
-out, image, version, rootfs_seconds, seconds = sys.argv[1:]
+out, image, version, revision, rootfs_seconds, seconds = sys.argv[1:]
 layout = pathlib.Path(out, "oci")
 index = json.loads((layout / "index.json").read_text())
 manifest_digest = index["manifests"][0]["digest"]
@@ -186,6 +186,7 @@ manifest = json.loads(blob(manifest_digest).read_text())
 info = {
     "image": image,
     "version": version,
+    "revision": revision,
     "digest": manifest_digest,
     "compressedBytes": sum(layer["size"] for layer in manifest["layers"]),
     "rootfsSeconds": int(rootfs_seconds),

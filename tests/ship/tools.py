@@ -89,6 +89,14 @@ def built_image() -> BuiltImage:
             pytest.skip(f"image not built: {marker.read_text().strip()}")
         unavailable("no image: run `make image` (root, buildah and mmdebstrap)")
     data = json.loads(info.read_text())
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    ).stdout.strip()
+    if head and data.get("revision") != head:
+        unavailable(
+            f"the image was built from {data.get('revision')}, the checkout is at {head}: "
+            "run `make image`"
+        )
     return BuiltImage(
         name=data["image"],
         version=data["version"],
