@@ -46,11 +46,14 @@ actionlint: $(ACTIONLINT)
 dist: setup
 	$(BIN)/python -m build --no-isolation --outdir dist .
 
-# The locked runtime wheels for this machine, checked against the lock's
-# hashes: the packaging tests install the wheel from here, offline.
-$(WHEELHOUSE)/.done: packaging/requirements.lock
-	$(BIN)/pip download --quiet --no-deps --require-hashes --only-binary=:all: \
-		--dest $(WHEELHOUSE) -r packaging/requirements.lock
+# The locked runtime wheels for this machine (and pip, which pipx upgrades to),
+# checked against the locks' hashes: the packaging tests install from here, offline.
+$(WHEELHOUSE)/.done: packaging/requirements.lock packaging/installer.lock
+	rm -rf $(WHEELHOUSE)
+	for lock in requirements installer; do \
+		$(BIN)/pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+			--dest $(WHEELHOUSE) -r packaging/$$lock.lock || exit 1; \
+	done
 	touch $@
 
 wheelhouse: setup $(WHEELHOUSE)/.done

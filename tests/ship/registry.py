@@ -22,6 +22,7 @@ START_TIMEOUT = 30.0
 def running_registry(workdir: Path) -> Iterator[str]:
     """Yields ``127.0.0.1:PORT``; the registry stops and its storage goes on exit."""
     binary = require_tool("docker-registry", "docker-registry")
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = workdir / "registry.yaml"
     config.write_text(
