@@ -148,7 +148,9 @@ skopeo() {{ command skopeo "$1" --dest-tls-verify=false "${{@:2}}"; }}
     script = "\n".join(s.replace(DOCUMENTED_REGISTRY, registry) for s in steps)
     env = clean_env(HOME=str(tmp_path / "home"), HELM_CONFIG_HOME=str(tmp_path / "helm"))
     result = run(["bash", "-euo", "pipefail", "-c", prelude + script], env=env, cwd=work)
-    rendered = [m for m in yaml.safe_load_all(result.stdout) if m]
+    # skopeo and helm push report progress on stdout before the rendered manifests.
+    manifests = result.stdout[result.stdout.index("---\n") :]
+    rendered = [m for m in yaml.safe_load_all(manifests) if m]
     (deployment,) = [m for m in rendered if m["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"{registry}/guard/guard:{image.version}"
