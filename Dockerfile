@@ -1,28 +1,55 @@
-# The guard controller image: `guard serve` for the Helm chart, and the
-# `guard` CLI. It has not been built in this repository's test environment
-# (no container runtime there): build and scan it in your pipeline, and pin
-# the base image by digest (docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...).
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The guard controller image, for those who build with Docker: `guard serve`
+# for the Helm chart, and the `guard` CLI. `make image` builds the same image
+# without a daemon (packaging/build-image.sh: Debian bookworm's Python 3.11,
+# a virtualenv with the hash-locked dependencies, no pip, no apt lists) and a
+# test compares the two: user, entry point, ports, environment, labels and
+# Python's minor version. Pin the base by digest in your pipeline:
+#   docker build --build-arg DEBIAN_IMAGE=debian:bookworm-slim@sha256:... \
+#     --build-arg REVISION=$(git rev-parse HEAD) -t ghcr.io/guard-dev/guard:0.1.0 .
+ARG DEBIAN_IMAGE=debian:bookworm-slim
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${DEBIAN_IMAGE} AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/guard
+RUN python3 -m venv /opt/build && python3 -m venv --without-pip /opt/guard
 WORKDIR /src
+COPY packaging/requirements.lock packaging/
+RUN /opt/build/bin/pip install --python /opt/guard/bin/python --require-hashes \
+    -r packaging/requirements.lock
+# controller/policy/bundle links to policies/: both are copied.
 COPY pyproject.toml README.md ./
+COPY policies ./policies
 COPY controller ./controller
-RUN /opt/guard/bin/pip install .
+RUN /opt/build/bin/pip install --python /opt/guard/bin/python --no-deps .
 
 # Same base as the build stage: the virtualenv links to its interpreter.
-FROM ${PYTHON_IMAGE}
-ENV PATH=/opt/guard/bin:$PATH \
+FROM ${DEBIAN_IMAGE}
+ARG REVISION=unknown
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/guard-dev/guard
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+    && echo "guard:x:65532:65532:guard:/nonexistent:/usr/sbin/nologin" >>/etc/passwd \
+    && echo "guard:x:65532:" >>/etc/group
+COPY --from=build /opt/guard /opt/guard
+ENV PATH=/opt/guard/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-COPY --from=build /opt/guard /opt/guard
-# The default bundle, for the CLI; the chart mounts its own at /etc/guard/policies.
-COPY policies /usr/share/guard/policies
+LABEL org.opencontainers.image.title="guard" \
+      org.opencontainers.image.description="Separation-of-duties admission webhook and CLI" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="debian:bookworm"
 # Numeric, so Kubernetes can check runAsNonRoot; matches the chart's runAsUser.
 USER 65532:65532
-EXPOSE 8443 9090
-ENTRYPOINT ["guard"]
+WORKDIR /
+EXPOSE 8443/tcp 9090/tcp
+# The default policy bundle is inside the package; the chart mounts its own.
+ENTRYPOINT ["/opt/guard/bin/guard"]
 CMD ["--help"]

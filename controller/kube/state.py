@@ -33,7 +33,7 @@ from controller.policy.documents import (
 )
 from controller.policy.engine import Engine, PolicyError, compile_policy
 from controller.policy.invalid import InvalidPolicy, invalid_policy
-from controller.policy.loader import Bundle, load_bundle
+from controller.policy.loader import Bundle, iter_files, load_bundle
 from controller.policy.problems import validation_problems
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,11 @@ class FileInputs:
         for path in trust_paths:
             trust_bundle = load_bundle(path)
             others = len(trust_bundle.policies) + len(trust_bundle.exceptions)
-            if others or not trust_bundle.trusts:
+            # An empty folder is the chart's default (a Secret with no keys):
+            # review then fails closed until a GuardTrust exists. A file, or
+            # a folder with anything else in it, must hold trust.
+            empty_folder = Path(path).is_dir() and not iter_files(Path(path))
+            if others or (not trust_bundle.trusts and not empty_folder):
                 raise InputError(f"{path}: expected only GuardTrust documents")
             for trust in trust_bundle.trusts:
                 specs.append((trust.spec, f"{path} GuardTrust {trust.name}"))

@@ -129,3 +129,15 @@ def test_fallback_finds_times_out_and_survives_errors() -> None:
         "fallback API read of namespace ns timed out after 0.01s",
         "fallback API read of namespace ns failed: 403 Forbidden",
     ]
+
+
+def test_an_empty_trust_folder_is_the_charts_default_not_an_error(tmp_path: Path) -> None:
+    """The chart mounts its trust Secret even with no keys: guard starts, and
+    review fails closed until a GuardTrust exists. A folder with anything
+    else in it still has to hold trust."""
+    empty = tmp_path / "trust"
+    empty.mkdir()
+    assert FileInputs.load([], [empty]).trust_specs == ()
+    (empty / "stray.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    with pytest.raises(InputError):
+        FileInputs.load([], [empty])
