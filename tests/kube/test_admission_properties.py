@@ -73,11 +73,58 @@ def answer(runtime: GuardRuntime, review: Mapping[str, Any]) -> tuple[bool, int]
 
 def test_the_bases_are_denied_for_their_reasons(runtime: GuardRuntime) -> None:
     assert answer(runtime, UNREVIEWED) == (False, 403)
+    assert unreviewed_image_is_there(UNREVIEWED["request"]["object"])
     assert answer(runtime, PRIVILEGED) == (False, 403)
+    assert privileged_container_is_there(PRIVILEGED["request"]["object"])
 
 
-def _object_text(review: Mapping[str, Any]) -> str:
-    return json.dumps(review["request"].get("object"))
+# The oracles read the mutated object as kube-apiserver would: along the
+# typed paths, ignoring fields the types do not have (the API server drops
+# them). Where a typed path holds the wrong type, the API server would
+# refuse the object, so the reason counts as present if its text is there.
+
+
+def _containers(obj: Any, pod_path: tuple[str, ...], needle: str) -> Any:
+    """The containers on the typed path, or True/False when the path is
+    broken (True: the reason's text is below the break)."""
+    node = obj
+    for key in pod_path:
+        if not isinstance(node, dict):
+            return needle in json.dumps(node)
+        node = node.get(key)
+    if not isinstance(node, dict):
+        return needle in json.dumps(node)
+    found: list[dict[str, Any]] = []
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        items = node.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(isinstance(c, dict) for c in items):
+            return needle in json.dumps(items)
+        found.extend(items)
+    return found
+
+
+def unreviewed_image_is_there(obj: Any) -> bool:
+    containers = _containers(obj, ("spec", "template", "spec"), UNATTESTED)
+    if isinstance(containers, bool):
+        return containers
+    return any(UNATTESTED in json.dumps(c.get("image")) for c in containers)
+
+
+def privileged_container_is_there(obj: Any) -> bool:
+    containers = _containers(obj, ("spec",), "privileged")
+    if isinstance(containers, bool):
+        return containers
+    for container in containers:
+        context = container.get("securityContext")
+        if context is None:
+            continue
+        if not isinstance(context, dict):
+            return "privileged" in json.dumps(context)
+        if context.get("privileged") not in (None, False):
+            return True
+    return False
 
 
 @PROPERTIES
@@ -89,7 +136,7 @@ def test_an_unreviewed_image_stays_denied_while_it_is_there(
     allowed, code = answer(runtime, review)
     assert code in (200, 400, 403), (how, path, code)
     if allowed:
-        assert UNATTESTED not in _object_text(review), (how, path)
+        assert not unreviewed_image_is_there(review["request"].get("object")), (how, path)
 
 
 @PROPERTIES
@@ -101,4 +148,4 @@ def test_a_privileged_container_stays_denied_while_it_is_there(
     allowed, code = answer(runtime, review)
     assert code in (200, 400, 403), (how, path, code)
     if allowed:
-        assert '"privileged": true' not in _object_text(review), (how, path)
+        assert not privileged_container_is_there(review["request"].get("object")), (how, path)
