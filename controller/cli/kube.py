@@ -26,7 +26,13 @@ from controller.cli.options import (
     require_matching,
 )
 from controller.kube.audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
-from controller.kube.manifests import check_manifests, manifests, read_attestations, read_text
+from controller.kube.manifests import (
+    DEFAULT_NAMESPACE,
+    check_manifests,
+    manifests,
+    read_attestations,
+    read_text,
+)
 from controller.kube.service import GuardService
 from controller.kube.settings import (
     DEFAULT_CONTROLLER_IDENTITIES,
@@ -180,6 +186,13 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         "deployer rules refuse)",
     )
     check.add_argument(
+        "-n",
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        metavar="NS",
+        help="the namespace of objects that name none, as kubectl's -n (default: %(default)s)",
+    )
+    check.add_argument(
         "--group",
         action="append",
         default=[],
@@ -245,6 +258,7 @@ def kube_check_command(args: argparse.Namespace) -> int:
         policies,
         attestations,
         requester,
+        namespace=args.namespace,
         controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
         wrap_review=lambda inner: RecordingReview(inner, outcomes),
     )

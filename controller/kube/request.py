@@ -142,6 +142,11 @@ def _mapping(container: Mapping[str, Any], key: str, where: str) -> Mapping[str,
     return value
 
 
+def valid_namespace(name: Any) -> bool:
+    """A DNS-1123 label, as every Kubernetes namespace name is."""
+    return isinstance(name, str) and _NAMESPACE_RE.fullmatch(name) is not None
+
+
 def valid_uid(uid: Any) -> bool:
     return isinstance(uid, str) and _UID_RE.fullmatch(uid) is not None
 
@@ -325,7 +330,7 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
     if not isinstance(dry_run, bool):
         raise ValueError("request.dryRun must be a boolean")
     namespace = _text(request, "namespace", where, required=False) or None
-    if namespace is not None and not _NAMESPACE_RE.fullmatch(namespace):
+    if namespace is not None and not valid_namespace(namespace):
         raise ValueError(f"request.namespace {namespace[:80]!r} is not a namespace name")
     obj = _mapping(request, "object", where)
     old = _mapping(request, "oldObject", where)
