@@ -10,8 +10,10 @@ exit (failing open during restarts); the chart ships the configuration.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -23,8 +25,56 @@ from controller.kube.runtime import GuardRuntime
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs
 from controller.kube.webhook import GuardWebhookServer
+from controller.strict import StrictJSONError, load_json_or_yaml
 
 Flag = asyncio.Event | asyncio.Future[Any] | threading.Event
+
+# Where a Pod's service account token is mounted (what Kopf's in-cluster login reads).
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def require_api_credentials(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    token: Path | None = None,
+    home: Path | None = None,
+) -> None:
+    """Refuse, in one line, to start without a way to reach the API server.
+
+    The operator logs in as ``controller.operator.login`` does: the
+    in-cluster service account, else a kubeconfig (``KUBECONFIG``, a list of
+    files, or ``~/.kube/config``). Without either, Kopf would fail deep in
+    its start-up with a long traceback; this names what is missing instead.
+    """
+    token = token or SERVICE_ACCOUNT_TOKEN
+    if token.is_file():
+        return
+    listed = environ.get("KUBECONFIG", "")
+    paths = [Path(p.strip()).expanduser() for p in listed.split(os.pathsep) if p.strip()]
+    source = "KUBECONFIG"
+    if not paths:
+        default = (home or Path.home()) / ".kube" / "config"
+        if not default.is_file():
+            raise InputError(
+                "guard serve needs the Kubernetes API: no in-cluster service account "
+                f"({token} does not exist) and no kubeconfig (KUBECONFIG is not set and "
+                f"{default} does not exist); run it in a cluster or set KUBECONFIG"
+            )
+        paths, source = [default], str(default)
+    current: Any = None
+    for path in paths:
+        try:
+            config = load_json_or_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, StrictJSONError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise InputError(f"{source}: cannot read kubeconfig {path}: {reason}") from None
+        if current is None and isinstance(config, Mapping):
+            current = config.get("current-context")
+    if not isinstance(current, str) or not current:
+        raise InputError(
+            f"{source}: the kubeconfig sets no current-context "
+            "(kubectl config use-context NAME chooses one)"
+        )
 
 
 def operator_settings(server: GuardWebhookServer) -> kopf.OperatorSettings:
