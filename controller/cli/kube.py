@@ -33,7 +33,7 @@ from controller.kube.manifests import (
     read_attestations,
     read_text,
 )
-from controller.kube.service import GuardService, require_api_credentials
+from controller.kube.service import GuardService, preflight
 from controller.kube.settings import (
     DEFAULT_CONTROLLER_IDENTITIES,
     WEBHOOK_PATH,
@@ -225,7 +225,7 @@ def serve_command(args: argparse.Namespace) -> int:
         controller_identities=tuple(args.controller_identity) or DEFAULT_CONTROLLER_IDENTITIES,
     )
     files = FileInputs.load(settings.policy_paths, settings.trust_paths)
-    require_api_credentials()
+    preflight(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not files.policies:
         logging.getLogger("guard").warning(

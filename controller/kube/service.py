@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from controller.errors import InputError
+from controller.kube.audit import AuditLog
 from controller.kube.kubeapi import list_objects, post_event
 from controller.kube.probes import start_probes
 from controller.kube.runtime import GuardRuntime
@@ -31,6 +32,22 @@ Flag = asyncio.Event | asyncio.Future[Any] | threading.Event
 
 # Where a Pod's service account token is mounted (what Kopf's in-cluster login reads).
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def preflight(settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> None:
+    """What ``guard serve`` needs before anything starts, each refused in
+    one line: its TLS files, then a way to reach the API server."""
+    require_tls_files(settings)
+    require_api_credentials(environ)
+
+
+def require_tls_files(settings: ServeSettings) -> tuple[Path, Path]:
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise InputError("--tls-cert and --tls-key are required: the API server only speaks HTTPS")
+    for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        if not path.is_file():
+            raise InputError(f"{flag} {path}: no such file")
+    return settings.tls_cert, settings.tls_key
 
 
 def require_api_credentials(
@@ -98,21 +115,21 @@ class GuardService:
         *,
         registry: kopf.OperatorRegistry,
     ) -> None:
-        if settings.tls_cert is None or settings.tls_key is None:
-            raise InputError(
-                "--tls-cert and --tls-key are required: the API server only speaks HTTPS"
-            )
-        for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
-            if not path.is_file():
-                raise InputError(f"{flag} {path}: no such file")
+        tls_cert, tls_key = require_tls_files(settings)
         self.settings = settings
-        self.runtime = GuardRuntime(settings, files, lister=self._list, poster=self._post_event)
+        self.runtime = GuardRuntime(
+            settings,
+            files,
+            lister=self._list,
+            poster=self._post_event,
+            audit=AuditLog.for_service(settings),
+        )
         self.server = GuardWebhookServer(
             self.runtime,
             addr=settings.webhook_host,
             port=settings.webhook_port,
-            certfile=settings.tls_cert,
-            pkeyfile=settings.tls_key,
+            certfile=tls_cert,
+            pkeyfile=tls_key,
             max_body=settings.max_review_bytes,
             file_check_interval=settings.tls_check_interval,
         )

@@ -83,7 +83,10 @@ def test_guard_serve_outside_a_cluster_says_so_in_one_line_and_exits_2(
         raise AssertionError("the operator must not start")
 
     monkeypatch.setattr(service.GuardService, "__init__", never)
-    assert main(["serve"]) == 2
+    (nowhere / "tls.crt").write_text("cert")
+    (nowhere / "tls.key").write_text("key")
+    tls = ["--tls-cert", str(nowhere / "tls.crt"), "--tls-key", str(nowhere / "tls.key")]
+    assert main(["serve", *tls]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     [line] = captured.err.splitlines()

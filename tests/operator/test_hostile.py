@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from controller.kube.record import MAX_LINE_BYTES
 from tests.kube.helpers import (
     CONTROLLER_USER,
     DEPLOYER,
@@ -432,3 +433,30 @@ def test_hostile_reviews_never_get_a_500_or_an_allow_for_an_unreviewed_image(
     assert answer.code in (None, 400, 403, 404), (how, path, answer.body)
     if answer.allowed:
         assert UNATTESTED.encode() not in body or b'"namespace": "prod"' not in body, (how, path)
+
+
+def test_one_requester_cannot_flush_the_audit_trail(
+    start_guard: Callable[..., RunningGuard],
+) -> None:
+    guard = start_guard(audit_detail_burst=2, audit_detail_rate=0.001)
+    images = [f"{IMAGE}-{n}@{digest_of(str(n))}" for n in range(300)]
+    flood = [
+        admission_review(
+            workload("Deployment", f"w{n}", "prod", *images), user="mallory", dry_run=True
+        )
+        for n in range(5)
+    ]
+    other = admission_review(workload("Deployment", "web", "prod", UNATTESTED), user=DEPLOYER)
+    answers = [guard.post(review) for review in [*flood, other]]
+    assert not any(answer.allowed for answer in answers)
+    guard.stop()  # closing counts the summaries written instead of full records
+    records = [json.loads(line) for line in audit_lines(guard)]
+    by_uid = {r["uid"]: r for r in records if "uid" in r}
+    assert all(len(line.encode()) <= MAX_LINE_BYTES for line in audit_lines(guard))
+    full = [by_uid[r["request"]["uid"]] for r in flood[:2]]
+    summaries = [by_uid[r["request"]["uid"]] for r in flood[2:]]
+    assert all("findings" in r for r in full)
+    assert all(r["detail"] == "suppressed" and r["request"]["user"] == "mallory" for r in summaries)
+    assert "findings" in by_uid[other["request"]["uid"]]
+    [counted] = [r for r in records if r.get("event") == "audit-detail-suppressed"]
+    assert counted["message"].startswith("suppressed 3 records from mallory")
