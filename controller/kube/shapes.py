@@ -31,7 +31,7 @@ from typing import Any
 # JSON rendering) far from Python's limit.
 MAX_DEPTH = 64
 
-_NESTING = (dict, list)
+_NESTING = frozenset({dict, list})
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -43,9 +43,11 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     level = [value] if type(value) in _NESTING else []
     for _ in range(limit):
         deeper: list[Any] = []
+        add = deeper.append
         for node in level:
-            children = node.values() if type(node) is dict else node
-            deeper.extend([c for c in children if type(c) is dict or type(c) is list])
+            for child in node.values() if type(node) is dict else node:
+                if type(child) in _NESTING:
+                    add(child)
         if not deeper:
             return False
         level = deeper
@@ -70,26 +72,38 @@ def json_type(value: Any) -> str:
 
 
 class ShapeError(ValueError):
-    """A value of a type the API server never sends at this path."""
+    """A value of a type the API server never sends at a path.
+
+    The path is built while the error unwinds (``within``), so checking a
+    well-formed object builds no path strings at all.
+    """
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = path
+
+    def within(self, segment: str) -> ShapeError:
+        """The same error, one level further out (``segment`` is ``.name`` or ``[i]``)."""
+        self.path = segment + self.path
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.path.removeprefix('.') or 'the object'}{self.problem}"
 
 
 @dataclass(frozen=True)
 class Scalar:
-    """A string, a boolean, a whole number, or a Kubernetes quantity."""
+    """A string, a boolean, a whole number, or a Kubernetes quantity (a
+    string on the wire, a number in a manifest). Exact types: a boolean is
+    not a number."""
 
     name: str
+    types: frozenset[type]
 
-    def check(self, value: Any, path: str) -> None:
-        if self.name == "string":
-            ok = isinstance(value, str)
-        elif self.name == "boolean":
-            ok = isinstance(value, bool)
-        elif self.name == "integer":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:  # a quantity: a string on the wire, a number in a manifest
-            ok = isinstance(value, str | int | float) and not isinstance(value, bool)
-        if not ok:
-            raise ShapeError(f"{path} must be {_article(self.name)}, not {json_type(value)}")
+    def check(self, value: Any) -> None:
+        if type(value) not in self.types:
+            raise ShapeError(f" must be {_article(self.name)}, not {json_type(value)}")
 
 
 @dataclass(frozen=True)
@@ -97,18 +111,22 @@ class Obj:
     """An object whose named fields have shapes; other fields are not typed here."""
 
     fields: Mapping[str, Shape] = field(default_factory=dict)
-    required: frozenset[str] = frozenset()
+    required: tuple[str, ...] = ()
 
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, Mapping):
-            raise ShapeError(f"{path} must be an object, not {json_type(value)}")
-        for name in sorted(self.required):
+    def check(self, value: Any) -> None:
+        if type(value) is not dict:
+            raise ShapeError(f" must be an object, not {json_type(value)}")
+        for name in self.required:
             if value.get(name) is None:
-                raise ShapeError(f"{_join(path, name)} is missing")
-        for name, shape in self.fields.items():
-            child = value.get(name)
-            if child is not None:
-                shape.check(child, _join(path, name))
+                raise ShapeError(" is missing").within(f".{name}")
+        fields = self.fields
+        for name, child in value.items():
+            shape = fields.get(name)
+            if shape is not None and child is not None:
+                try:
+                    shape.check(child)
+                except ShapeError as exc:
+                    raise exc.within(f".{name}") from None
 
 
 @dataclass(frozen=True)
@@ -116,15 +134,19 @@ class ListOf:
     item: Shape
     min_items: int = 0
 
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, list):
-            raise ShapeError(f"{path} must be an array, not {json_type(value)}")
+    def check(self, value: Any) -> None:
+        if type(value) is not list:
+            raise ShapeError(f" must be an array, not {json_type(value)}")
         if len(value) < self.min_items:
-            raise ShapeError(f"{path} must list at least {self.min_items}")
+            raise ShapeError(f" must list at least {self.min_items}")
+        check = self.item.check
         for position, item in enumerate(value):
-            if item is None:
-                raise ShapeError(f"{path}[{position}] must not be null")
-            self.item.check(item, f"{path}[{position}]")
+            try:
+                if item is None:
+                    raise ShapeError(" must not be null")
+                check(item)
+            except ShapeError as exc:
+                raise exc.within(f"[{position}]") from None
 
 
 @dataclass(frozen=True)
@@ -133,32 +155,32 @@ class MapOf:
 
     value: Shape
 
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, Mapping):
-            raise ShapeError(f"{path} must be an object, not {json_type(value)}")
+    def check(self, value: Any) -> None:
+        if type(value) is not dict:
+            raise ShapeError(f" must be an object, not {json_type(value)}")
+        check = self.value.check
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise ShapeError(f"{path} has a key that is not a string ({key!r})")
+            if type(key) is not str:
+                raise ShapeError(f" has a key that is not a string ({key!r})")
             if item is None:
                 continue
-            self.value.check(item, f"{path}[{key[:60]!r}]")
+            try:
+                check(item)
+            except ShapeError as exc:
+                raise exc.within(f"[{key[:60]!r}]") from None
 
 
 Shape = Scalar | Obj | ListOf | MapOf
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 def _article(name: str) -> str:
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
-STRING = Scalar("string")
-BOOLEAN = Scalar("boolean")
-INTEGER = Scalar("integer")
-QUANTITY = Scalar("quantity")
+STRING = Scalar("string", frozenset({str}))
+BOOLEAN = Scalar("boolean", frozenset({bool}))
+INTEGER = Scalar("integer", frozenset({int}))
+QUANTITY = Scalar("quantity", frozenset({str, int, float}))
 STRINGS = ListOf(STRING)
 STRING_MAP = MapOf(STRING)
 
@@ -182,7 +204,7 @@ METADATA = Obj(
                     "controller": BOOLEAN,
                     "blockOwnerDeletion": BOOLEAN,
                 },
-                frozenset({"apiVersion", "kind", "name", "uid"}),
+                ("apiVersion", "kind", "name", "uid"),
             )
         ),
         "managedFields": ListOf(Obj()),
@@ -210,13 +232,13 @@ _CONTAINER = Obj(
         "command": STRINGS,
         "args": STRINGS,
         "workingDir": STRING,
-        "env": ListOf(Obj({"name": STRING, "value": STRING}, frozenset({"name"}))),
+        "env": ListOf(Obj({"name": STRING, "value": STRING}, ("name",))),
         "ports": ListOf(Obj({"name": STRING, "containerPort": INTEGER, "protocol": STRING})),
         "resources": Obj({"limits": MapOf(QUANTITY), "requests": MapOf(QUANTITY)}),
         "securityContext": _SECURITY_CONTEXT,
         "volumeMounts": ListOf(Obj({"name": STRING, "mountPath": STRING})),
     },
-    frozenset({"name"}),
+    ("name",),
 )
 
 _CONTAINERS = ListOf(_CONTAINER)
@@ -229,7 +251,7 @@ POD_SPEC = Obj(
         "volumes": ListOf(
             Obj(
                 {"name": STRING, "image": Obj({"reference": STRING, "pullPolicy": STRING})},
-                frozenset({"name"}),
+                ("name",),
             )
         ),
         "hostNetwork": BOOLEAN,
@@ -247,11 +269,11 @@ POD_SPEC = Obj(
         "tolerations": ListOf(Obj()),
         "affinity": Obj(),
     },
-    frozenset({"containers"}),
+    ("containers",),
 )
 
-_TEMPLATE = Obj({"metadata": METADATA, "spec": POD_SPEC}, frozenset({"spec"}))
-_TEMPLATED = Obj({"template": _TEMPLATE}, frozenset({"template"}))
+_TEMPLATE = Obj({"metadata": METADATA, "spec": POD_SPEC}, ("spec",))
+_TEMPLATED = Obj({"template": _TEMPLATE}, ("template",))
 _SPECS: dict[str, Shape] = {
     "Pod": POD_SPEC,
     "Deployment": _TEMPLATED,
@@ -261,21 +283,27 @@ _SPECS: dict[str, Shape] = {
     "ReplicationController": _TEMPLATED,
     "Job": _TEMPLATED,
     "CronJob": Obj(
-        {"jobTemplate": Obj({"metadata": METADATA, "spec": _TEMPLATED}, frozenset({"spec"}))},
-        frozenset({"jobTemplate"}),
+        {"jobTemplate": Obj({"metadata": METADATA, "spec": _TEMPLATED}, ("spec",))},
+        ("jobTemplate",),
     ),
 }
 
 
 def check_workload(kind: str, obj: Any, path: str) -> None:
     """Raise ``ShapeError`` naming the first field of ``obj`` (a workload of
-    ``kind``) whose type the API server would never send, or a nesting
-    deeper than ``MAX_DEPTH``."""
-    if too_deep(obj):
-        raise ShapeError(f"{path or 'the object'} is nested more than {MAX_DEPTH} levels deep")
-    spec = _SPECS.get(kind)
-    shape = Obj(
-        {"apiVersion": STRING, "kind": STRING, "metadata": METADATA, "spec": spec or Obj()},
-        frozenset({"spec"}) if spec is not None else frozenset(),
+    ``kind``) whose type the API server would never send. (Nesting is
+    measured by the caller, once for the whole input: ``too_deep``.)"""
+    try:
+        _OBJECTS.get(kind, _ANY_OBJECT).check(obj)
+    except ShapeError as exc:
+        raise exc.within(path) from None
+
+
+def _object(spec: Shape) -> Obj:
+    return Obj(
+        {"apiVersion": STRING, "kind": STRING, "metadata": METADATA, "spec": spec}, ("spec",)
     )
-    shape.check(obj, path)
+
+
+_OBJECTS = {kind: _object(spec) for kind, spec in _SPECS.items()}
+_ANY_OBJECT = Obj({"apiVersion": STRING, "kind": STRING, "metadata": METADATA})
