@@ -186,11 +186,10 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         "deployer rules refuse)",
     )
     check.add_argument(
-        "-n",
         "--namespace",
         default=DEFAULT_NAMESPACE,
         metavar="NS",
-        help="the namespace of objects that name none, as kubectl's -n (default: %(default)s)",
+        help="the namespace of objects that name none, as kubectl's (default: %(default)s)",
     )
     check.add_argument(
         "--group",

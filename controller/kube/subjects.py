@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controller.errors import InputError
-from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS, requester_of
+from controller.kube.request import WORKLOADS, requester_of
 from controller.kube.shapes import ShapeError, check_workload, json_type
-from controller.policy.documents import Target, TestCase
+from controller.policy.documents import KUBERNETES_OPERATIONS, Target, TestCase
 from controller.policy.results import Artifact, Requester, Subject
 from controller.policy.variables import containers_of, pod_spec_of
 
@@ -193,7 +193,6 @@ def case_subject(case: TestCase) -> Subject:
 
 
 _WORKLOAD_KINDS = frozenset(w.kind for w in WORKLOADS)
-_OPERATIONS = (*JUDGED_OPERATIONS, "DELETE", "CONNECT")
 
 
 def _case_subject(case: TestCase) -> Subject:
@@ -216,9 +215,10 @@ def _case_subject(case: TestCase) -> Subject:
     }
     request.update(case.request or {})
     operation = request.get("operation")
-    if operation not in _OPERATIONS:
+    if operation not in KUBERNETES_OPERATIONS:  # the document model refuses it first
         raise ValueError(
-            f"request.operation must be one of {', '.join(_OPERATIONS)}, not {operation!r}"
+            f"request.operation must be one of {', '.join(KUBERNETES_OPERATIONS)}, "
+            f"not {operation!r}"
         )
     dry_run = request.get("dryRun")
     if dry_run is not None and not isinstance(dry_run, bool):

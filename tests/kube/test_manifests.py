@@ -324,7 +324,7 @@ def test_kube_check_namespace_flag(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "judged in namespace 'default' (--namespace)" in capsys.readouterr().out
     assert main([*args, "--namespace", "prod"]) == 1  # no trust: review fails closed
     assert "Deployment prod/web" in capsys.readouterr().out
-    assert main([*args, "-n", "Not/A/Namespace"]) == 2
+    assert main([*args, "--namespace", "Not/A/Namespace"]) == 2
     assert "--namespace 'Not/A/Namespace': not a namespace name" in capsys.readouterr().err
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from controller.cli import main
 from controller.errors import InputError
@@ -158,7 +159,6 @@ _POD = {
          "request.userInfo.username must be a string, not a number"),
         ({"request": {"userInfo": {"groups": "dev"}}},
          "request.userInfo.groups must be a list of strings"),
-        ({"request": {"operation": "PATCH"}}, "request.operation must be one of CREATE, UPDATE"),
         ({"request": {"dryRun": "yes"}}, "request.dryRun must be a boolean, not a string"),
         ({"request": {"subResource": ["status"]}}, "request.subResource must be a string"),
         ({"object": {**_POD, "metadata": ["p"]}}, "object.metadata must be an object, not an array"),
@@ -215,9 +215,12 @@ def test_guard_policy_test_reports_a_string_user_info_in_one_line(
     )
 )  # fmt: skip
 def test_any_case_request_is_a_subject_or_an_input_error(request_: dict[str, Any]) -> None:
-    case = documents.TestCase.model_validate(
-        {"name": "any", "object": _POD, "request": request_, "expect": {"result": "pass"}}
-    )
+    try:
+        case = documents.TestCase.model_validate(
+            {"name": "any", "object": _POD, "request": request_, "expect": {"result": "pass"}}
+        )
+    except ValidationError:
+        reject()  # the document model refuses it before any subject is built
     try:
         subject = case_subject(case)
     except InputError as exc:
