@@ -27,8 +27,14 @@ from controller.cli.options import (
     require_matching,
 )
 from controller.kube.audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
-from controller.kube.manifests import check_manifests, manifests, read_attestations, read_text
-from controller.kube.service import GuardService
+from controller.kube.manifests import (
+    DEFAULT_NAMESPACE,
+    check_manifests,
+    manifests,
+    read_attestations,
+    read_text,
+)
+from controller.kube.service import GuardService, preflight
 from controller.kube.settings import (
     DEFAULT_CONTROLLER_IDENTITIES,
     WEBHOOK_PATH,
@@ -181,6 +187,12 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         "deployer rules refuse)",
     )
     check.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        metavar="NS",
+        help="the namespace of objects that name none, as kubectl's (default: %(default)s)",
+    )
+    check.add_argument(
         "--group",
         action="append",
         default=[],
@@ -209,6 +221,7 @@ def serve_command(args: argparse.Namespace) -> int:
         controller_identities=tuple(args.controller_identity) or DEFAULT_CONTROLLER_IDENTITIES,
     )
     files = FileInputs.load(settings.policy_paths, settings.trust_paths)
+    preflight(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not files.policies:
         logging.getLogger("guard").warning(
@@ -242,6 +255,7 @@ def kube_check_command(args: argparse.Namespace) -> int:
         policies,
         attestations,
         requester,
+        namespace=args.namespace,
         controller_identities=frozenset(DEFAULT_CONTROLLER_IDENTITIES),
         wrap_review=lambda inner: RecordingReview(inner, outcomes),
     )
@@ -256,6 +270,7 @@ def kube_check_command(args: argparse.Namespace) -> int:
         review=review_summary(decision, outcomes, names),
         exceptions=applied_exceptions(decision, files.exceptions),
         warn_only=args.warn_only,
+        nothing_judged=decision.subjects == 0,
     )
     write_reports(decision, context, outputs, quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED

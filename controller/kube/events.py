@@ -31,12 +31,11 @@ import secrets
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.kube.fallback import TokenBucket
+from controller.kube.limits import LeastRecent, TokenBucket
 from controller.kube.metrics import Metrics
 from controller.kube.result import AdmissionResult
 from controller.policy.documents import API_GROUP
@@ -145,22 +144,14 @@ class EventLimiter:
         global_burst: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._key_rate = key_rate
-        self._key_burst = key_burst
-        self._clock = clock
         self._global = TokenBucket(rate=global_rate, burst=global_burst, clock=clock)
-        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
+        # Keys are policy x reason: bounded in practice; the size is a backstop.
+        self._buckets: LeastRecent[tuple[str, str], TokenBucket] = LeastRecent(
+            MAX_KEYS, lambda: TokenBucket(rate=key_rate, burst=key_burst, clock=clock)
+        )
 
     def allow(self, key: tuple[str, str]) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(rate=self._key_rate, burst=self._key_burst, clock=self._clock)
-            self._buckets[key] = bucket
-            while len(self._buckets) > MAX_KEYS:
-                # Keys are policy x reason: bounded in practice; this is a backstop.
-                self._buckets.popitem(last=False)
-        self._buckets.move_to_end(key)
-        return bucket.take() and self._global.take()
+        return self._buckets.get(key).take() and self._global.take()
 
 
 class EventRecorder:

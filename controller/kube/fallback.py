@@ -15,38 +15,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from controller.kube.envelopes import IndexedEnvelope, index_entries
+from controller.kube.limits import TokenBucket
 
 logger = logging.getLogger(__name__)
 
 ListFn = Callable[[str | None], Awaitable[list[Mapping[str, Any]]]]
-
-
-@dataclass
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up."""
-
-    rate: float
-    burst: float
-    clock: Callable[[], float] = time.monotonic
-    _tokens: float = field(init=False)
-    _stamp: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._tokens = self.burst
-        self._stamp = self.clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,33 @@
 """The audit record of one admission answer: who asked for what, what was
-decided and why.
+decided and why, as one bounded JSON line.
 
 Everything an auditor asks: each policy's result, the attestations
 (envelope digests) and the people whose approvals counted, what was waived
 (exemptions, exceptions, break-glass), and which policies and trust were in
 force. Findings are serialised by ``Finding.as_dict``, the same as in the
 JSON report.
+
+One line is at most ``MAX_LINE_BYTES``. A request is bounded in size but
+not in what it can make guard say (a Deployment with 2,000 unreviewed
+images and 16 bogus envelopes yields 32,000 reasons): past the limit the
+long lists keep their head and the long strings their start, and the line
+says what was cut and how much (``truncated``), so one request cannot write
+megabytes, and the decision itself (uid, verdict, requester, message) is
+always whole.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from controller.kube.result import AdmissionResult
+from controller.kube.text import json_line_safe
 from controller.policy.results import Finding, Result, WaiverKind
+
+MAX_LINE_BYTES = 64 * 1024
 
 
 def audit_record(result: AdmissionResult) -> dict[str, Any]:
@@ -73,6 +86,154 @@ def audit_record(result: AdmissionResult) -> dict[str, Any]:
     if result.evidence:
         record["evidence"] = dict(result.evidence)
     return record
+
+
+def summary_record(result: AdmissionResult) -> dict[str, Any]:
+    """The decision alone: who asked for what and the verdict, without the
+    detail (findings, artifacts, evidence) that makes a record long."""
+    record: dict[str, Any] = {
+        "time": result.decided_at,
+        "uid": result.uid,
+        "decision": result.verdict,
+        "allowed": result.allowed,
+        "code": result.code,
+        "reason": result.reason.value,
+        "enforcement": result.enforcement.value,
+        "policyDigest": result.policy_digest,
+        "trustDigest": result.trust_digest,
+    }
+    request = result.request
+    if request is not None:
+        record["request"] = {
+            "operation": request.operation,
+            "resource": request.resource_label,
+            "namespace": request.namespace,
+            "name": request.name,
+            "dryRun": request.dry_run,
+            "user": request.requester.username,
+        }
+    if result.subject is not None:
+        record["subject"] = result.subject.address
+    if result.decision is not None:
+        findings = result.decision.findings
+        record["counts"] = {
+            "findings": len(findings),
+            "denials": sum(1 for f in findings if f.denies),
+            "artifacts": len(result.subject.artifacts) if result.subject is not None else 0,
+        }
+    return record
+
+
+def render(record: Mapping[str, Any]) -> str:
+    """One record as one JSON line, whatever its strings hold."""
+    return json_line_safe(json.dumps(record, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def audit_line(record: Mapping[str, Any]) -> str:
+    """The record as one JSON line of at most ``MAX_LINE_BYTES``.
+
+    Within the limit the record is written whole. Past it, the detail is
+    cut level by level (fewer list items, shorter strings) until it fits,
+    and a ``truncated`` field counts what was dropped per field; the
+    decision fields are cut only if even the least detail does not fit.
+    """
+    line = render(record)
+    size = _size(line)
+    if size <= MAX_LINE_BYTES:
+        return line
+    decision = {k: v for k, v in record.items() if k in _DECISION_KEYS}
+    detail = {k: v for k, v in record.items() if k not in _DECISION_KEYS}
+    for items, chars in _DETAIL_LEVELS:
+        cutter = _Cutter(items, chars)
+        bounded = {**decision, **cutter.cut(detail, "")}
+        bounded["truncated"] = cutter.report(size)
+        line = render(bounded)
+        if _size(line) <= MAX_LINE_BYTES:
+            return line
+    cutter = _Cutter(*_DECISION_LEVEL)
+    bounded = cutter.cut(decision, "")
+    bounded["truncated"] = {**cutter.report(size), "droppedFields": sorted(detail)}
+    line = render(bounded)
+    if _size(line) <= MAX_LINE_BYTES:
+        return line
+    # Only a record whose every decision field is hostile gets here.
+    least = {k: record.get(k) for k in ("time", "uid", "decision", "allowed", "code", "reason")}
+    least["truncated"] = {"bytes": size, "limit": MAX_LINE_BYTES, "droppedFields": sorted(record)}
+    return render(_Cutter(1, 64).cut(least, ""))
+
+
+# What says who asked for what and the verdict: kept whole while anything else can be cut.
+_DECISION_KEYS = frozenset(
+    {
+        "time",
+        "uid",
+        "decision",
+        "allowed",
+        "code",
+        "reason",
+        "enforcement",
+        "message",
+        "warnings",
+        "request",
+        "subject",
+        "policyDigest",
+        "trustDigest",
+        "counts",
+    }
+)
+# (list items kept, string characters kept), from light to severe.
+_DETAIL_LEVELS = ((256, 8192), (64, 2048), (16, 512), (4, 160), (1, 64))
+_DECISION_LEVEL = (8, 256)
+# A key that names a field (``reasons``, ``findings``) rather than data (a
+# digest, a policy name): only these appear in the paths of ``truncated``.
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,40}")
+
+
+def _size(line: str) -> int:
+    return len(line) if line.isascii() else len(line.encode("utf-8"))
+
+
+class _Cutter:
+    """Copies a record with lists and mappings cut to ``items`` entries and
+    strings to ``chars`` characters, counting what it cut by field path."""
+
+    def __init__(self, items: int, chars: int) -> None:
+        self.items = items
+        self.chars = chars
+        self.dropped: dict[str, int] = {}
+        self.shortened: dict[str, int] = {}
+
+    def cut(self, value: Any, path: str) -> Any:
+        if isinstance(value, str):
+            if len(value) <= self.chars:
+                return value
+            self.shortened[path] = self.shortened.get(path, 0) + 1
+            return f"{value[: self.chars]}… ({len(value) - self.chars} more characters)"
+        if isinstance(value, Mapping):
+            keys = list(value)
+            self._count(path, len(keys))
+            return {str(k): self.cut(value[k], _child(path, str(k))) for k in keys[: self.items]}
+        if isinstance(value, list | tuple):
+            self._count(path, len(value))
+            return [self.cut(v, f"{path}[]") for v in value[: self.items]]
+        return value
+
+    def _count(self, path: str, length: int) -> None:
+        if length > self.items:
+            self.dropped[path or "."] = self.dropped.get(path or ".", 0) + length - self.items
+
+    def report(self, size: int) -> dict[str, Any]:
+        return {
+            "bytes": size,
+            "limit": MAX_LINE_BYTES,
+            "dropped": dict(sorted(self.dropped.items())),
+            "shortened": dict(sorted(self.shortened.items())),
+        }
+
+
+def _child(path: str, key: str) -> str:
+    name = key if _FIELD_NAME.fullmatch(key) else "*"
+    return f"{path}.{name}" if path else name
 
 
 def _exemptions(result: AdmissionResult, findings: Sequence[Finding]) -> dict[str, Any]:

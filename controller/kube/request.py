@@ -3,17 +3,26 @@
 The API server sends ``admission.k8s.io/v1`` AdmissionReview objects. A
 request guard cannot read is denied with a message that names the missing or
 malformed field; the uid is echoed whenever it can be found, so the API
-server can match the answer.
+server can match the answer (an HTTP error instead would leave the verdict
+to the webhook's ``failurePolicy``, which may be ``Ignore``). Even a body
+``json`` cannot load (a nesting bomb, a number too long to convert, a
+truncated tail) has its uid read from its start when it is there.
+
+The objects of a workload request are checked against the shapes the API
+server guarantees (``kube.shapes``) before any policy reads them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import InputError
+from controller.kube.shapes import MAX_DEPTH, ShapeError, check_workload, json_type, too_deep
+from controller.kube.text import printable
 from controller.policy.results import Requester
 
 ADMISSION_API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -120,7 +129,7 @@ def _text(container: Mapping[str, Any], key: str, where: str, *, required: bool 
             raise ValueError(f"{where}.{key} is missing")
         return ""
     if not isinstance(value, str):
-        raise ValueError(f"{where}.{key} must be a string, not {type(value).__name__}")
+        raise ValueError(f"{where}.{key} must be a string, not {json_type(value)}")
     return value
 
 
@@ -129,23 +138,164 @@ def _mapping(container: Mapping[str, Any], key: str, where: str) -> Mapping[str,
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}.{key} must be an object, not {type(value).__name__}")
+        raise ValueError(f"{where}.{key} must be an object, not {json_type(value)}")
     return value
+
+
+def valid_namespace(name: Any) -> bool:
+    """A DNS-1123 label, as every Kubernetes namespace name is."""
+    return isinstance(name, str) and _NAMESPACE_RE.fullmatch(name) is not None
 
 
 def valid_uid(uid: Any) -> bool:
     return isinstance(uid, str) and _UID_RE.fullmatch(uid) is not None
 
 
+def identity_of(data: Any) -> tuple[str, str]:
+    """The request's uid (empty when unreadable) and the review's apiVersion."""
+    api_version = ADMISSION_API_VERSIONS[0]
+    if not isinstance(data, Mapping):
+        return "", api_version
+    if data.get("apiVersion") in ADMISSION_API_VERSIONS:
+        api_version = str(data["apiVersion"])
+    request = data.get("request")
+    uid = request.get("uid") if isinstance(request, Mapping) else None
+    return (uid if isinstance(uid, str) and valid_uid(uid) else ""), api_version
+
+
+def requester_of(user: Any, where: str) -> Requester:
+    """``userInfo`` as the API server sends it (``where`` names it in errors)."""
+    if not isinstance(user, Mapping):
+        raise ValueError(f"{where} must be an object, not {json_type(user)}")
+    groups = user.get("groups")
+    groups = [] if groups is None else groups
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise ValueError(f"{where}.groups must be a list of strings")
+    extra = user.get("extra")
+    if extra is not None and not (
+        isinstance(extra, Mapping)
+        and all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in extra.values())
+    ):
+        raise ValueError(f"{where}.extra must map names to lists of strings")
+    return Requester(
+        username=_text(user, "username", where, required=False),
+        groups=tuple(groups),
+        uid=_text(user, "uid", where, required=False),
+        extra=extra,
+    )
+
+
+# --------------------------------------------------------------------------- the body
+
+
+def decode_review(body: bytes) -> Any:
+    """The JSON of a review body, or BadReview saying why it is not JSON,
+    with the uid when the body's start holds one."""
+    try:
+        return _DECODER.decode(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        problem = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        problem = "nested too deeply"
+    except ValueError as exc:  # a number too long to convert, NaN
+        problem = printable(str(exc))[:200]
+    uid, api_version = readable_identity(body.decode("utf-8", errors="replace"))
+    raise BadReview(
+        f"AdmissionReview body is not valid JSON: {problem}; the request is denied",
+        uid,
+        api_version,
+    )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# One decoder for every request (``json.loads`` with options builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+# One JSON token after optional whitespace: a string, a punctuation mark, or
+# a literal (numbers are not converted, so no length can trouble them).
+_TOKEN = re.compile(
+    r'[ \t\r\n]*(?:("(?:[^"\\\x00-\x1f]|\\.)*")|([{}\[\]:,])|(true|false|null|-?[0-9][0-9.eE+-]*))'
+)
+# Reading stops here: the API server writes ``request.uid`` near the start.
+MAX_SCAN_TOKENS = 4096
+
+
+def readable_identity(text: str) -> tuple[str, str]:
+    """``request.uid`` and ``apiVersion`` of a JSON text that may be broken
+    further on, read token by token (no recursion) up to the first syntax
+    error. A uid that appears twice is not read: which one would count?"""
+    uids: list[str] = []
+    api_version = ADMISSION_API_VERSIONS[0]
+    # Each open container: "{" or "[", and for an object the key being read.
+    stack: list[tuple[str, str | None]] = []
+    expect = "value"  # value | key | key-or-close | value-or-close | colon | next
+    position = 0
+    for _ in range(MAX_SCAN_TOKENS):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            break
+        position = match.end()
+        string, mark, literal = match.groups()
+        try:
+            value = json.loads(string) if string is not None else None
+        except ValueError:  # an invalid escape: the text ends being readable here
+            break
+        if expect in ("key", "key-or-close") and isinstance(value, str):
+            stack[-1] = ("{", value)
+            expect = "colon"
+        elif expect == "colon" and mark == ":":
+            expect = "value"
+        elif expect in ("value", "value-or-close") and (string or literal) is not None:
+            keys = [key for _, key in stack]
+            if isinstance(value, str) and keys == ["apiVersion"]:
+                api_version = value
+            if isinstance(value, str) and keys == ["request", "uid"]:
+                uids.append(value)
+            expect = "next"
+        elif expect in ("value", "value-or-close") and mark in ("{", "["):
+            stack.append((mark, None))
+            expect = "key-or-close" if mark == "{" else "value-or-close"
+        elif mark in ("}", "]") and (
+            (expect in ("next", "key-or-close") and mark == "}" and stack[-1][0] == "{")
+            or (expect in ("next", "value-or-close") and mark == "]" and stack[-1][0] == "[")
+        ):
+            stack.pop()
+            expect = "next"
+        elif expect == "next" and mark == "," and stack:
+            expect = "key" if stack[-1][0] == "{" else "value"
+        else:
+            break
+        if not stack and expect == "next":
+            break
+    uid = uids[0] if len(uids) == 1 and valid_uid(uids[0]) else ""
+    if api_version not in ADMISSION_API_VERSIONS:
+        api_version = ADMISSION_API_VERSIONS[0]
+    return uid, api_version
+
+
+# --------------------------------------------------------------------------- the review
+
+
 def parse_review(data: Any) -> AdmissionRequest:
     """Check an AdmissionReview body and return its request, or raise BadReview."""
     if not isinstance(data, Mapping):
-        raise BadReview(f"an AdmissionReview must be a JSON object, not {type(data).__name__}")
+        raise BadReview(f"an AdmissionReview must be a JSON object, not {json_type(data)}")
     api_version = data.get("apiVersion")
     request = data.get("request")
-    uid = ""
-    if isinstance(request, Mapping) and valid_uid(request.get("uid")):
-        uid = request["uid"]
+    uid, _ = identity_of(data)
+    if too_deep(data, MAX_DEPTH + 2):
+        # The review and its request add two levels around the object.
+        raise BadReview(
+            f"malformed AdmissionReview: nested more than {MAX_DEPTH} levels deep",
+            uid,
+            api_version if api_version in ADMISSION_API_VERSIONS else ADMISSION_API_VERSIONS[0],
+        )
     if data.get("kind") != "AdmissionReview" or api_version not in ADMISSION_API_VERSIONS:
         raise BadReview(
             f"expected kind AdmissionReview with apiVersion admission.k8s.io/v1, got "
@@ -174,26 +324,17 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
         raise ValueError("request.kind is missing")
     if resource is None:
         raise ValueError("request.resource is missing")
-    user = _mapping(request, "userInfo", where)
+    user = request.get("userInfo")
     if user is None:
         raise ValueError("request.userInfo is missing")
-    groups = user.get("groups") or []
-    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise ValueError("request.userInfo.groups must be a list of strings")
-    extra = user.get("extra")
-    requester = Requester(
-        username=_text(user, "username", f"{where}.userInfo", required=False),
-        groups=tuple(groups),
-        uid=_text(user, "uid", f"{where}.userInfo", required=False),
-        extra=extra if isinstance(extra, Mapping) else None,
-    )
+    requester = requester_of(user, f"{where}.userInfo")
     dry_run = request.get("dryRun", False)
     if dry_run is None:
         dry_run = False
     if not isinstance(dry_run, bool):
         raise ValueError("request.dryRun must be a boolean")
     namespace = _text(request, "namespace", where, required=False) or None
-    if namespace is not None and not _NAMESPACE_RE.fullmatch(namespace):
+    if namespace is not None and not valid_namespace(namespace):
         raise ValueError(f"request.namespace {namespace[:80]!r} is not a namespace name")
     obj = _mapping(request, "object", where)
     old = _mapping(request, "oldObject", where)
@@ -201,10 +342,20 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
     version = _text(resource, "version", f"{where}.resource")
     plural = _text(resource, "resource", f"{where}.resource")
     sub_resource = _text(request, "subResource", where, required=False) or None
-    if namespace is None and find_workload(group, version, plural, sub_resource) is not None:
+    workload = find_workload(group, version, plural, sub_resource)
+    if namespace is None and workload is not None:
         # Every workload guard judges is namespaced; without a namespace the
         # policies' namespace matching (and the fallback read) cannot work.
         raise ValueError("request.namespace is missing (the workloads guard judges are namespaced)")
+    kind_name = _text(kind, "kind", f"{where}.kind")
+    if workload is not None and kind_name == workload.kind:
+        # (Another kind is refused as unsupported, by ``decide.unsupported_reason``.)
+        kind_group = _text(kind, "group", f"{where}.kind", required=False)
+        kind_version = _text(kind, "version", f"{where}.kind")
+        api = f"{kind_group}/{kind_version}" if kind_group else kind_version
+        for key, value in (("object", obj), ("oldObject", old)):
+            if value is not None:
+                _check_object(value, f"{where}.{key}", workload, api, namespace)
     name = _text(request, "name", where, required=False)
     if not name:
         # On CREATE with generateName the name is not known yet.
@@ -216,7 +367,7 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
         uid=uid,
         group=group,
         version=version,
-        kind=_text(kind, "kind", f"{where}.kind"),
+        kind=kind_name,
         resource=plural,
         sub_resource=sub_resource,
         name=name or "(unnamed)",
@@ -227,3 +378,33 @@ def _parse_request(api_version: str, request: Mapping[str, Any]) -> AdmissionReq
         object=obj,
         old_object=old,
     )
+
+
+def _check_object(
+    obj: Mapping[str, Any],
+    where: str,
+    workload: Workload,
+    api_version: str,
+    namespace: str | None,
+) -> None:
+    """The object of a workload request has the shape the API server
+    guarantees, and is the object the request is about: its kind and
+    namespace are the request's (kube-apiserver refuses a body whose
+    namespace differs from the request's before any webhook is called)."""
+    try:
+        check_workload(workload.kind, obj, where)
+    except ShapeError as exc:
+        raise ValueError(f"{exc} (the API server never sends this shape)") from None
+    kind = workload.kind
+    if obj.get("kind") not in (None, kind):
+        raise ValueError(f"{where}.kind {str(obj['kind'])[:80]!r} is not the request's {kind}")
+    if obj.get("apiVersion") not in (None, api_version):
+        raise ValueError(
+            f"{where}.apiVersion {str(obj['apiVersion'])[:80]!r} is not the request's {api_version}"
+        )
+    metadata = obj.get("metadata") or {}
+    if metadata.get("namespace") not in (None, "", namespace):
+        raise ValueError(
+            f"{where}.metadata.namespace {metadata['namespace'][:80]!r} is not the request's "
+            f"namespace {namespace!r}"
+        )

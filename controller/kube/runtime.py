@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -90,16 +89,7 @@ class GuardRuntime:
         # Set (once) when readiness is reached, for threads outside the loop.
         self.ready_flag = threading.Event()
         self.watch_log = WatchLog()
-        self.audit = (
-            audit
-            if audit is not None
-            else AuditLog(
-                settings.audit_file,
-                stream=sys.stdout if settings.audit_stdout else None,
-                max_bytes=settings.audit_max_bytes,
-                backups=settings.audit_backups,
-            )
-        )
+        self.audit = audit if audit is not None else AuditLog.for_service(settings)
         self.events = EventRecorder(
             poster,
             self.metrics,

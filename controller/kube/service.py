@@ -10,21 +10,88 @@ exit (failing open during restarts); the chart ships the configuration.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from controller.errors import InputError
+from controller.kube.audit import AuditLog
 from controller.kube.kubeapi import list_objects, post_event
 from controller.kube.probes import start_probes
 from controller.kube.runtime import GuardRuntime
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs
 from controller.kube.webhook import GuardWebhookServer
+from controller.strict import StrictJSONError, load_json_or_yaml
 
 Flag = asyncio.Event | asyncio.Future[Any] | threading.Event
+
+# Where a Pod's service account token is mounted (what Kopf's in-cluster login reads).
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def preflight(settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> None:
+    """What ``guard serve`` needs before anything starts, each refused in
+    one line: its TLS files, then a way to reach the API server."""
+    require_tls_files(settings)
+    require_api_credentials(environ)
+
+
+def require_tls_files(settings: ServeSettings) -> tuple[Path, Path]:
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise InputError("--tls-cert and --tls-key are required: the API server only speaks HTTPS")
+    for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        if not path.is_file():
+            raise InputError(f"{flag} {path}: no such file")
+    return settings.tls_cert, settings.tls_key
+
+
+def require_api_credentials(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    token: Path | None = None,
+    home: Path | None = None,
+) -> None:
+    """Refuse, in one line, to start without a way to reach the API server.
+
+    The operator logs in as ``controller.operator.login`` does: the
+    in-cluster service account, else a kubeconfig (``KUBECONFIG``, a list of
+    files, or ``~/.kube/config``). Without either, Kopf would fail deep in
+    its start-up with a long traceback; this names what is missing instead.
+    """
+    token = token or SERVICE_ACCOUNT_TOKEN
+    if token.is_file():
+        return
+    listed = environ.get("KUBECONFIG", "")
+    paths = [Path(p.strip()).expanduser() for p in listed.split(os.pathsep) if p.strip()]
+    source = "KUBECONFIG"
+    if not paths:
+        default = (home or Path.home()) / ".kube" / "config"
+        if not default.is_file():
+            raise InputError(
+                "guard serve needs the Kubernetes API: no in-cluster service account "
+                f"({token} does not exist) and no kubeconfig (KUBECONFIG is not set and "
+                f"{default} does not exist); run it in a cluster or set KUBECONFIG"
+            )
+        paths, source = [default], str(default)
+    current: Any = None
+    for path in paths:
+        try:
+            config = load_json_or_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, StrictJSONError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise InputError(f"{source}: cannot read kubeconfig {path}: {reason}") from None
+        if current is None and isinstance(config, Mapping):
+            current = config.get("current-context")
+    if not isinstance(current, str) or not current:
+        raise InputError(
+            f"{source}: the kubeconfig sets no current-context "
+            "(kubectl config use-context NAME chooses one)"
+        )
 
 
 def operator_settings(server: GuardWebhookServer) -> kopf.OperatorSettings:
@@ -48,21 +115,21 @@ class GuardService:
         *,
         registry: kopf.OperatorRegistry,
     ) -> None:
-        if settings.tls_cert is None or settings.tls_key is None:
-            raise InputError(
-                "--tls-cert and --tls-key are required: the API server only speaks HTTPS"
-            )
-        for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
-            if not path.is_file():
-                raise InputError(f"{flag} {path}: no such file")
+        tls_cert, tls_key = require_tls_files(settings)
         self.settings = settings
-        self.runtime = GuardRuntime(settings, files, lister=self._list, poster=self._post_event)
+        self.runtime = GuardRuntime(
+            settings,
+            files,
+            lister=self._list,
+            poster=self._post_event,
+            audit=AuditLog.for_service(settings),
+        )
         self.server = GuardWebhookServer(
             self.runtime,
             addr=settings.webhook_host,
             port=settings.webhook_port,
-            certfile=settings.tls_cert,
-            pkeyfile=settings.tls_key,
+            certfile=tls_cert,
+            pkeyfile=tls_key,
             max_body=settings.max_review_bytes,
             file_check_interval=settings.tls_check_interval,
         )

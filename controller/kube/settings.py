@@ -37,6 +37,11 @@ WEBHOOK_PATH = "/validate"
 # to spare, and anything larger is refused with a clear 413, not a crash.
 MAX_REVIEW_BYTES = 8 * 1024 * 1024
 
+# Full audit records per requester: this many a second, this many at once
+# (past that, one-line summaries: see ``kube.audit``).
+AUDIT_DETAIL_RATE = 5.0
+AUDIT_DETAIL_BURST = 50
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -58,6 +63,8 @@ class ServeSettings:
     audit_backups: int = 3
     # Audit lines also go to stdout (what container log collectors ship).
     audit_stdout: bool = True
+    audit_detail_rate: float = AUDIT_DETAIL_RATE
+    audit_detail_burst: int = AUDIT_DETAIL_BURST
     namespaces: tuple[str, ...] = ()
     controller_identities: tuple[str, ...] = DEFAULT_CONTROLLER_IDENTITIES
     max_review_bytes: int = MAX_REVIEW_BYTES

@@ -16,7 +16,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.policy.documents import Target, TestCase
+from controller.errors import InputError
+from controller.kube.request import WORKLOADS, requester_of
+from controller.kube.shapes import ShapeError, check_workload, json_type
+from controller.policy.documents import KUBERNETES_OPERATIONS, Target, TestCase
 from controller.policy.results import Artifact, Requester, Subject
 from controller.policy.variables import containers_of, pod_spec_of
 
@@ -178,29 +181,60 @@ def case_subject(case: TestCase) -> Subject:
 
     The request defaults to a CREATE (UPDATE with an old object, DELETE with
     only one) by a user called ``policy-test``; the case's ``request`` may
-    set the operation, ``userInfo``, ``dryRun`` and ``subResource``.
+    set the operation, ``userInfo``, ``dryRun`` and ``subResource``, read
+    with the webhook's own rules. A field the API server would never send
+    in that shape is an input error naming the case and the field, as a
+    request with it would be refused.
     """
+    try:
+        return _case_subject(case)
+    except ValueError as exc:
+        raise InputError(f"GuardPolicyTest case {case.name!r}: {exc}") from None
+
+
+_WORKLOAD_KINDS = frozenset(w.kind for w in WORKLOADS)
+
+
+def _case_subject(case: TestCase) -> Subject:
     obj, old = case.object, case.old_object
+    for where, value in (("object", obj), ("oldObject", old)):
+        kind = value.get("kind") if value is not None else None
+        if isinstance(kind, str) and kind in _WORKLOAD_KINDS:
+            try:
+                check_workload(kind, value, where)
+            except ShapeError as exc:
+                raise ValueError(f"{exc} (the API server never sends this shape)") from None
     body = obj if obj is not None else old or {}
     metadata = body.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"object.metadata must be an object, not {json_type(metadata)}")
     namespace = metadata.get("namespace")
     request: dict[str, Any] = {
         "operation": "CREATE" if old is None else ("DELETE" if obj is None else "UPDATE"),
         "userInfo": {"username": "policy-test", "groups": []},
     }
     request.update(case.request or {})
-    user = request.get("userInfo") or {}
+    operation = request.get("operation")
+    if operation not in KUBERNETES_OPERATIONS:  # the document model refuses it first
+        raise ValueError(
+            f"request.operation must be one of {', '.join(KUBERNETES_OPERATIONS)}, "
+            f"not {operation!r}"
+        )
+    dry_run = request.get("dryRun")
+    if dry_run is not None and not isinstance(dry_run, bool):
+        raise ValueError(f"request.dryRun must be a boolean, not {json_type(dry_run)}")
+    sub_resource = request.get("subResource")
+    if sub_resource is not None and not isinstance(sub_resource, str):
+        raise ValueError(f"request.subResource must be a string, not {json_type(sub_resource)}")
+    requester = requester_of(request.get("userInfo") or {}, "request.userInfo")
     return workload_subject(
         kind=str(body.get("kind") or ""),
         name=str(metadata.get("name") or ""),
         namespace=str(namespace) if namespace else None,
-        operation=str(request["operation"]),
+        operation=operation,
         obj=obj,
         old_obj=old,
-        requester=Requester(
-            username=str(user.get("username") or ""),
-            groups=tuple(str(g) for g in user.get("groups") or ()),
-        ),
-        dry_run=bool(request.get("dryRun")),
-        sub_resource=request.get("subResource"),
+        requester=requester,
+        dry_run=bool(dry_run),
+        sub_resource=sub_resource,
     )

@@ -23,7 +23,6 @@ import asyncio
 import base64
 import contextvars
 import hashlib
-import json
 import logging
 import ssl
 import threading
@@ -38,11 +37,11 @@ import kopf
 
 from controller.kube.decide import unsupported_reason
 from controller.kube.request import (
-    ADMISSION_API_VERSIONS,
     AdmissionRequest,
     BadReview,
+    decode_review,
+    identity_of,
     parse_review,
-    valid_uid,
 )
 from controller.kube.result import AdmissionResult, Reason, refuse
 from controller.kube.runtime import GuardRuntime, not_ready_result
@@ -197,11 +196,10 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             )
             return refuse("", Reason.too_large, message, code=413), 413
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            message = f"AdmissionReview body is not valid JSON: {exc}; the request is denied"
-            return refuse("", Reason.malformed, message, code=400), 400
-        uid, api_version = _uid_of(data)
+            data = decode_review(body)
+        except BadReview as exc:
+            return _malformed(exc)
+        uid, api_version = identity_of(data)
         if http.method != "POST" or http.path != WEBHOOK_PATH:
             message = (
                 f"guard judges admission reviews only at POST {WEBHOOK_PATH}, not "
@@ -213,10 +211,7 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
         try:
             request = parse_review(data)
         except BadReview as exc:
-            result = refuse(
-                exc.uid, Reason.malformed, str(exc), code=400, api_version=exc.api_version
-            )
-            return result, 200 if exc.uid else 400
+            return _malformed(exc)
         if not self.runtime.readiness.ready:
             waiting = self.runtime.readiness.waiting_for()
             return not_ready_result(request, request.uid, waiting), 503
@@ -323,16 +318,14 @@ def _plain(status: int, message: str) -> aiohttp.web.Response:
     )
 
 
-def _uid_of(data: Any) -> tuple[str, str]:
-    """The uid and apiVersion of a review, as far as they can be read."""
-    api_version = ADMISSION_API_VERSIONS[0]
-    if not isinstance(data, Mapping):
-        return "", api_version
-    if data.get("apiVersion") in ADMISSION_API_VERSIONS:
-        api_version = str(data["apiVersion"])
-    request = data.get("request")
-    uid = request.get("uid") if isinstance(request, Mapping) else None
-    return (uid if isinstance(uid, str) and valid_uid(uid) else ""), api_version
+def _malformed(exc: BadReview) -> tuple[AdmissionResult, int]:
+    """A review guard cannot read: denied in an AdmissionReview (HTTP 200,
+    ``status.code`` 400) whenever its uid is known, so the API server takes
+    the denial as the answer; an HTTP error would hand the verdict to the
+    webhook's failure policy, which may be ``Ignore``. Only without a uid is
+    there no review to answer, and a bare HTTP 400 is all that is left."""
+    result = refuse(exc.uid, Reason.malformed, str(exc), code=400, api_version=exc.api_version)
+    return result, 200 if exc.uid else 400
 
 
 def _kopf_view(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class ReportContext:
     warn_only: bool = False
     colour: bool = False
     subjects: tuple[Subject, ...] = ()
+    # Set when the input held nothing the command judges: never "PASSED".
+    nothing_judged: bool = False
 
     def count(self, decision: Decision) -> int:
         return decision.subjects if self.subject_count is None else self.subject_count

@@ -42,7 +42,7 @@ class JsonFormat(ReportFormat):
             "tool": {"name": "guard", "version": __version__},
             "command": context.command,
             "source": context.source,
-            "verdict": verdict(decision).lower(),
+            "verdict": verdict(decision, context.nothing_judged).lower(),
             "allowed": decision.allowed,
             "warnOnly": context.warn_only,
             "summary": {

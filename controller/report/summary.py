@@ -43,9 +43,12 @@ class Counts:
         )
 
 
-def verdict(decision: Decision) -> str:
-    """The word CI logs are searched for: what the policies' actions decided."""
-    return "PASSED" if decision.allowed else "DENIED"
+def verdict(decision: Decision, nothing_judged: bool = False) -> str:
+    """The word CI logs are searched for: what the policies' actions decided.
+    Never "PASSED" for a run that judged nothing."""
+    if not decision.allowed:
+        return "DENIED"
+    return "NOTHING JUDGED" if nothing_judged else "PASSED"
 
 
 def summary_line(decision: Decision, context: ReportContext) -> str:
@@ -61,7 +64,7 @@ def summary_line(decision: Decision, context: ReportContext) -> str:
         f"unknown: {_plural(counts.unknown_results, 'result')}, "
         f"{_plural(counts.unknown_values, 'value')}",
         f"review: {context.review}",
-        verdict(decision),
+        verdict(decision, context.nothing_judged),
     ]
     line = "; ".join(parts)
     if context.warn_only:

@@ -217,3 +217,22 @@ def test_the_review_summary_names_approvers_and_attestations(
     assert code == 1
     review = json.loads(out)["summary"]["review"]
     assert review.startswith("failed for 1 of 2 workloads, passed for the others: approved by ")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_run_that_judged_nothing_never_says_passed(
+    setup: tuple[Path, Path, Path, Cast],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fmt: str,
+) -> None:
+    policies, _, _, _ = setup
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n")
+    code, out = _run(
+        ["kube", "check", "-f", str(config), "--policies", str(policies), "--format", fmt],
+        capsys,
+    )
+    assert code == 0
+    assert "PASSED" not in out.upper().replace("NOTHING JUDGED", "")
+    assert "nothing judged" in out.lower()

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import pytest
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from controller.cli import main
+from controller.errors import InputError
 from controller.kube.subjects import (
     annotations_of,
+    case_subject,
     image_digest,
     images_of,
     workload_subject,
 )
+from controller.policy import documents
 from controller.policy.results import Requester
 from controller.policy.variables import request_variable
-from tests.kube.helpers import SIDECAR_DIGEST, WEB, WEB_DIGEST, WEB_V2, workload
+from tests.kube.helpers import (
+    NO_PRIVILEGED,
+    SIDECAR_DIGEST,
+    WEB,
+    WEB_DIGEST,
+    WEB_V2,
+    workload,
+    write_documents,
+)
+from tests.kube.mutations import JSON_VALUES
 
 HEX = "a" * 64
 
@@ -102,9 +121,6 @@ def test_annotations_of_object_and_templates() -> None:
 
 
 def test_policy_test_cases_are_judged_as_admission_judges_them() -> None:
-    from controller.kube.subjects import case_subject
-    from controller.policy.documents import TestCase
-
     pod = {
         "kind": "Pod",
         "metadata": {"name": "p", "namespace": "prod"},
@@ -113,7 +129,7 @@ def test_policy_test_cases_are_judged_as_admission_judges_them() -> None:
             "volumes": [{"name": "tools", "image": {"reference": "r/tools:1"}}],
         },
     }
-    case = TestCase.model_validate(
+    case = documents.TestCase.model_validate(
         {"name": "c", "object": pod, "request": {"userInfo": {"username": "carol", "groups": ["dev"]}},
          "expect": {"result": "pass"}}
     )  # fmt: skip
@@ -125,3 +141,89 @@ def test_policy_test_cases_are_judged_as_admission_judges_them() -> None:
         ("r/a@sha256:" + "a" * 64, False),
         ("r/tools:1", True),  # image volumes need a pinned, reviewed image too
     }
+
+
+_POD = {
+    "kind": "Pod",
+    "metadata": {"name": "p", "namespace": "prod"},
+    "spec": {"containers": [{"name": "a", "image": "r/a:1"}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"request": {"userInfo": "carol"}}, "request.userInfo must be an object, not a string"),
+        ({"request": {"userInfo": ["carol"]}}, "request.userInfo must be an object, not an array"),
+        ({"request": {"userInfo": {"username": 7}}},
+         "request.userInfo.username must be a string, not a number"),
+        ({"request": {"userInfo": {"groups": "dev"}}},
+         "request.userInfo.groups must be a list of strings"),
+        ({"request": {"dryRun": "yes"}}, "request.dryRun must be a boolean, not a string"),
+        ({"request": {"subResource": ["status"]}}, "request.subResource must be a string"),
+        ({"object": {**_POD, "metadata": ["p"]}}, "object.metadata must be an object, not an array"),
+        ({"object": {**_POD, "spec": {"containers": {"a": {}}}}},
+         "object.spec.containers must be an array, not an object"),
+    ],
+)  # fmt: skip
+def test_a_policy_test_case_with_a_malformed_request_names_the_case_and_field(
+    change: dict[str, Any], problem: str
+) -> None:
+    case = documents.TestCase.model_validate(
+        {"name": "odd case", "object": _POD, "expect": {"result": "pass"}, **change}
+    )
+    with pytest.raises(InputError) as caught:
+        case_subject(case)
+    assert str(caught.value).startswith("GuardPolicyTest case 'odd case': ")
+    assert problem in str(caught.value)
+
+
+def test_guard_policy_test_reports_a_string_user_info_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = {
+        "apiVersion": "guard.dev/v1alpha1",
+        "kind": "GuardPolicyTest",
+        "metadata": {"name": "t"},
+        "spec": {
+            "cases": [
+                {
+                    "name": "string user",
+                    "policies": ["no-privileged"],
+                    "object": _POD,
+                    "request": {"userInfo": "carol"},
+                    "expect": {"result": "pass"},
+                }
+            ]
+        },
+    }
+    path = write_documents(tmp_path / "t.yaml", [NO_PRIVILEGED, document])
+    assert main(["policy", "test", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "guard: error: GuardPolicyTest case 'string user': request.userInfo must be an "
+        "object, not a string"
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["operation", "userInfo", "dryRun", "subResource", "other"]),
+        JSON_VALUES | st.dictionaries(st.sampled_from(["username", "groups", "uid", "extra"]),
+                                      JSON_VALUES),
+    )
+)  # fmt: skip
+def test_any_case_request_is_a_subject_or_an_input_error(request_: dict[str, Any]) -> None:
+    try:
+        case = documents.TestCase.model_validate(
+            {"name": "any", "object": _POD, "request": request_, "expect": {"result": "pass"}}
+        )
+    except ValidationError:
+        reject()  # the document model refuses it before any subject is built
+    try:
+        subject = case_subject(case)
+    except InputError as exc:
+        assert str(exc).startswith("GuardPolicyTest case 'any': request.")
+    else:
+        assert subject.requester is not None

@@ -413,5 +413,7 @@ def serve_settings(
         # Likewise for Events: every denial is posted; the limits have their own tests.
         event_burst=10_000.0,
         event_global_burst=10_000.0,
+        # And for the audit detail: tests read the full records of one user.
+        audit_detail_burst=10_000,
     )
     return replace(settings, **overrides)

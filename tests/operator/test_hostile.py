@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+from controller.kube.record import MAX_LINE_BYTES
 from tests.kube.helpers import (
     CONTROLLER_USER,
     DEPLOYER,
@@ -32,7 +34,8 @@ from tests.kube.helpers import (
     envelope,
     workload,
 )
-from tests.operator.harness import RunningGuard
+from tests.kube.mutations import broken_bodies, mutated
+from tests.operator.harness import Answer, RunningGuard
 
 WAIT = 10.0
 ONCALL = "dana@example.com"
@@ -349,3 +352,111 @@ def test_break_glass_reason_cannot_forge_lines(guard: RunningGuard, pod_review: 
     record = audit_record(guard, review["request"]["uid"])
     assert _printable(record["breakGlass"]["reason"])
     assert record["breakGlass"]["reason"].startswith("INC-3")
+
+
+# --------------------------------------------------------------------------- shapes and bodies the API server never sends
+
+
+def _answered_as_bad_input(answer: Answer, uid: str) -> None:
+    """A body guard cannot read, with a readable uid: an AdmissionReview
+    denial (HTTP 200, status.code 400) the API server takes as the verdict,
+    whatever the webhook's failure policy."""
+    assert answer.status == 200, answer.body
+    assert answer.response["uid"] == uid
+    assert answer.allowed is False
+    assert answer.code == 400
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda o: o.update(spec="containers: []"),
+        lambda o: o["spec"]["template"]["spec"].update(containers={"web": {"image": UNATTESTED}}),
+        lambda o: o["spec"]["template"]["spec"]["containers"][0].update(image=[UNATTESTED]),
+        lambda o: o.update(metadata=[{"name": "web"}]),
+        lambda o: o["spec"]["template"]["spec"].update(affinity=_deep(300)),
+    ],
+    ids=["spec-string", "containers-map", "image-list", "metadata-list", "nested-600"],
+)
+def test_shapes_the_api_server_never_sends_are_denied_not_crashed(
+    guard: RunningGuard, mutate: Any
+) -> None:
+    review = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+    mutate(review["request"]["object"])
+    answer = guard.post(review)
+    _answered_as_bad_input(answer, review["request"]["uid"])
+    assert "the API server never sends this shape" in answer.message or "nested" in answer.message
+    assert audit_record(guard, review["request"]["uid"])["reason"] == "malformed"
+
+
+def _deep(depth: int) -> Any:
+    value: Any = {}
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+def test_a_body_json_cannot_load_is_denied_with_its_uid(guard: RunningGuard) -> None:
+    review = admission_review(workload("Pod", "p", "prod", UNATTESTED))
+    text = json.dumps(review).encode()
+    for tail in (b"[" * 100_000, b"1" * 10_000, b"NaN"):
+        answer = guard.post(text[:-2] + b', "x": ' + tail + b"}}")
+        _answered_as_bad_input(answer, review["request"]["uid"])
+        assert "not valid JSON" in answer.message
+    # With no uid to answer to, a bare HTTP 400 is all that is left.
+    answer = guard.post(b"[" * 100_000)
+    assert answer.status == 400
+    assert "nested too deeply" in answer.message
+
+
+BAD_INPUT = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+BASE = admission_review(workload("Deployment", "web", "prod", UNATTESTED))
+
+
+# The operator's own threads use ``random`` while examples are drawn.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module")
+@BAD_INPUT
+@given(mutated(BASE) | broken_bodies(BASE).map(lambda body: (body, "broken", ())))
+def test_hostile_reviews_never_get_a_500_or_an_allow_for_an_unreviewed_image(
+    guard: RunningGuard, case: tuple[Any, str, tuple[Any, ...]]
+) -> None:
+    review, how, path = case
+    body = review if isinstance(review, bytes) else json.dumps(review).encode()
+    answer = guard.post(body)
+    assert answer.status in (200, 400), (how, path, answer.status, answer.body)
+    if answer.status == 400:
+        return
+    assert answer.code in (None, 400, 403, 404), (how, path, answer.body)
+    if answer.allowed:
+        assert UNATTESTED.encode() not in body or b'"namespace": "prod"' not in body, (how, path)
+
+
+def test_one_requester_cannot_flush_the_audit_trail(
+    start_guard: Callable[..., RunningGuard],
+) -> None:
+    guard = start_guard(audit_detail_burst=2, audit_detail_rate=0.001)
+    images = [f"{IMAGE}-{n}@{digest_of(str(n))}" for n in range(300)]
+    flood = [
+        admission_review(
+            workload("Deployment", f"w{n}", "prod", *images), user="mallory", dry_run=True
+        )
+        for n in range(5)
+    ]
+    other = admission_review(workload("Deployment", "web", "prod", UNATTESTED), user=DEPLOYER)
+    answers = [guard.post(review) for review in [*flood, other]]
+    assert not any(answer.allowed for answer in answers)
+    guard.stop()  # closing counts the summaries written instead of full records
+    records = [json.loads(line) for line in audit_lines(guard)]
+    by_uid = {r["uid"]: r for r in records if "uid" in r}
+    assert all(len(line.encode()) <= MAX_LINE_BYTES for line in audit_lines(guard))
+    full = [by_uid[r["request"]["uid"]] for r in flood[:2]]
+    summaries = [by_uid[r["request"]["uid"]] for r in flood[2:]]
+    assert all("findings" in r for r in full)
+    assert all(r["detail"] == "suppressed" and r["request"]["user"] == "mallory" for r in summaries)
+    assert "findings" in by_uid[other["request"]["uid"]]
+    [counted] = [r for r in records if r.get("event") == "audit-detail-suppressed"]
+    assert counted["message"].startswith("suppressed 3 records from mallory")
