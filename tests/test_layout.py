@@ -8,7 +8,13 @@ readers even where the contract sees it, so there are none.
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
+import pkgutil
 from pathlib import Path
+
+import controller
+from controller.errors import GuardError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "controller"
 
@@ -30,3 +36,24 @@ def test_domain_packages_hold_no_command_line_code() -> None:
     for package in ("policy", "attest", "terraform", "kube", "report"):
         assert not (PACKAGE / package / "commands.py").exists()
     assert (PACKAGE / "cli" / "__init__.py").exists()
+
+
+def test_every_error_guard_raises_on_purpose_has_one_root() -> None:
+    """The CLI catches ``GuardError`` alone: an error class outside it would
+    escape as a traceback."""
+    strays: list[str] = []
+    for module in pkgutil.walk_packages(controller.__path__, "controller."):
+        if module.name == "controller.__main__":  # runs the command when imported
+            continue
+        loaded = importlib.import_module(module.name)
+        for name, value in vars(loaded).items():
+            if (
+                inspect.isclass(value)
+                # A private exception is a module's own control flow, caught there.
+                and not name.startswith("_")
+                and value.__module__ == module.name
+                and issubclass(value, Exception)
+                and not issubclass(value, GuardError)
+            ):
+                strays.append(f"{module.name}.{name}")
+    assert strays == []

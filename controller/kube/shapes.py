@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.errors import InputError
+
 # Nesting, counted in objects and arrays from the top of what is checked.
 # The deepest path of a typed workload (a CronJob's pod template, a
 # projected volume's selector, and ``managedFields`` mirroring it) stays
@@ -71,7 +73,7 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-class ShapeError(ValueError):
+class ShapeError(InputError, ValueError):
     """A value of a type the API server never sends at a path.
 
     The path is built while the error unwinds (``within``), so checking a

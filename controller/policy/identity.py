@@ -32,13 +32,15 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from controller.errors import InputError
+
 ID_SYSTEMS = ("email", "github", "gitlab", "kubernetes")
 KUBERNETES = "kubernetes"
 GROUP_PREFIX = "group:"
 MAX_ID_CHARS = 1024
 
 
-class IdentityError(ValueError):
+class IdentityError(InputError, ValueError):
     """An identity-bearing string that is not in its system's one spelling."""
 
 

@@ -30,6 +30,8 @@ from typing import Any, Final
 
 from hcl2.utils import process_escape_sequences
 
+from controller.errors import InputError
+
 
 class _UnknownType:
     """The marker of a value that cannot be known without a plan."""
@@ -54,7 +56,7 @@ Lookup = Callable[[str, str], Any]
 _KINDS = frozenset({"var", "local", "count", "each"})
 
 
-class LimitError(ValueError):
+class LimitError(InputError, ValueError):
     """An expression or value nested deeper than guard reads."""
 
 
