@@ -30,10 +30,9 @@ from controller.policy.results import Finding, Result, WaiverKind
 MAX_LINE_BYTES = 64 * 1024
 
 
-def audit_record(result: AdmissionResult) -> dict[str, Any]:
-    """A JSON-ready audit record of one decision."""
-    request = result.request
-    record: dict[str, Any] = {
+def _verdict_fields(result: AdmissionResult) -> dict[str, Any]:
+    """What every record of a decision starts with, full or summary."""
+    return {
         "time": result.decided_at,
         "uid": result.uid,
         "decision": result.verdict,
@@ -41,12 +40,18 @@ def audit_record(result: AdmissionResult) -> dict[str, Any]:
         "code": result.code,
         "reason": result.reason.value,
         "enforcement": result.enforcement.value,
-        "message": result.message,
-        "warnings": list(result.warnings),
-        "notes": list(result.notes),
         "policyDigest": result.policy_digest,
         "trustDigest": result.trust_digest,
     }
+
+
+def audit_record(result: AdmissionResult) -> dict[str, Any]:
+    """A JSON-ready audit record of one decision."""
+    request = result.request
+    record = _verdict_fields(result)
+    record["message"] = result.message
+    record["warnings"] = list(result.warnings)
+    record["notes"] = list(result.notes)
     if request is not None:
         record["request"] = {
             "operation": request.operation,
@@ -91,17 +96,7 @@ def audit_record(result: AdmissionResult) -> dict[str, Any]:
 def summary_record(result: AdmissionResult) -> dict[str, Any]:
     """The decision alone: who asked for what and the verdict, without the
     detail (findings, artifacts, evidence) that makes a record long."""
-    record: dict[str, Any] = {
-        "time": result.decided_at,
-        "uid": result.uid,
-        "decision": result.verdict,
-        "allowed": result.allowed,
-        "code": result.code,
-        "reason": result.reason.value,
-        "enforcement": result.enforcement.value,
-        "policyDigest": result.policy_digest,
-        "trustDigest": result.trust_digest,
-    }
+    record = _verdict_fields(result)
     request = result.request
     if request is not None:
         record["request"] = {
