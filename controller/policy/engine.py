@@ -201,6 +201,9 @@ class Engine:
     broken: tuple[PolicyError, ...] = field(init=False)
     # Policy name -> (rule, message, fix) of every broken or invalid policy.
     problems: Mapping[str, tuple[str, str, str]] = field(init=False)
+    # Every policy that can match, stand-ins included, in name order: fixed
+    # at construction, read for every subject.
+    _candidates: tuple[GuardPolicy, ...] = field(init=False, repr=False, compare=False)
     _matching: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
@@ -240,6 +243,9 @@ class Engine:
                 f"fix GuardPolicy {invalid.name!r} (`guard policy lint` on its YAML names the field)",
             )
         object.__setattr__(self, "problems", problems)
+        stand_ins = [invalid.stand_in for invalid in self.invalid]
+        candidates = sorted([*self.policies, *stand_ins], key=lambda p: p.name)
+        object.__setattr__(self, "_candidates", tuple(candidates))
 
     def restricted_to(self, policies: Sequence[GuardPolicy]) -> Engine:
         """The same engine over fewer policies, reusing their compiled form."""
@@ -257,19 +263,15 @@ class Engine:
         life of this (immutable) engine.
         """
         if subject.target is not Target.kubernetes:
-            return tuple(p for p in self._ordered() if matches(p, subject))
+            return tuple(p for p in self._candidates if matches(p, subject))
         key = (subject.kind, subject.namespace, tuple(sorted(subject.labels.items())))
         found = self._matching.get(key)
         if found is None:
             if len(self._matching) >= MATCHING_CACHE_SIZE:
                 self._matching.clear()
-            found = tuple(p for p in self._ordered() if matches(p, subject))
+            found = tuple(p for p in self._candidates if matches(p, subject))
             self._matching[key] = found
         return found
-
-    def _ordered(self) -> list[GuardPolicy]:
-        stand_ins = [invalid.stand_in for invalid in self.invalid]
-        return sorted([*self.policies, *stand_ins], key=lambda p: p.name)
 
     # ----------------------------------------------------------- evaluation
 
@@ -451,7 +453,11 @@ class Engine:
         return self.today or dt.datetime.now(dt.UTC).date()
 
     def exception_notes(self) -> list[str]:
+        """Expired exceptions and exceptions that name a review policy (as of
+        today: a long-lived cluster engine sees an exception expire)."""
         notes: list[str] = []
+        if not self.exceptions:
+            return notes
         reviewed = {p.name for p in self.policies if p.spec.review is not None}
         for exception in sorted(self.exceptions, key=lambda e: e.name):
             spec = exception.spec
