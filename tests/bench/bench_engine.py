@@ -17,7 +17,7 @@ from controller.policy.documents import Target
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle
 from controller.policy.matching import matches
-from controller.policy.results import Subject
+from controller.policy.results import Requester, Subject
 from controller.policy.variables import variables_for
 from tests.bench.timing import rate
 
@@ -69,7 +69,7 @@ def deployment() -> Subject:
         namespace="prod",
         action="create",
         object=obj,
-        request={"operation": "CREATE", "userInfo": {"username": "ci"}, "dryRun": False},
+        requester=Requester(username="ci"),
         labels={"owner": "team-shop"},
     )
 
