@@ -34,14 +34,12 @@ from controller.kube.manifests import (
     read_attestations,
     read_text,
 )
-from controller.kube.service import GuardService, preflight
 from controller.kube.settings import (
     DEFAULT_CONTROLLER_IDENTITIES,
     WEBHOOK_PATH,
     ServeSettings,
 )
 from controller.kube.state import FileInputs, build_policy_set
-from controller.operator import create_registry
 from controller.policy.documents import Action
 from controller.policy.results import Decision, Requester
 from controller.policy.reviewer import RecordingReview, ReviewOutcome
@@ -220,6 +218,13 @@ def serve_command(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace),
         controller_identities=tuple(args.controller_identity) or DEFAULT_CONTROLLER_IDENTITIES,
     )
+    # Imported here, not at the top: Kopf (and the Kubernetes client it loads
+    # when installed) takes seconds to import, and only guard serve needs it;
+    # every other command starts without it. The import contract still sees
+    # these imports (tests/test_layout.py lists the one exception).
+    from controller.kube.service import GuardService, preflight
+    from controller.operator import create_registry
+
     files = FileInputs.load(settings.policy_paths, settings.trust_paths)
     preflight(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
