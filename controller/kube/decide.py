@@ -110,20 +110,16 @@ def upstream_review_policies(policies: PolicySet, subject: Subject) -> list[Guar
     would reach the Pods as *inherited*. So a person's request is also judged
     by the review of the policies that will judge what it makes.
     """
-    return [p for p in _upstream(policies, subject) if p.spec.review is not None]
+    return [p for p in made_from(policies, subject) if p.spec.review is not None]
 
 
-def upstream_broken_policies(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
-    """Broken or invalid policies that judge what controllers make from a
-    person's object, but not the object itself: they judge it here, as
-    errors, since they never judge the controllers' own requests."""
-    problems = policies.engine.problems
-    return [p for p in _upstream(policies, subject) if p.name in problems]
-
-
-def _upstream(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
+def made_from(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
     """The policies that match what controllers will make from a person's
-    object and not the object itself (none for a controller's request)."""
+    object and not the object itself (none for a controller's request).
+
+    Their review judges the object here (``upstream_review_policies``), and
+    so do the broken or invalid ones, as errors, since they never judge the
+    controllers' own requests."""
     if subject.requester is not None and subject.requester.controller:
         return []
     made = breakglass.descendants(subject)
@@ -171,8 +167,9 @@ def judge(
     engine = policies.engine
     evaluation = engine.evaluate(subject, review=review)
     findings: list[Finding] = list(evaluation.findings)
-    upstream = upstream_review_policies(policies, subject)
-    broken_upstream = upstream_broken_policies(policies, subject)
+    upstream_all = made_from(policies, subject)
+    upstream = [p for p in upstream_all if p.spec.review is not None]
+    broken_upstream = [p for p in upstream_all if p.name in engine.problems]
     context = (
         f" (this policy judges what controllers make from this {subject.kind}, "
         "so it judges it here)"
