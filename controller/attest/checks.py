@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.attest.dsse import Envelope
+from controller.attest.forgerules import approval_problem
 from controller.attest.statement import ChangeReview, Person, Statement, utc
 from controller.attest.trust import Trust, TrustedKey
-from controller.policy.documents import DeployerRules, RequiredCheck
+from controller.policy.documents import DeployerRules, ForgeRules, RequiredCheck
 from controller.policy.identity import (
     GROUP_PREFIX,
     IdentityError,
@@ -312,8 +313,11 @@ def is_bot(person: Person) -> bool:
     )
 
 
-def tally(claim: Claim, allow_bots: bool) -> Tally:
-    """Distinct principals who approved: predicate approvals and person-key signatures."""
+def tally(claim: Claim, allow_bots: bool, forge: ForgeRules | None = None) -> Tally:
+    """Distinct principals who approved: predicate approvals and person-key
+    signatures. ``forge``: the policy's ``review.forge`` rules, which (with
+    their defaults for any review read from a forge) decide whose approval
+    carries the permission to count."""
     review = claim.review
     counted: dict[str, str] = {}
     rejected: list[str] = []
@@ -332,6 +336,8 @@ def tally(claim: Claim, allow_bots: bool) -> Tally:
             rejected.append(
                 f"{reviewer.login} is a bot: bot approvals do not count (review.allowBots is off)"
             )
+        elif (problem := approval_problem(review, approval, forge)) is not None:
+            rejected.append(problem)
         elif approval.reviewed_revision != review.change.head_revision:
             rejected.append(
                 f"{reviewer.login} approved revision {approval.reviewed_revision}, not the head "
@@ -366,9 +372,10 @@ class EnoughApprovals:
 
     min_approvals: int
     allow_bots: bool
+    forge: ForgeRules | None = None
 
     def check(self, claim: Claim) -> Verdict:
-        result = tally(claim, self.allow_bots)
+        result = tally(claim, self.allow_bots, self.forge)
         count = len(result.counted)
         if count >= self.min_approvals:
             return SUCCESS

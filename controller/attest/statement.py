@@ -136,6 +136,14 @@ class Person(_Model):
     id: PrincipalId
     login: Login
     kind: Annotated[Literal["human", "bot"], _is(("human", "bot"), "a kind of person")] = "human"
+    # Read from a forge: what made them an author (author, committer,
+    # co-author, pusher), and whether the forge could link them to an
+    # account at all (an e-mail in a commit or a trailer may belong to nobody).
+    roles: (
+        Annotated[list[Annotated[str, Field(pattern=r"^[a-z-]{1,32}$")]], Field(max_length=8)]
+        | None
+    ) = None
+    unresolved: Literal[True] | None = None
 
 
 class Revision(_Model):
@@ -153,10 +161,43 @@ class Change(_Model):
     head_revision: Token
 
 
+# Repository permissions from lowest to highest; GitLab access levels map onto
+# them (reporter: read, developer: write, maintainer: maintain, owner: admin).
+PERMISSIONS = ("none", "read", "triage", "write", "maintain", "admin")
+
+
 class Approval(_Model):
+    """An approval. Read from a forge, it also carries the reviewer's
+    permission on the repository and the teams (of those asked about) they
+    belong to; ``reviewedRevision`` is the revision the forge says they saw."""
+
     reviewer: Person
     reviewed_revision: Token
     approved_at: Timestamp
+    permission: Annotated[str, _is(PERMISSIONS, "a repository permission")] | None = None
+    teams: Annotated[list[Text], Field(max_length=64)] | None = None
+
+
+class ForgeSource(_Model):
+    """Where the facts of a predicate read from a forge came from, so an
+    auditor can read them again; and the forge settings that bind approvals
+    to the head revision when the pushers to the change cannot be read."""
+
+    system: Annotated[Literal["github", "gitlab"], _is(("github", "gitlab"), "a forge")]
+    api_url: Token
+    repository_id: PrincipalId
+    owner_id: PrincipalId | None = None
+    change_url: Token
+    fetched_at: Timestamp
+    commit_count: Annotated[int, Field(ge=0)]
+    pushers: Annotated[
+        Literal["read", "unreadable"], _is(("read", "unreadable"), "a pusher reading")
+    ]
+    pushers_note: Text | None = None
+    last_push_approval_required: bool | None = None
+    reset_approvals_on_push: bool | None = None
+    committers_may_not_approve: bool | None = None
+    approver_teams: Annotated[list[Text], Field(max_length=64)] | None = None
 
 
 class CheckRun(_Model):
@@ -183,6 +224,7 @@ class ChangeReview(_Model):
     attester: Token
     attested_at: Timestamp
     expires_at: Timestamp
+    source: ForgeSource | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

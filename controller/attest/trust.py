@@ -23,11 +23,11 @@ from controller.attest.keys import PublicKey, load_public_key
 from controller.errors import InputError
 from controller.policy.documents import GuardTrust, GuardTrustSpec
 from controller.policy.identity import (
-    ID_SYSTEMS,
     KUBERNETES,
     IdentityError,
     check_id,
     id_system,
+    is_id_system,
     kubernetes_id,
     match_key,
 )
@@ -86,7 +86,7 @@ class Trust:
         Kubernetes username, as in a policy's allow-lists.
         """
         found = self.registered.get(identity)
-        if found is not None or (":" in identity and id_system(identity) in ID_SYSTEMS):
+        if found is not None or (":" in identity and is_id_system(id_system(identity))):
             return found
         return self.principal_of_user(identity)
 

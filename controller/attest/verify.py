@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from controller.attest import checks
 from controller.attest.checks import AllOf, Check, Claim, Deployer, tally
 from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeError, parse
+from controller.attest.forgecheck import ForgeEvidence
 from controller.attest.statement import (
     ChangeReview,
     Statement,
@@ -32,7 +33,7 @@ from controller.attest.statement import (
     parse_statement,
 )
 from controller.attest.trust import Trust, TrustedKey
-from controller.policy.documents import DeployerRules, RequiredCheck, Review
+from controller.policy.documents import DeployerRules, ForgeRules, RequiredCheck, Review
 
 # Each candidate can cost (signatures x keys) verifications when uncached; a
 # flood of envelopes naming one digest must not stall admission.
@@ -57,6 +58,7 @@ class Requirements:
     max_age: dt.timedelta | None = None
     max_age_label: str = ""
     deployer: DeployerRules = field(default_factory=DeployerRules)
+    forge: ForgeRules | None = None
 
     @classmethod
     def from_review(cls, review: Review) -> Requirements:
@@ -70,6 +72,7 @@ class Requirements:
             max_age=review.max_age_delta,
             max_age_label=review.max_age or "",
             deployer=review.deployer,
+            forge=review.forge,
         )
 
     @classmethod
@@ -132,7 +135,14 @@ def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllO
         selected.append(checks.NotFromTheFuture())
         if requirements.max_age is not None:
             selected.append(checks.NotTooOld(requirements.max_age, requirements.max_age_label))
-    selected.append(checks.EnoughApprovals(requirements.min_approvals, requirements.allow_bots))
+    # Reviews read from a forge are judged on what the forge showed, with
+    # fail-closed defaults when the policy has no review.forge block.
+    selected.append(ForgeEvidence(requirements.forge))
+    selected.append(
+        checks.EnoughApprovals(
+            requirements.min_approvals, requirements.allow_bots, requirements.forge
+        )
+    )
     if requirements.required_checks:
         selected.append(checks.ChecksPassed(requirements.required_checks))
     if (
@@ -385,7 +395,7 @@ class Verifier:
         verdict = checks_used.check(claim)
         if not verdict.ok:
             return list(verdict.reasons), (), verdict.fixes
-        counted = tally(claim, requirements.allow_bots).counted
+        counted = tally(claim, requirements.allow_bots, requirements.forge).counted
         return [], tuple(sorted(counted.values())), ()
 
 

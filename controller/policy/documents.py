@@ -392,6 +392,47 @@ class BreakGlass(Strict):
     groups: list[KubernetesName] = Field(default_factory=list)
 
 
+# The repository permissions a policy may ask of reviewers (GitLab access
+# levels map onto them: developer is write, maintainer is maintain, owner is admin).
+REVIEWER_PERMISSIONS = ("write", "maintain", "admin")
+# ORG/TEAM on GitHub, a group's full path on GitLab.
+TeamName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$", max_length=255),
+]
+
+
+class ForgeRules(Strict):
+    """What a review read from a forge must show (``guard attest review
+    --from``). A policy with this block accepts only attestations whose
+    facts were read from a forge; attestations written from flags never count.
+
+    ``reviewerPermission``: the least repository permission an approver must
+    hold (write at least, always: anyone can approve on a public repository).
+    ``requireLastPushApproval`` (GitHub): the target branch's rules must
+    require approval of the most recent push. ``requireResetOnPush``
+    (GitLab): the project must reset approvals when commits are pushed.
+    ``denyUnresolvedAuthors``: an author the forge could not link to an
+    account (an e-mail in a commit or a Co-authored-by trailer) denies,
+    since nobody can prove that person did not approve. ``approverTeams``:
+    only members of these teams (GitHub ORG/TEAM) or groups (GitLab path)
+    count as approvers; second accounts of one person cannot be detected
+    from a forge, a curated team can vouch for. ``repositoryIds``: the
+    forge's immutable repository ids (``github:123``): a renamed or
+    re-created repository of the same name does not inherit trust.
+    """
+
+    reviewer_permission: Annotated[
+        Literal["write", "maintain", "admin"],
+        one_of(REVIEWER_PERMISSIONS, "a reviewer permission"),
+    ] = "write"
+    require_last_push_approval: bool = False
+    require_reset_on_push: bool = False
+    deny_unresolved_authors: bool = False
+    approver_teams: list[TeamName] = Field(default_factory=list, max_length=64)
+    repository_ids: list[PrincipalId] = Field(default_factory=list, max_length=64)
+
+
 def _image_glob(value: Any) -> Any:
     return visible_ascii(value, "image pattern")
 
@@ -415,6 +456,7 @@ class Review(Strict):
     ] = Field(default_factory=list)
     deployer: DeployerRules = Field(default_factory=DeployerRules)
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    forge: ForgeRules | None = None
 
     @property
     def max_age_delta(self) -> dt.timedelta | None:

@@ -19,7 +19,11 @@ Ids are ``SYSTEM:VALUE``:
   as IDNA punycode (``xn--``);
 - ``kubernetes:alice@example.com``: a Kubernetes username exactly as the API
   server reports it in ``request.userInfo.username`` (OIDC usernames keep
-  their prefix: ``kubernetes:oidc:alice``).
+  their prefix: ``kubernetes:oidc:alice``);
+- ``ghe.example.com:1001``: a user id on another forge instance (GitHub
+  Enterprise Server, self-managed GitLab), qualified by its host in lower
+  case: numeric ids of two instances collide, so ``github:`` and ``gitlab:``
+  mean github.com and gitlab.com only.
 """
 
 from __future__ import annotations
@@ -149,6 +153,23 @@ def _check_email(address: str, whole: str) -> None:
         raise IdentityError(f"{whole!a} is not an e-mail address (LOCAL@DOMAIN)")
 
 
+# A forge instance's host, as an id system: two DNS labels at least, so it
+# can never be mistaken for one of the named systems.
+_FORGE_HOST = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+"
+)
+
+
+def is_forge_host(system: str) -> bool:
+    """Whether an id system is a forge instance's host (``ghe.example.com``)."""
+    return len(system) <= 253 and _FORGE_HOST.fullmatch(system) is not None
+
+
+def is_id_system(system: str) -> bool:
+    """One of the named id systems, or a forge instance's host."""
+    return system in ID_SYSTEMS or is_forge_host(system)
+
+
 def _guess(value: str) -> str:
     if _DIGITS.fullmatch(value):
         return f"github:{value} or gitlab:{value}"
@@ -174,6 +195,17 @@ def check_id(value: Any, what: str = "id") -> str:
             f"{what} {text!a} has no id system: write SYSTEM:VALUE, e.g. {_guess(text)} "
             f"(systems: {', '.join(ID_SYSTEMS)})"
         )
+    if is_forge_host(ascii_lower(system)) and system not in ID_SYSTEMS:
+        if system != ascii_lower(system):
+            raise IdentityError(
+                f"{what} {text!a}: write the host in lower case ({ascii_lower(system)})"
+            )
+        if not _DIGITS.fullmatch(rest):
+            raise IdentityError(
+                f"{what} {text!a}: ids on a forge instance are its numeric user id, digits "
+                f"only without leading zeros (e.g. {system}:1001); a login is not an id"
+            )
+        return text
     if system not in ID_SYSTEMS:
         nearest = suggestion(system, ID_SYSTEMS)
         hint = f"did you mean {nearest!r}? " if nearest else ""
@@ -251,7 +283,7 @@ def check_user_entry(value: Any, what: str) -> str:
     ``kubernetes:alice``) or a bare Kubernetes username (``alice``,
     ``system:serviceaccount:cd:deployer``, ``oidc:alice``)."""
     text = visible_ascii(value, what)
-    if id_system(text) in ID_SYSTEMS and ":" in text:
+    if ":" in text and is_id_system(id_system(text)):
         return check_id(text, what)
     return text
 
@@ -339,7 +371,8 @@ _PRINTABLE = r"^[!-~]+$"
 ID_PATTERN = (
     r"^((github|gitlab):[1-9][0-9]{0,19}"
     r"|email:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9.-]+"
-    r"|kubernetes:[!-~]+)$"
+    r"|kubernetes:[!-~]+"
+    r"|[a-z0-9-]+(\.[a-z0-9-]+)+:[1-9][0-9]{0,19})$"
 )
 
 PrincipalId = Annotated[
