@@ -264,7 +264,10 @@ def check_new_review(review: ChangeReview) -> None:
     problems: list[str] = []
     author_ids = {match_key(a.id): a for a in review.authors}
     author_logins = {ascii_lower(a.login): a for a in review.authors}
-    for index, approval in enumerate(review.approvals):
+    # A review read from a forge records what the forge showed, an author's
+    # approval included: the verifier refuses it with its reason, and an
+    # auditor sees it. Flags and files are refused here, as likely mistakes.
+    for index, approval in enumerate(review.approvals if review.source is None else []):
         reviewer = approval.reviewer
         author = author_ids.get(match_key(reviewer.id)) or author_logins.get(
             ascii_lower(reviewer.login)

@@ -38,6 +38,7 @@ from controller.attest.statement import (
 from controller.attest.trust import load_trust
 from controller.attest.verify import Circumstances, Requirements, Verifier
 from controller.cli.evidence import envelope_names
+from controller.cli.forge import add_forge_options, forge_predicate
 from controller.cli.options import (
     ATTESTATION_SUFFIXES,
     EXIT_DENIED,
@@ -193,6 +194,7 @@ def _register_review(sub: Commands[argparse.ArgumentParser]) -> None:
         metavar="NAME=pass|fail|skip[:VALUE[/THRESHOLD]]",
         help="a CI check and its result (repeatable), e.g. coverage=pass:87/80",
     )
+    add_forge_options(review)
     review.add_argument(
         "--resource",
         metavar="NAME",
@@ -461,7 +463,9 @@ def _predicate_from_flags(args: argparse.Namespace, now: dt.datetime) -> dict[st
 
 
 def _predicate(args: argparse.Namespace, now: dt.datetime) -> ChangeReview:
-    if args.input:
+    if args.forge:
+        data = forge_predicate(args, now, _checks(args.check))
+    elif args.input:
         used = [f"--{n.replace('_', '-')}" for n in _PREDICATE_FLAGS if getattr(args, n)]
         if used:
             raise InputError(f"--input gives the whole predicate; drop {', '.join(used)}")
@@ -482,7 +486,7 @@ def _predicate(args: argparse.Namespace, now: dt.datetime) -> ChangeReview:
     data.setdefault("expiresAt", utc(now + expires_in))
     # Refuses what could never count as written: an author approving, a
     # short ref, an id without its system, an expiry before the attestation.
-    return new_review(data, args.input or "flags")
+    return new_review(data, args.input or (f"--from {args.forge}" if args.forge else "flags"))
 
 
 def _review(args: argparse.Namespace) -> int:
