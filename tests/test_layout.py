@@ -55,7 +55,7 @@ def test_commands_other_than_serve_start_without_kopf() -> None:
 
 
 def test_domain_packages_hold_no_command_line_code() -> None:
-    for package in ("policy", "attest", "terraform", "kube", "report"):
+    for package in ("policy", "attest", "terraform", "kube", "report", "forge"):
         assert not (PACKAGE / package / "commands.py").exists()
     assert (PACKAGE / "cli" / "__init__.py").exists()
 

@@ -14,8 +14,7 @@ import re
 from typing import Any
 
 from controller.errors import InputError
-from controller.forge.github import DEFAULT_API_URL as GITHUB_API
-from controller.forge.github import GitHubReader, Target
+from controller.forge import github, gitlab
 from controller.forge.model import ChangeRecord
 
 FORGES = ("github", "gitlab")
@@ -106,7 +105,7 @@ def forge_record(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
         raise InputError(f"--target-ref {args.target_ref!r}: give a branch as refs/heads/NAME")
     if args.forge == "github":
         return _github(args, now)
-    raise InputError(f"--from {args.forge}: not available")
+    return _gitlab(args)
 
 
 def _github(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
@@ -123,19 +122,48 @@ def _github(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
     if (args.pull_request is None) == (args.commit is None):
         raise InputError("--from github needs one of --pull-request N or --commit SHA")
     owner, name = slug.split("/")
-    reader = GitHubReader(
+    reader = github.GitHubReader(
         token=_token(("GITHUB_TOKEN",), "github"),
-        api_url=args.api_url or os.environ.get("GITHUB_API_URL") or GITHUB_API,
+        api_url=args.api_url or os.environ.get("GITHUB_API_URL") or github.DEFAULT_API_URL,
         now=lambda: now,
     )
     return reader.read(
-        Target(
+        github.Target(
             owner=owner,
             name=name,
             pull_request=args.pull_request,
             commit=args.commit,
             target_ref=args.target_ref,
             approver_teams=tuple(args.approver_team),
+        )
+    )
+
+
+def _gitlab(args: argparse.Namespace) -> ChangeRecord:
+    misplaced = _used(args, ("repository", "pull_request"))
+    if misplaced:
+        raise InputError(f"--from gitlab: {', '.join(misplaced)} are GitHub's; use --project")
+    project = args.project or os.environ.get("CI_PROJECT_PATH", "")
+    if not project:
+        raise InputError("--from gitlab needs --project PATH (or $CI_PROJECT_PATH)")
+    if (args.merge_request is None) == (args.commit is None):
+        raise InputError("--from gitlab needs one of --merge-request IID or --commit SHA")
+    private = os.environ.get("GITLAB_TOKEN") or None
+    job = None if private else os.environ.get("CI_JOB_TOKEN") or None
+    if private is None and job is None:
+        _token(("GITLAB_TOKEN", "CI_JOB_TOKEN"), "gitlab")
+    reader = gitlab.GitLabReader(
+        private_token=private,
+        job_token=job,
+        api_url=args.api_url or os.environ.get("CI_API_V4_URL") or gitlab.DEFAULT_API_URL,
+    )
+    return reader.read(
+        gitlab.Target(
+            project=project,
+            merge_request=args.merge_request,
+            commit=args.commit,
+            target_ref=args.target_ref,
+            approver_groups=tuple(args.approver_team),
         )
     )
 

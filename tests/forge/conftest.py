@@ -16,6 +16,7 @@ from controller import cli
 from controller.forge import retry
 from tests.attest import helpers as h
 from tests.forge.fakegithub import FakeGitHub
+from tests.forge.fakegitlab import FakeGitLab
 
 IMAGE = f"{h.IMAGE}@{h.DIGEST}"
 
@@ -100,3 +101,16 @@ def github(
 
 
 Attest = Callable[..., Run]
+
+
+@pytest.fixture
+def gitlab(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, waits: list[float]
+) -> Iterator[FakeGitLab]:
+    fake = FakeGitLab()
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(fake.handle)
+    monkeypatch.setenv("GITLAB_TOKEN", "gl-token")
+    for name in ("CI_JOB_TOKEN", "CI_API_V4_URL", "CI_PROJECT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    fake.api_url = httpserver.url_for("/api/v4")
+    yield fake
