@@ -338,8 +338,10 @@ class GitHubReader:
                     if role == "committer" and user.login == WEB_FLOW_LOGIN and user.type == "User":
                         continue
                     self._person(people, user, role, qualified)
-                elif person is not None and person.email:
-                    self._email(people, person.email, person.name or "", role, host, qualified)
+                elif person is not None:
+                    self._email(
+                        people, person.email or "", person.name or "", role, host, qualified
+                    )
             for co_name, email in co_authors(details.message):
                 self._email(people, email, co_name, "co-author", host, qualified)
 

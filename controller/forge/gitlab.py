@@ -410,7 +410,9 @@ class GitLabReader:
     def _email(
         self, people: People, email: str, name: str, role: str, qualified: Callable[[int], str]
     ) -> None:
-        if not email:
+        if not email.strip():
+            # No address to look up: still an author, unresolved.
+            people.add_email(email, name, role)
             return
         key = email.lower()
         if key not in self._emails:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from controller.attest.dsse import sha256_digest
 from controller.attest.statement import utc
 from controller.forge.errors import ForgeError
+from controller.policy.identity import IdentityError, check_id, check_login
 
 # Hosts whose ids are written with the forge's name alone.
 PUBLIC_HOSTS = {"github": "github.com", "gitlab": "gitlab.com"}
@@ -65,9 +67,27 @@ def co_authors(message: str) -> list[tuple[str, str]]:
 
 
 def display_login(text: str) -> str:
-    """A login-shaped display name for someone known only by name or e-mail."""
+    """``text`` if it is a login, else a login-shaped display name made
+    from it (someone known only by name or e-mail)."""
+    try:
+        return check_login(text)
+    except IdentityError:
+        pass
     cleaned = _LOGIN_JUNK.sub("-", text).strip("-._")[:64].strip("-._")
     return cleaned or "unknown"
+
+
+def email_id(address: str) -> str:
+    """``email:ADDRESS`` when the address is one guard can compare; else a
+    stable stand-in, so a malformed trailer is still an unresolved author
+    (never a crash, never nobody)."""
+    local, at, domain = address.strip().rpartition("@")
+    candidate = f"email:{local}@{domain.lower()}" if at else ""
+    try:
+        return check_id(candidate)
+    except IdentityError:
+        digest = sha256_digest(address.encode("utf-8", "surrogatepass")).removeprefix("sha256:")
+        return f"email:unreadable-{digest[:16]}@address.invalid"
 
 
 @dataclass
@@ -93,10 +113,7 @@ class People:
     def add_email(self, email: str, name: str, role: str) -> None:
         """Someone the forge could not link to an account: recorded by
         e-mail (a GuardTrust alias can map it to a person), marked unresolved."""
-        address = email.strip()
-        local, at, domain = address.rpartition("@")
-        identity = f"email:{local}@{domain.lower()}" if at else f"email:{address}"
-        self.add(identity, name or local or "unknown", role, unresolved=True)
+        self.add(email_id(email), name or email.partition("@")[0], role, unresolved=True)
 
     def as_list(self) -> list[dict[str, Any]]:
         return list(self.entries.values())
