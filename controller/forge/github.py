@@ -64,7 +64,10 @@ T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION: Literal["2022-11-28"] = "2022-11-28"
-# The account GitHub commits as when a change is merged or edited on the web.
+# The account GitHub commits as when a change is merged or edited on the web:
+# by id on github.com; an Enterprise Server has its own web-flow account,
+# whose id differs per instance but whose login users cannot take.
+WEB_FLOW_ID = 19864447
 WEB_FLOW_LOGIN = "web-flow"
 PER_PAGE = 100
 # Pages read from one list at most: a change with 100,000 commits or reviews
@@ -87,6 +90,12 @@ class Target:
     commit: str | None = None
     target_ref: str | None = None
     approver_teams: tuple[str, ...] = ()
+
+
+def _is_web_flow(user: SimpleUser, host: str) -> bool:
+    if host == "github.com":
+        return user.id == WEB_FLOW_ID
+    return user.login == WEB_FLOW_LOGIN and user.type == "User"
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -335,7 +344,7 @@ class GitHubReader:
                 ("committer", commit.committer, details.committer),
             ):
                 if isinstance(user, SimpleUser):
-                    if role == "committer" and user.login == WEB_FLOW_LOGIN and user.type == "User":
+                    if role == "committer" and _is_web_flow(user, host):
                         continue
                     self._person(people, user, role, qualified)
                 elif person is not None:

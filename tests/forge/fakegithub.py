@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 from urllib.parse import parse_qs, urlsplit
 
 from githubkit_schemas.v2022_11_28 import models as m
@@ -22,6 +22,12 @@ from werkzeug import Request, Response
 from tests.forge.shapes import checked, example, merge
 
 WEB_FLOW = 19864447
+# What GET /repos/{o}/{r}/rules/branches/{b} returns: a list of any rule type.
+BRANCH_RULES = list[
+    Union[
+        tuple(getattr(m, n) for n in dir(m) if re.fullmatch(r"RepositoryRuleDetailedOneof\d+", n))
+    ]  # type: ignore[misc]  # noqa: UP007
+]
 BODY = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
 
 
@@ -361,7 +367,7 @@ class FakeGitHub:
                     },
                 }
             )
-        return self._json(rules)
+        return self._json(checked(BRANCH_RULES, rules))
 
     def _permission(self, query: dict[str, str], login: str) -> Response:
         role = self.permissions.get(login)
