@@ -38,7 +38,7 @@ from controller.attest.statement import (
 from controller.attest.trust import load_trust
 from controller.attest.verify import Circumstances, Requirements, Verifier
 from controller.cli.evidence import envelope_names
-from controller.cli.forge import add_forge_options, forge_predicate
+from controller.cli.forge import FORGE_ANSWERS, add_forge_options, forge_predicate
 from controller.cli.options import (
     ATTESTATION_SUFFIXES,
     EXIT_DENIED,
@@ -411,21 +411,9 @@ def _checks(values: list[str]) -> list[dict[str, Any]]:
     return checks
 
 
-_PREDICATE_FLAGS = (
-    "repository",
-    "revision",
-    "tree",
-    "target_ref",
-    "change_system",
-    "change_id",
-    "change_uri",
-    "head_revision",
-    "author",
-    "bot_author",
-    "approval",
-    "bot_approval",
-    "check",
-)
+# The predicate's flags: the ones a forge answers, and those that also
+# shape a read from the forge.
+_PREDICATE_FLAGS = ("repository", "target_ref", *FORGE_ANSWERS, "check")
 
 
 def _predicate_from_flags(args: argparse.Namespace, now: dt.datetime) -> dict[str, Any]:

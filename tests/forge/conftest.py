@@ -4,13 +4,14 @@ in-process, and the team's keys, trust and policy in a temporary folder."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from controller import cli
 from controller.forge import retry
@@ -87,30 +88,42 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
+def _serve(
+    httpserver: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    handler: Callable[[Request], Response],
+    token: tuple[str, str],
+    unset: tuple[str, ...],
+) -> None:
+    """Serve a fake forge on loopback, with the CI environment of its token only."""
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(handler)
+    monkeypatch.setenv(*token)
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def github(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, waits: list[float]
-) -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    httpserver.expect_request(re.compile(".*")).respond_with_handler(fake.handle)
-    monkeypatch.setenv("GITHUB_TOKEN", "gh-token")
-    for name in ("GITHUB_API_URL", "GITHUB_REPOSITORY"):
-        monkeypatch.delenv(name, raising=False)
-    fake.api_url = httpserver.url_for("/").rstrip("/")
-    yield fake
-
-
-Attest = Callable[..., Run]
+) -> FakeGitHub:
+    fake = FakeGitHub(api_url=httpserver.url_for("/").rstrip("/"))
+    _serve(
+        httpserver,
+        monkeypatch,
+        fake.handle,
+        ("GITHUB_TOKEN", "gh-token"),
+        ("GITHUB_API_URL", "GITHUB_REPOSITORY"),
+    )
+    return fake
 
 
 @pytest.fixture
 def gitlab(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, waits: list[float]
-) -> Iterator[FakeGitLab]:
-    fake = FakeGitLab()
-    httpserver.expect_request(re.compile(".*")).respond_with_handler(fake.handle)
-    monkeypatch.setenv("GITLAB_TOKEN", "gl-token")
-    for name in ("CI_JOB_TOKEN", "CI_API_V4_URL", "CI_PROJECT_PATH"):
-        monkeypatch.delenv(name, raising=False)
-    fake.api_url = httpserver.url_for("/api/v4")
-    yield fake
+) -> FakeGitLab:
+    fake = FakeGitLab(api_url=httpserver.url_for("/api/v4"))
+    _serve(
+        httpserver, monkeypatch, fake.handle, ("GITLAB_TOKEN", "gl-token"),
+        ("CI_JOB_TOKEN", "CI_API_V4_URL", "CI_PROJECT_PATH"),
+    )  # fmt: skip
+    return fake

@@ -10,10 +10,12 @@ normal answer.
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from githubkit_schemas.v2022_11_28 import models as m
@@ -23,11 +25,8 @@ from tests.forge.shapes import checked, example, merge
 
 WEB_FLOW = 19864447
 # What GET /repos/{o}/{r}/rules/branches/{b} returns: a list of any rule type.
-BRANCH_RULES = list[
-    Union[
-        tuple(getattr(m, n) for n in dir(m) if re.fullmatch(r"RepositoryRuleDetailedOneof\d+", n))
-    ]  # type: ignore[misc]  # noqa: UP007
-]
+_RULE_TYPES = [getattr(m, n) for n in dir(m) if re.fullmatch(r"RepositoryRuleDetailedOneof\d+", n)]
+BRANCH_RULES = list[functools.reduce(operator.or_, _RULE_TYPES)]  # type: ignore[index]
 BODY = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
 
 
