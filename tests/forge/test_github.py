@@ -226,52 +226,48 @@ def test_pushes_to_other_branches_do_not_make_authors(team: Team, github: FakeGi
     assert team.verify(attested(team, github)).code == 0
 
 
-def test_a_dismissed_approval_does_not_count(team: Team, github: FakeGitHub) -> None:
+# Carol's reviews, oldest first: (state, commit reviewed, minute past 10:00).
+REVIEW_SEQUENCES = [
+    pytest.param(
+        [("APPROVED", HEAD, 0), ("DISMISSED", HEAD, 30)], "0 of 1 approvals", [],
+        id="dismissed-approval",
+    ),
+    pytest.param(
+        [("APPROVED", HEAD, 0), ("COMMENTED", HEAD, 10), ("CHANGES_REQUESTED", HEAD, 30)],
+        "0 of 1 approvals", [], id="changes-requested-after-approval",
+    ),
+    pytest.param(
+        [("APPROVED", HEAD, 0), ("COMMENTED", HEAD, 10)], None, [HEAD],
+        id="a-comment-keeps-the-approval",
+    ),
+    pytest.param(
+        [("APPROVED", OLD, 0), ("APPROVED", HEAD, 50)], None, [HEAD],
+        id="re-approval-after-a-push",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("reviews", "reason", "revisions"), REVIEW_SEQUENCES)
+def test_only_each_reviewers_latest_verdict_counts(
+    team: Team,
+    github: FakeGitHub,
+    reviews: list[tuple[str, str, int]],
+    reason: str | None,
+    revisions: list[str],
+) -> None:
     scenario(
         github,
         reviews=[
-            Review(CAROL, "APPROVED", HEAD, "2026-01-05T11:00:00Z"),
-            Review(CAROL, "DISMISSED", HEAD, "2026-01-05T11:30:00Z"),
-        ],
-    )
-    rejected(team.verify(attested(team, github)), "0 of 1 approvals")
-    assert predicate(team)["approvals"] == []
-
-
-def test_changes_requested_after_an_approval_withdraws_it(team: Team, github: FakeGitHub) -> None:
-    scenario(
-        github,
-        reviews=[
-            Review(CAROL, "APPROVED", HEAD, "2026-01-05T11:00:00Z"),
-            Review(CAROL, "COMMENTED", HEAD, "2026-01-05T11:10:00Z"),
-            Review(CAROL, "CHANGES_REQUESTED", HEAD, "2026-01-05T11:30:00Z"),
-        ],
-    )
-    rejected(team.verify(attested(team, github)), "0 of 1 approvals")
-
-
-def test_a_comment_after_an_approval_keeps_it(team: Team, github: FakeGitHub) -> None:
-    scenario(
-        github,
-        reviews=[
-            Review(CAROL, "APPROVED", HEAD, "2026-01-05T11:00:00Z"),
-            Review(CAROL, "COMMENTED", HEAD, "2026-01-05T11:10:00Z"),
-        ],
-    )
-    assert team.verify(attested(team, github)).code == 0
-
-
-def test_a_new_approval_after_a_push_counts(team: Team, github: FakeGitHub) -> None:
-    scenario(
-        github,
-        reviews=[
-            Review(CAROL, "APPROVED", OLD, "2026-01-05T10:00:00Z"),
-            Review(CAROL, "APPROVED", HEAD, "2026-01-05T11:00:00Z"),
+            Review(CAROL, state, commit, f"2026-01-05T10:{minute:02d}:00Z")
+            for state, commit, minute in reviews
         ],
     )
     run = team.verify(attested(team, github))
-    assert run.code == 0, run.out
-    assert [a["reviewedRevision"] for a in predicate(team)["approvals"]] == [HEAD]
+    if reason is None:
+        assert run.code == 0, run.out
+    else:
+        rejected(run, reason)
+    assert [a["reviewedRevision"] for a in predicate(team)["approvals"]] == revisions
 
 
 def test_a_co_author_named_in_a_trailer_cannot_approve(team: Team, github: FakeGitHub) -> None:
