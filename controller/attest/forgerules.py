@@ -16,7 +16,9 @@ DEFAULT_PERMISSION = "write"
 
 
 def rules_or_default(rules: ForgeRules | None) -> ForgeRules:
-    return rules if rules is not None else ForgeRules()
+    """The policy's rules, or the defaults every review read from a forge
+    meets (reviewers with at least ``DEFAULT_PERMISSION``)."""
+    return rules if rules is not None else ForgeRules(reviewerPermission=DEFAULT_PERMISSION)
 
 
 def approval_problem(
@@ -32,7 +34,7 @@ def approval_problem(
     wanted = rules_or_default(rules)
     login = approval.reviewer.login
     permission = approval.permission
-    least = wanted.reviewer_permission if rules is not None else DEFAULT_PERMISSION
+    least = wanted.reviewer_permission
     if permission is None:
         return f"{login}'s permission on the repository was not recorded"
     if PERMISSIONS.index(permission) < PERMISSIONS.index(least):

@@ -104,11 +104,11 @@ def forge_record(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
     if args.target_ref is not None and not args.target_ref.startswith("refs/heads/"):
         raise InputError(f"--target-ref {args.target_ref!r}: give a branch as refs/heads/NAME")
     if args.forge == "github":
-        return _github(args, now)
+        return _github(args)
     return _gitlab(args)
 
 
-def _github(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
+def _github(args: argparse.Namespace) -> ChangeRecord:
     misplaced = _used(args, ("project", "merge_request"))
     if misplaced:
         raise InputError(f"--from github: {', '.join(misplaced)} are GitLab's; use --pull-request")
@@ -125,7 +125,6 @@ def _github(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
     reader = github.GitHubReader(
         token=_token(("GITHUB_TOKEN",), "github"),
         api_url=args.api_url or os.environ.get("GITHUB_API_URL") or github.DEFAULT_API_URL,
-        now=lambda: now,
     )
     return reader.read(
         github.Target(

@@ -107,7 +107,6 @@ def _retry_after(response: httpx.Response) -> float:
 class GitHubReader:
     token: str
     api_url: str = DEFAULT_API_URL
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     budget: Budget = field(default_factory=Budget)
     slug: tuple[str, str] = ("", "")
 

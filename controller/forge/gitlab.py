@@ -476,7 +476,8 @@ class GitLabReader:
                     "kind": "bot" if user.bot else "human",
                 },
                 "reviewedRevision": self._reviewed(approver.approved_at, versions, settings),
-                "approvedAt": utc(approver.approved_at or dt.datetime.now(dt.UTC)),
+                # An older GitLab gives no time: the approval stood at the merge.
+                "approvedAt": utc(approver.approved_at or mr.merged_at or dt.datetime.now(dt.UTC)),
                 "permission": self._access(base, user.id),
             }
             if target.approver_groups:

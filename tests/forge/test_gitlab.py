@@ -255,3 +255,15 @@ def test_a_bad_token_is_one_line(team: Team, gitlab: FakeGitLab, monkeypatch: An
     run = attest(team, gitlab)
     assert run.code == 2
     assert "GitLab refused the token (HTTP 401): set GITLAB_TOKEN to a valid token" in run.err
+
+
+def test_an_approval_without_a_time_counts_only_where_pushes_reset_approvals(
+    team: Team, gitlab: FakeGitLab
+) -> None:
+    scenario(gitlab, approvals=[(CAROL, None)])
+    assert verified(team, gitlab).code == 0
+    assert predicate(team)["approvals"][0]["reviewedRevision"] == HEAD
+    gitlab.reset_approvals_on_push = False
+    rejected(
+        verified(team, gitlab), f"carol approved revision unknown, not the head revision {HEAD}"
+    )
