@@ -92,8 +92,8 @@ def _register_review(sub: Commands[argparse.ArgumentParser]) -> None:
         sub,
         "review",
         help="build and sign a change-review attestation",
-        description="Build an in-toto statement with the change-review predicate from flags "
-        "or --input, sign it with the attester key and write the DSSE envelope. Unlike the "
+        description="Build an in-toto statement with the change-review predicate read from "
+        "the forge (--from github|gitlab), from flags or from --input, sign it with the attester key and write the DSSE envelope. Unlike the "
         "report commands, -o/--output here names the envelope file. CI runs this after the "
         "merge; a developer never holds the attester key.",
         examples=[
@@ -103,6 +103,13 @@ def _register_review(sub: Commands[argparse.ArgumentParser]) -> None:
                 "--target-ref refs/heads/main --revision 9f2c4e1 --change-id 42 "
                 "--author alice=github:1001 --approval carol=github:1003 "
                 f"--digest ghcr.io/acme/shop@{_EXAMPLE_DIGEST} -o shop.intoto.json",
+            ),
+            (
+                "CI on GitHub: the review of the merged change behind the pushed commit, "
+                "read from GitHub (GITHUB_TOKEN)",
+                "guard attest review --from github --repository acme/shop --commit $GITHUB_SHA "
+                f"--key ci-attester.key --digest ghcr.io/acme/shop@{_EXAMPLE_DIGEST} "
+                "-o shop.intoto.json",
             ),
             (
                 "a Terraform plan file, the predicate from a file",
