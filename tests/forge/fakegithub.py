@@ -124,6 +124,7 @@ class FakeGitHub:
     tree: str = "c" * 40
     failures: list[Failure] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=lambda: {"gh-token"})
     api_url: str = ""
 
@@ -202,6 +203,7 @@ class FakeGitHub:
     def handle(self, request: Request) -> Response:
         path = request.path
         self.seen.append(request.full_path)
+        self.versions.add(request.headers.get("X-GitHub-Api-Version", ""))
         for failure in self.failures:
             if failure.times > 0 and failure.path.search(path):
                 failure.times -= 1

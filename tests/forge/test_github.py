@@ -132,6 +132,9 @@ def test_a_reviewed_change_is_read_from_github_and_verifies(team: Team, github: 
     assert source["commitCount"] == 2
     assert source["pushers"] == "read"
     assert source["lastPushApprovalRequired"] is False
+    # The API version every Enterprise Server serves, and whose pull requests
+    # still carry merge_commit_sha.
+    assert github.versions == {"2022-11-28"}
     run = team.verify(envelope, team.policy(requiredChecks=[{"name": "coverage", "min": 80}]))
     assert run.code == 0, run.out
     assert "approved by carol" in run.out
