@@ -24,8 +24,11 @@ from controller.attest.verify import Circumstances, Requirements, SignatureCache
 from controller.kube import decide
 from controller.kube.audit import AuditLog
 from controller.kube.envelopes import (
+    Candidates,
     IndexedEnvelope,
     annotation_envelopes,
+    built_from,
+    combine,
     gather,
     index_entries,
     merge,
@@ -132,12 +135,14 @@ class GuardRuntime:
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
-            candidates = gather(digests, attestations, inline, namespace=request.namespace)
-            missing = candidates.missing(digests)
-            if missing:
-                found = await self.fallback.read(request.namespace, missing)
-                self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
-                candidates = merge(candidates, found.found, found.note)
+            candidates = await self._gather(digests, attestations, inline, request.namespace, None)
+            # Build provenance names the commit whose review covers the image:
+            # gather those too (a miss may cost a second bounded read).
+            commits = built_from(candidates)
+            if commits:
+                candidates = await self._gather(
+                    commits, attestations, inline, request.namespace, candidates
+                )
             notes.extend(candidates.notes)
             evidence["candidates"] = {d: list(s) for d, s in candidates.sources.items()}
             reviewer = RecordingReview(self.reviewer(policies, candidates))
@@ -148,6 +153,26 @@ class GuardRuntime:
             # The result holds this dict: the record written later sees it.
             evidence["review"] = reviewer.by_policy()
         return result
+
+    async def _gather(
+        self,
+        keys: list[str],
+        attestations: Mapping[str, Iterable[IndexedEnvelope]],
+        inline: list[bytes],
+        namespace: str | None,
+        before: Candidates | None,
+    ) -> Candidates:
+        """Candidates for these keys from the index and the annotation, and
+        from one bounded API read when the index misses."""
+        candidates = gather(keys, attestations, inline, namespace=namespace)
+        if before is not None:
+            candidates = combine(before, candidates)
+        missing = candidates.missing(keys)
+        if missing:
+            found = await self.fallback.read(namespace, missing)
+            self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
+            candidates = merge(candidates, found.found, found.note)
+        return candidates
 
     def policy_set(self, resources: Iterable[ResourceEntry]) -> PolicySet:
         """The compiled policies for these resources (rebuilt only on change)."""
