@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from controller.attest.review import AttestationReview
-from controller.attest.statement import normalize_digest
+from controller.attest.statement import normalize_subject
 from controller.attest.verify import Circumstances, Requirements, SignatureCache, Verifier
 from controller.kube import decide
 from controller.kube.audit import AuditLog
@@ -202,7 +202,7 @@ class GuardRuntime:
         subjects = sorted(entries)
         text = next(iter(entries.values())).text
         verdict = verifier.verify(
-            normalize_digest(subjects[0]),
+            normalize_subject(subjects[0]),
             [text],
             Requirements.baseline(),
             Circumstances(now=self.now()),
