@@ -107,6 +107,7 @@ def _matches(shown: str, output_lines: list[str]) -> bool:
 # policies/ as at the repository root), so nothing it writes leaks out.
 EXECUTED_DOCS = {
     "docs/cli.md": True,
+    "docs/provenance.md": True,
     "README.md": True,
     "examples/attestations/README.md": True,
     "examples/keys/README.md": False,  # it makes the demo keys: they must not exist yet
@@ -258,3 +259,16 @@ def test_release_notes_record_the_exit_code_change_of_policy_lint() -> None:
     assert "**`guard policy lint` exits 1, not 2, when a test case fails" in notes
     assert "`guard kube check --attestations DIR` is deprecated" in notes
     assert "**A bare `--output FILE` is refused**" in notes
+
+
+def test_provenance_guide_documents_are_valid_and_match_the_example() -> None:
+    """The YAML a reader copies from docs/provenance.md loads, and the policy
+    it shows is the one its commands run with."""
+    guide = ROOT / "docs" / "provenance.md"
+    blocks = yaml_blocks(guide)
+    loaded = []
+    for index, block in enumerate(blocks, start=1):
+        loaded.extend(parse_documents(block, f"provenance.md example {index}"))
+    assert {item.document.kind for item in loaded} == {"GuardPolicy", "GuardTrust"}
+    example = (ROOT / "examples" / "provenance" / "policy.yaml").read_text(encoding="utf-8")
+    assert example in blocks
