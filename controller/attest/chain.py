@@ -374,3 +374,24 @@ class ChainVerifier:
             circumstances.now,
         )
         return summary_checks(summaries, requirements, circumstances).check(claim)
+
+
+# The role that vouches for each kind of statement the chain reads.
+_ROLE_OF = {**dict.fromkeys(PROVENANCE_TYPES, "builder"), VSA_V1: "verifier"}
+
+
+def chain_link_status(verifier: Verifier, raw: bytes) -> tuple[bool, str] | None:
+    """For a ReviewAttestation's informational status: whether a trusted key
+    of the right role signed a provenance or summary envelope, and why not;
+    None for any other statement (a review is judged as one)."""
+    read = _read(raw)
+    if read is None or read.statement.predicate_type not in _ROLE_OF:
+        return None
+    role = _ROLE_OF[read.statement.predicate_type]
+    signers = verifier.signers(read.envelope)
+    if any(k.role == role for k in signers):
+        return True, f"signed by a trusted {role}"
+    if signers:
+        named = ", ".join(f"{k.name!r} ({k.role})" for k in signers)
+        return False, f"not signed by a trusted {role} (signed by {named})"
+    return False, "; ".join(verifier.unsigned_reasons(read.envelope))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from controller.attest.chain import chain_link_status
 from controller.attest.review import AttestationReview
 from controller.attest.statement import normalize_subject
 from controller.attest.verify import Circumstances, Requirements, SignatureCache, Verifier
@@ -201,6 +202,9 @@ class GuardRuntime:
         verifier = Verifier(self.policy_set(resources).trust, self.signatures)
         subjects = sorted(entries)
         text = next(iter(entries.values())).text
+        link = chain_link_status(verifier, text)
+        if link is not None:
+            return {"verified": link[0], "subjects": subjects, "reason": link[1]}
         verdict = verifier.verify(
             normalize_subject(subjects[0]),
             [text],

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tests.attest.chains import (
     scenarios,
     sign,
 )
-from tests.cli.conftest import Guard
+from tests.cli.conftest import PASSING_PLAN, Guard
 from tests.kube.helpers import workload, write_documents
 
 
@@ -154,3 +156,44 @@ def test_subject_commit_must_be_a_full_commit(guard: Guard, tmp_path: Path, valu
     assert run.code == 2
     assert "--subject-commit" in run.err
     assert "40 or 64 hexadecimal" in run.err
+
+
+@pytest.mark.parametrize("scenario", [ACCEPTED[0], *scenarios()[:2]], ids=lambda s: s.name)
+def test_tf_plan_follows_the_chain(
+    guard: Guard, tmp_path: Path, chain_keys: ChainKeys, scenario: Scenario
+) -> None:
+    """A plan file built by a pinned builder from a reviewed commit: its
+    provenance names the plan's digest, the review names the commit."""
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(PASSING_PLAN.read_bytes())
+    digest = "sha256:" + hashlib.sha256(plan.read_bytes()).hexdigest()
+    document = chain_policy()
+    document["spec"]["match"] = {"terraform": {"types": ["*"]}}
+    policy = write_documents(tmp_path / "policy.yaml", [document])
+    trust = write_documents(tmp_path / "trust.yaml", [chain_keys.trust_document()])
+    envelopes = tmp_path / "envelopes"
+    envelopes.mkdir()
+    for index, text in enumerate(_rebound(scenario, digest, chain_keys)):
+        (envelopes / f"{index}.json").write_text(text)
+    run = guard(
+        "tf-plan", plan, "--policies", policy, "--trust", trust, "--attestation", envelopes,
+        "--accept-json-review", "--format", "json",
+    )  # fmt: skip
+    if not scenario.reason:
+        assert run.code == 0, run.out
+        return
+    assert run.code == 1
+    assert scenario.reason.replace(scenario.digest, digest) in run.out
+
+
+def _rebound(scenario: Scenario, digest: str, keys: ChainKeys) -> list[str]:
+    """The scenario's envelopes with the plan's digest as the build's subject."""
+    texts = []
+    for text in scenario.envelopes(keys):
+        statement = json.loads(base64.b64decode(json.loads(text)["payload"]).decode())
+        if statement["predicateType"].startswith("https://slsa.dev/provenance/"):
+            statement["subject"] = [{"name": "plan.json", "digest": {"sha256": digest[7:]}}]
+            texts.append(sign(keys.builder, statement))
+        else:
+            texts.append(text)
+    return texts

@@ -137,3 +137,33 @@ def test_the_audit_record_names_the_chain(chain_guard: RunningGuard, chain_keys:
         chain = json.dumps(record)
         assert f"gitCommit:{scenario.commit}" in chain
         assert f'"{used}": "sha256:' in chain
+
+
+def test_the_status_of_a_provenance_resource_names_its_builder(
+    chain_guard: RunningGuard, chain_keys: ChainKeys
+) -> None:
+    """Informational only (admission re-verifies): a provenance envelope is
+    vouched for by a builder key, not judged as a review."""
+    scenario = Scenario("status", "")
+    namespace = "chain-status"
+    signed_by = {"by-builder": chain_keys.builder, "by-attester": chain_keys.attester}
+    for name, key in signed_by.items():
+        _attest(
+            chain_guard, name, namespace, sign(key, provenance(scenario.digest, scenario.commit))
+        )
+    statuses = {}
+    for name in signed_by:
+        assert chain_guard.runtime.watch_log.wait_for(
+            "ReviewAttestation", namespace, name, "MODIFIED", WAIT
+        )
+        statuses[name] = chain_guard.api.get("reviewattestations", name, namespace)["status"]
+    assert statuses["by-builder"]["guard"] == {
+        "verified": True,
+        "subjects": [scenario.digest],
+        "reason": "signed by a trusted builder",
+    }
+    assert statuses["by-attester"]["guard"]["verified"] is False
+    assert (
+        "not signed by a trusted builder (signed by 'ci' (attester))"
+        in (statuses["by-attester"]["guard"]["reason"])
+    )
