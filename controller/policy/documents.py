@@ -390,6 +390,16 @@ class Review(Strict):
     another repository or branch must never count.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.acceptSourceVSA) || has(self.provenance)",
+                "acceptSourceVSA needs provenance",
+            ),
+            ("!has(self.acceptSourceVSA) || has(self.maxAge)", "acceptSourceVSA needs maxAge"),
+        )
+    )
+
     min_approvals: int = Field(default=1, ge=1, le=100)
     attesters: list[KeyName] = Field(min_length=1)
     repositories: list[RepositoryGlob] = Field(min_length=1)
