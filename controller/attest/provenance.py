@@ -14,6 +14,7 @@ trusted key signed the envelope (see ``chain``).
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,20 @@ FIX_RUN = (
     "github: events, workflows, workflowRefs, runnerEnvironments), e.g. on push to the "
     "protected branch"
 )
+
+
+# Reasons quote what a signed statement says; a long value is cut there.
+_SHOWN_CHARS = 200
+
+
+def shown(value: str | None) -> str:
+    """A value read from a statement, printable in one reason line whatever
+    it holds: a builder's key is trusted to say how it built, not to write
+    the denial's text (no line breaks, no invisible characters)."""
+    if value is None:
+        return "(none)"
+    text = value if value.isascii() and value.isprintable() else ascii(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
 @dataclass(frozen=True)
@@ -256,8 +271,8 @@ class ProvenanceSubjectMatches:
     def check(self, claim: ProvenanceClaim) -> Verdict:
         if claim.digest in claim.statement.subject_keys:
             return SUCCESS
-        shown = ", ".join(claim.statement.subject_keys) or "no digest guard compares"
-        return failure(f"build provenance covers {shown}, not {claim.digest}", fix=FIX_SOURCE)
+        listed = ", ".join(claim.statement.subject_keys) or "no digest guard compares"
+        return failure(f"build provenance covers {listed}, not {claim.digest}", fix=FIX_SOURCE)
 
 
 @dataclass(frozen=True)
@@ -288,12 +303,12 @@ class BuilderPinned:
         built = claim.provenance
         if self.builder_ids and built.builder_id not in self.builder_ids:
             reasons.append(
-                f"{claim.about()} names builder {built.builder_id!r}, not one the policy pins "
+                f"{claim.about()} names builder {shown(built.builder_id)!r}, not one the policy pins "
                 f"({', '.join(self.builder_ids)})"
             )
         if built.build_type not in self.build_types:
             reasons.append(
-                f"{claim.about()} has build type {built.build_type!r}, not one the policy "
+                f"{claim.about()} has build type {shown(built.build_type)!r}, not one the policy "
                 f"accepts ({', '.join(self.build_types)})"
             )
         return Verdict(tuple(reasons), (FIX_BUILDER,) if reasons else ())
@@ -312,10 +327,12 @@ class OneGitSource:
         elif len(sources) > 1:
             reason = (
                 f"{claim.about()} names {len(sources)} git sources "
-                f"({', '.join(s.uri for s in sources)}): exactly one is required"
+                f"({', '.join(shown(s.uri) for s in sources)}): exactly one is required"
             )
         else:
-            reason = f"{claim.about()} names git source {sources[0].uri} without a full gitCommit"
+            reason = (
+                f"{claim.about()} names git source {shown(sources[0].uri)} without a full gitCommit"
+            )
         return failure(reason, fix=FIX_SOURCE)
 
 
@@ -332,21 +349,21 @@ class SourceRepositoryListed:
         listed = [r for r in self.repositories if ascii_lower(r.name) == name]
         if not listed:
             return failure(
-                f"{claim.about()}: built from repository {name}, not one the policy lists "
+                f"{claim.about()}: built from repository {shown(name)}, not one the policy lists "
                 f"({', '.join(r.name for r in self.repositories)})",
                 fix=FIX_SOURCE,
             )
         built_id = claim.provenance.repository_id
         if built_id is None:
             return failure(
-                f"{claim.about()} names no repository id, so a fork of {name} cannot be told "
+                f"{claim.about()} names no repository id, so a fork of {shown(name)} cannot be told "
                 "apart from it",
                 fix=FIX_SOURCE,
             )
         if any(r.id == built_id for r in listed):
             return SUCCESS
         return failure(
-            f"{claim.about()}: built from repository id {built_id}, but the policy pins {name} "
+            f"{claim.about()}: built from repository id {shown(built_id)}, but the policy pins {name} "
             f"to id {', '.join(r.id for r in listed)} (a fork or a re-created repository shares "
             "its name or commits)",
             fix=FIX_SOURCE,
@@ -362,7 +379,7 @@ class SourceRefListed:
         if _listed(ref, self.refs):
             return SUCCESS
         return failure(
-            f"{claim.about()}: built from ref {ref or '(none)'}, not one the policy lists "
+            f"{claim.about()}: built from ref {shown(ref)}, not one the policy lists "
             f"({', '.join(self.refs)})",
             fix=FIX_SOURCE,
         )
@@ -387,7 +404,7 @@ class EventAllowed:
             )
         else:
             reason = (
-                f"{claim.about()} was built by a {event} run; the policy allows "
+                f"{claim.about()} was built by a {shown(event)} run; the policy allows "
                 f"{', '.join(self.events)}"
             )
         return failure(reason, fix=FIX_RUN)
@@ -405,12 +422,12 @@ class WorkflowAllowed:
         reasons = []
         if self.paths and built.workflow_path not in self.paths:
             reasons.append(
-                f"{claim.about()}: workflow {built.workflow_path or '(none)'} is not one the "
+                f"{claim.about()}: workflow {shown(built.workflow_path)} is not one the "
                 f"policy lists ({', '.join(self.paths)})"
             )
         if not _listed(built.workflow_ref, self.refs):
             reasons.append(
-                f"{claim.about()}: the workflow came from ref {built.workflow_ref or '(none)'}, "
+                f"{claim.about()}: the workflow came from ref {shown(built.workflow_ref)}, "
                 f"not one the policy lists ({', '.join(self.refs)})"
             )
         workflow_repository = (
@@ -419,8 +436,8 @@ class WorkflowAllowed:
         if workflow_repository != claim.source.repository:
             reasons.append(
                 f"{claim.about()}: the workflow came from repository "
-                f"{workflow_repository or '(none)'}, not the source repository "
-                f"{claim.source.repository}"
+                f"{shown(workflow_repository)}, not the source repository "
+                f"{shown(claim.source.repository)}"
             )
         return Verdict(tuple(reasons), (FIX_RUN,) if reasons else ())
 
@@ -434,7 +451,7 @@ class RunnerAllowed:
         if runner in self.environments:
             return SUCCESS
         return failure(
-            f"{claim.about()}: ran on a {runner or 'unnamed'} runner; the policy allows "
+            f"{claim.about()}: ran on a {shown(runner) if runner else 'unnamed'} runner; the policy allows "
             f"{', '.join(self.environments)}",
             fix=FIX_RUN,
         )
@@ -451,15 +468,20 @@ def peek_source_commits(envelopes: Iterable[bytes]) -> tuple[str, ...]:
     here is trusted; the chain verifies every link."""
     found: dict[str, None] = {}
     for raw in envelopes:
-        try:
-            envelope = dsse.parse(raw)
-            statement = parse_statement(envelope.payload)
-            if statement.predicate_type not in PROVENANCE_TYPES:
-                continue
-            sources = read_provenance(statement).sources
-        except (InputError, StatementError):
-            continue
-        found.update(dict.fromkeys(s.commit for s in sources if s.commit is not None))
+        found.update(dict.fromkeys(_commits_of(raw)))
         if len(found) >= MAX_PEEKED_COMMITS:
             break
     return tuple(found)[:MAX_PEEKED_COMMITS]
+
+
+# The same envelopes come with every request for an image: read each once.
+@functools.lru_cache(maxsize=256)
+def _commits_of(raw: bytes) -> tuple[str, ...]:
+    try:
+        statement = parse_statement(dsse.parse(raw).payload)
+        if statement.predicate_type not in PROVENANCE_TYPES:
+            return ()
+        sources = read_provenance(statement).sources
+    except (InputError, StatementError):
+        return ()
+    return tuple(s.commit for s in sources if s.commit is not None)

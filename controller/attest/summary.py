@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from controller.attest.checks import CLOCK_SKEW, SUCCESS, Verdict, failure
 from controller.attest.dsse import Envelope
-from controller.attest.provenance import repository_name
+from controller.attest.provenance import repository_name, shown
 from controller.attest.statement import Statement, StatementError, Timestamp, utc
 from controller.attest.trust import TrustedKey
 from controller.policy.identity import ascii_lower
@@ -125,8 +125,8 @@ class SummarySubjectMatches:
     def check(self, claim: SummaryClaim) -> Verdict:
         if claim.commit in claim.statement.subject_keys:
             return SUCCESS
-        shown = ", ".join(claim.statement.subject_keys) or "no digest guard compares"
-        return failure(f"source summary covers {shown}, not {claim.commit}", fix=FIX_SUMMARY)
+        listed = ", ".join(claim.statement.subject_keys) or "no digest guard compares"
+        return failure(f"source summary covers {listed}, not {claim.commit}", fix=FIX_SUMMARY)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class SummaryPassed:
         if claim.summary.result == "PASSED":
             return SUCCESS
         return failure(
-            f"{claim.about()} has verificationResult {claim.summary.result!r}, not PASSED",
+            f"{claim.about()} has verificationResult {shown(claim.summary.result)!r}, not PASSED",
             fix=FIX_SUMMARY,
         )
 
@@ -165,7 +165,7 @@ class LevelsVerified:
         if not missing:
             return SUCCESS
         return failure(
-            f"{claim.about()} verified {', '.join(claim.summary.verified_levels) or 'no level'}, "
+            f"{claim.about()} verified {', '.join(map(shown, claim.summary.verified_levels)) or 'no level'}, "
             f"not {', '.join(missing)}",
             fix=FIX_SUMMARY,
         )
@@ -179,13 +179,13 @@ class SameSource:
         uri = claim.summary.resource_uri
         if not uri.startswith("git+") or repository_name(uri) != ascii_lower(claim.repository):
             reasons.append(
-                f"{claim.about()} is about {uri}, not the repository the image was built from "
+                f"{claim.about()} is about {shown(uri)}, not the repository the image was built from "
                 f"(git+https://{claim.repository})"
             )
         if claim.ref not in claim.summary.source_refs:
             reasons.append(
                 f"{claim.about()} does not name {claim.ref} among its source refs "
-                f"({', '.join(claim.summary.source_refs) or 'none'})"
+                f"({', '.join(map(shown, claim.summary.source_refs)) or 'none'})"
             )
         return Verdict(tuple(reasons), (FIX_SUMMARY,) if reasons else ())
 

@@ -501,3 +501,51 @@ def test_an_accepted_chain_records_each_link(chain_keys: ChainKeys) -> None:
     assert links["review"] == verdict.accepted
     assert set(links) == {"provenance", "commit", "review"}
     assert verdict.approvers == ("bob",)
+
+
+_text = st.text(max_size=300)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    uri=_text,
+    event=_text,
+    path=_text,
+    ref=_text,
+    builder=_text,
+    repository_id=_text,
+    result=_text,
+)
+def test_what_a_signed_statement_says_never_forges_a_reason_line(
+    chain_keys: ChainKeys,
+    uri: str,
+    event: str,
+    path: str,
+    ref: str,
+    builder: str,
+    repository_id: str,
+    result: str,
+) -> None:
+    """Values a trusted key signed are quoted in reasons: never a line
+    break, an invisible character, or an unbounded length."""
+    scenario = Scenario("hostile-text", "")
+
+    def change(predicate: dict[str, Any]) -> None:
+        definition = predicate["buildDefinition"]
+        definition["resolvedDependencies"][0]["uri"] = "git+" + uri
+        definition["internalParameters"]["github"].update(
+            event_name=event, repository_id=repository_id
+        )
+        definition["externalParameters"]["workflow"].update(path=path, ref=ref)
+        predicate["runDetails"]["builder"]["id"] = builder or "x"
+
+    envelopes = [
+        sign(chain_keys.builder, provenance(scenario.digest, scenario.commit, change)),
+        sign(chain_keys.verifier, summary(scenario.commit, verificationResult=result)),
+    ]
+    verdict = _verify(
+        chain_keys, envelopes, scenario.digest, _requirements(provenance__builderIds=["b"])
+    )
+    for reason in verdict.reasons:
+        assert reason.isprintable(), reason
+        assert len(reason) < 1200
