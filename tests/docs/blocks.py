@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FENCE = re.compile(r"^```([A-Za-z]*)[^\n]*$")
+FENCE = re.compile(r"^(\s*)```([A-Za-z]*)[^\n]*$")
 MARKER = re.compile(r"^<!--\s*(not run|yaml):\s*(.+?)\s*-->$")
 EXIT = re.compile(r"#\s*exit (\d+)\b")
 HEREDOC = re.compile(r"<<-?\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?")
@@ -82,17 +82,18 @@ def blocks(path: Path, root: Path) -> list[Block]:
             position += 1
             continue
         start = position
+        indent = len(opening.group(1))  # a block inside a list item
         position += 1
         body: list[str] = []
-        while position < len(lines) and not lines[position].startswith("```"):
-            body.append(lines[position])
+        while position < len(lines) and not lines[position].strip().startswith("```"):
+            body.append(lines[position][indent:])
             position += 1
         position += 1
         marker = MARKER.match(lines[start - 1].strip()) if start else None
         found.append(
             Block(
                 doc=doc,
-                language=opening.group(1),
+                language=opening.group(2),
                 text="\n".join(body) + "\n",
                 line=start + 2,
                 marker=marker.group(1) if marker else None,

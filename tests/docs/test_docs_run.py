@@ -11,6 +11,7 @@ values schema; a fragment says so with ``<!-- yaml: REASON -->``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shlex
 from pathlib import Path
@@ -19,7 +20,12 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from controller.attest.keys import generate
 from controller.policy.loader import parse_documents
 from tests.chart.helm import CHART, KUBE_VERSION, run_helm
 from tests.chart.validation import validate
@@ -68,9 +74,11 @@ def test_every_block_not_run_says_why(capsys: pytest.CaptureFixture[str]) -> Non
         assert block.reason and len(block.reason) > 10, f"{block.where}: say why it is not run"
 
 
-def _helm_template_args(command: Command) -> list[str] | None:
+def _helm_template_args(command: Command, files: Path) -> list[str] | None:
     """``helm install|upgrade`` as ``helm template`` of this checkout's chart
-    (the chart a release publishes), with the doc's values and namespace."""
+    (the chart a release publishes), with the doc's values and namespace;
+    ``--set-file`` reads from ``files``, where the test made what the doc's
+    reader has (their attester's public key, their CA)."""
     words = shlex.split(command.text.split(" #", 1)[0])
     if words[:1] != ["helm"] or len(words) < 4 or words[1] not in {"install", "upgrade"}:
         return None
@@ -82,6 +90,10 @@ def _helm_template_args(command: Command) -> list[str] | None:
         if word in {"--set", "--namespace", "-n", "--set-string"}:
             kept += [word, args[position + 1]]
             position += 2
+        elif word == "--set-file":
+            key, _, path = args[position + 1].partition("=")
+            kept += [word, f"{key}={files / path}"]
+            position += 2
         elif word in {"--version"}:
             position += 2
         elif word in {"--create-namespace", "--reuse-values", "--wait", "--atomic"}:
@@ -91,11 +103,34 @@ def _helm_template_args(command: Command) -> list[str] | None:
     return kept
 
 
-def test_helm_commands_not_run_render_valid_manifests() -> None:
+def _reader_files(folder: Path) -> Path:
+    """The files a reader of the install steps has: a public key, a CA."""
+    key = generate("ecdsa")
+    (folder / "attester.pub").write_text(key.public.pem(), encoding="ascii")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "docs test CA")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (folder / "ca.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return folder
+
+
+def test_helm_commands_not_run_render_valid_manifests(tmp_path: Path) -> None:
+    files = _reader_files(tmp_path)
     rendered = 0
     for block in not_run_blocks():
         for command in block.commands():
-            args = _helm_template_args(command)
+            args = _helm_template_args(command, files)
             if args is None:
                 continue
             result = run_helm(*args)
