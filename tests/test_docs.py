@@ -121,3 +121,24 @@ def test_release_notes_record_the_exit_code_change_of_policy_lint() -> None:
     assert "**`guard policy lint` exits 1, not 2, when a test case fails" in notes
     assert "`guard kube check --attestations DIR` is deprecated" in notes
     assert "**A bare `--output FILE` is refused**" in notes
+
+
+def test_the_cel_differences_list_every_helper_and_variable() -> None:
+    from controller.policy.celenv import HELPERS, VARIABLES
+
+    text = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    section = text.split("### CEL in guard and in Kubernetes", 1)[1].split("\n### ", 1)[0]
+    listed = section.split("Every helper guard registers:", 1)[1]
+    assert set(re.findall(r"`([A-Za-z]+)`", listed)) == set(HELPERS)
+    guard_row = next(line for line in section.splitlines() if line.startswith("| variables"))
+    named = set(re.findall(r"`([A-Za-z]+)`", guard_row.split("|")[3]))
+    assert named == {name for target in VARIABLES.values() for name in target}
+
+
+def test_every_environment_variable_guard_reads_is_documented() -> None:
+    read = set()
+    for path in (ROOT / "controller").rglob("*.py"):
+        read |= set(re.findall(r"\"(GUARD_[A-Z_]+)\"", path.read_text(encoding="utf-8")))
+    table = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split("## Environment", 1)[1]
+    documented = set(re.findall(r"^\| `(GUARD_[A-Z_]+)`", table, re.MULTILINE))
+    assert read and read == documented
