@@ -142,3 +142,16 @@ def test_every_environment_variable_guard_reads_is_documented() -> None:
     table = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split("## Environment", 1)[1]
     documented = set(re.findall(r"^\| `(GUARD_[A-Z_]+)`", table, re.MULTILINE))
     assert read and read == documented
+
+
+def test_provenance_guide_documents_are_valid_and_match_the_example() -> None:
+    """The YAML a reader copies from docs/provenance.md loads, and the policy
+    it shows is the one its commands run with."""
+    guide = ROOT / "docs" / "provenance.md"
+    blocks = yaml_blocks(guide)
+    loaded = []
+    for index, block in enumerate(blocks, start=1):
+        loaded.extend(parse_documents(block, f"provenance.md example {index}"))
+    assert {item.document.kind for item in loaded} == {"GuardPolicy", "GuardTrust"}
+    example = (ROOT / "examples" / "provenance" / "policy.yaml").read_text(encoding="utf-8")
+    assert example in blocks

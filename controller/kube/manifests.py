@@ -26,7 +26,14 @@ import yaml
 
 from controller.errors import InputError
 from controller.kube import decide
-from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, index_entries
+from controller.kube.envelopes import (
+    IndexedEnvelope,
+    annotation_envelopes,
+    built_from,
+    combine,
+    gather,
+    index_entries,
+)
 from controller.kube.request import WORKLOADS, AdmissionRequest, Workload, valid_namespace
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.shapes import MAX_DEPTH, ShapeError, check_workload, too_deep
@@ -381,6 +388,10 @@ def _judge(
         inline, problems = annotation_envelopes(workload.kind, obj)
         notes.extend(f"{subject.address}: {p}" for p in problems)
         candidates = gather(digests, attestations, inline)
+        # The reviews of the commits build provenance names (the chain).
+        commits = built_from(candidates)
+        if commits:
+            candidates = combine(candidates, gather(commits, attestations, inline))
         reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
         if wrap_review is not None:
             reviewer = wrap_review(reviewer)

@@ -18,14 +18,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from controller.attest.chain import chain_link_status
 from controller.attest.review import AttestationReview
-from controller.attest.statement import normalize_digest
+from controller.attest.statement import normalize_subject
 from controller.attest.verify import Circumstances, Requirements, SignatureCache, Verifier
 from controller.kube import decide
 from controller.kube.audit import AuditLog
 from controller.kube.envelopes import (
+    Candidates,
     IndexedEnvelope,
     annotation_envelopes,
+    built_from,
+    combine,
     gather,
     index_entries,
     merge,
@@ -132,12 +136,14 @@ class GuardRuntime:
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
-            candidates = gather(digests, attestations, inline, namespace=request.namespace)
-            missing = candidates.missing(digests)
-            if missing:
-                found = await self.fallback.read(request.namespace, missing)
-                self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
-                candidates = merge(candidates, found.found, found.note)
+            candidates = await self._gather(digests, attestations, inline, request.namespace, None)
+            # Build provenance names the commit whose review covers the image:
+            # gather those too (a miss may cost a second bounded read).
+            commits = built_from(candidates)
+            if commits:
+                candidates = await self._gather(
+                    commits, attestations, inline, request.namespace, candidates
+                )
             notes.extend(candidates.notes)
             evidence["candidates"] = {d: list(s) for d, s in candidates.sources.items()}
             reviewer = RecordingReview(self.reviewer(policies, candidates))
@@ -148,6 +154,26 @@ class GuardRuntime:
             # The result holds this dict: the record written later sees it.
             evidence["review"] = reviewer.by_policy()
         return result
+
+    async def _gather(
+        self,
+        keys: list[str],
+        attestations: Mapping[str, Iterable[IndexedEnvelope]],
+        inline: list[bytes],
+        namespace: str | None,
+        before: Candidates | None,
+    ) -> Candidates:
+        """Candidates for these keys from the index and the annotation, and
+        from one bounded API read when the index misses."""
+        candidates = gather(keys, attestations, inline, namespace=namespace)
+        if before is not None:
+            candidates = combine(before, candidates)
+        missing = candidates.missing(keys)
+        if missing:
+            found = await self.fallback.read(namespace, missing)
+            self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
+            candidates = merge(candidates, found.found, found.note)
+        return candidates
 
     def policy_set(self, resources: Iterable[ResourceEntry]) -> PolicySet:
         """The compiled policies for these resources (rebuilt only on change)."""
@@ -176,8 +202,11 @@ class GuardRuntime:
         verifier = Verifier(self.policy_set(resources).trust, self.signatures)
         subjects = sorted(entries)
         text = next(iter(entries.values())).text
+        link = chain_link_status(verifier, text)
+        if link is not None:
+            return {"verified": link[0], "subjects": subjects, "reason": link[1]}
         verdict = verifier.verify(
-            normalize_digest(subjects[0]),
+            normalize_subject(subjects[0]),
             [text],
             Requirements.baseline(),
             Circumstances(now=self.now()),

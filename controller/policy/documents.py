@@ -31,7 +31,6 @@ from enum import Enum, StrEnum
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
 
 from controller.policy.identity import (
     DeployerEntry,
@@ -44,6 +43,8 @@ from controller.policy.identity import (
     not_one_of,
     visible_ascii,
 )
+from controller.policy.provenance import ProvenanceRequirements, SourceSummaries
+from controller.policy.strictmodel import Strict
 
 API_VERSION = "guard.dev/v1alpha1"
 API_GROUP = "guard.dev"
@@ -54,20 +55,6 @@ def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
     message) pairs that repeat a model validator, so the API server refuses
     what guard would refuse. Each rule is evaluated on examples in the tests."""
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
-
-
-class Strict(BaseModel):
-    """Base of every spec model: camelCase fields only, unknown fields
-    rejected, no type coercion."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=False,
-        validate_by_alias=True,
-        strict=True,
-        frozen=True,
-    )
 
 
 class Severity(StrEnum):
@@ -403,6 +390,16 @@ class Review(Strict):
     another repository or branch must never count.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.acceptSourceVSA) || has(self.provenance)",
+                "acceptSourceVSA needs provenance",
+            ),
+            ("!has(self.acceptSourceVSA) || has(self.maxAge)", "acceptSourceVSA needs maxAge"),
+        )
+    )
+
     min_approvals: int = Field(default=1, ge=1, le=100)
     attesters: list[KeyName] = Field(min_length=1)
     repositories: list[RepositoryGlob] = Field(min_length=1)
@@ -415,6 +412,22 @@ class Review(Strict):
     ] = Field(default_factory=list)
     deployer: DeployerRules = Field(default_factory=DeployerRules)
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    # The chain from image to review (see ``controller.policy.provenance``).
+    provenance: ProvenanceRequirements | None = None
+    accept_source_vsa: SourceSummaries | None = Field(default=None, alias="acceptSourceVSA")
+
+    @model_validator(mode="after")
+    def _summaries_need_the_chain(self) -> Review:
+        if self.accept_source_vsa is not None and self.provenance is None:
+            raise ValueError(
+                "acceptSourceVSA needs provenance: a source summary covers a commit, and only "
+                "build provenance links an image to its commit"
+            )
+        if self.accept_source_vsa is not None and self.max_age is None:
+            raise ValueError(
+                "acceptSourceVSA needs maxAge: a source summary older than maxAge must not count"
+            )
+        return self
 
     @property
     def max_age_delta(self) -> dt.timedelta | None:
@@ -506,9 +519,18 @@ class GuardPolicySpec(Strict):
 # --------------------------------------------------------------------------- trust
 
 
+# ``builder`` keys vouch for build provenance only, ``verifier`` keys for
+# source verification summaries only: a role never vouches for another's
+# predicate.
+KeyRole = Literal["attester", "person", "builder", "verifier"]
+KEY_ROLES: tuple[str, ...] = get_args(KeyRole)
+
+
 class TrustedKey(Strict):
-    """A public key. ``attester`` keys vouch for predicates; a ``person`` key's
-    signature is one approval by its ``principal``."""
+    """A public key. ``attester`` keys vouch for review predicates; a
+    ``person`` key's signature is one approval by its ``principal``;
+    ``builder`` keys vouch for build provenance and ``verifier`` keys for
+    source verification summaries, nothing else."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -521,7 +543,7 @@ class TrustedKey(Strict):
 
     name: KeyName
     public_key: NonEmptyStr
-    role: Annotated[Literal["attester", "person"], one_of(("attester", "person"), "a key role")]
+    role: Annotated[KeyRole, one_of(KEY_ROLES, "a key role")]
     principal: PrincipalId | None = None
 
     @model_validator(mode="after")
