@@ -229,7 +229,8 @@ def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:
         "make from those owners' unchanged templates keeps running after enforcement "
         "denies, until --expires. Reads a dump (-f, made with "
         f"`{DUMP_COMMAND}`) or the cluster of your kubeconfig. With --report, lists what "
-        "became of every entry of existing baselines instead. Exit 0, or 2 on bad input.",
+        "became of every entry of existing baselines instead; -o/--output here names the "
+        "file the documents are written to. Exit 0, or 2 on bad input.",
         examples=[
             (
                 "from a dump, to apply with kubectl",
@@ -280,6 +281,7 @@ def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:
         help="the last day the baseline applies (required: a baseline always ends)",
     )
     baseline.add_argument(
+        "-o",
         "--output",
         type=Path,
         metavar="FILE",
