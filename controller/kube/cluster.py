@@ -94,20 +94,24 @@ def _list(
 
 def _get(client: Any, path: str, query: list[tuple[str, Any]]) -> Mapping[str, Any]:
     try:
-        response, _status, _headers = client.call_api(
-            path,
+        method, url, headers, body, post = client.param_serialize(
             "GET",
+            path,
             query_params=query,
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=REQUEST_TIMEOUT,
         )
-        raw = response.data
+        response = client.call_api(
+            method, url, header_params=headers, body=body, post_params=post,
+            _request_timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        raw = response.read()
     except kubernetes.client.exceptions.ApiException as exc:
         raise InputError(f"GET {path}: the API server answered {exc.status} {exc.reason}") from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise InputError(f"GET {path}: cannot reach the API server: {exc}") from None
+    if not 200 <= response.status < 300:
+        raise InputError(f"GET {path}: the API server answered {response.status} {response.reason}")
     try:
         data = json.loads(raw)
     except ValueError as exc:

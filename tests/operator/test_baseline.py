@@ -179,7 +179,18 @@ def baseline(
     )  # fmt: skip
     assert code == 0
     documents = list(yaml.safe_load_all(out.read_text()))
-    for document in documents:
+    # The orphaned ReplicaSet's entry is moved to a baseline that has expired.
+    orphans = copy.deepcopy(documents[0])
+    orphans["metadata"]["name"] = "orphans"
+    orphans["spec"]["expires"] = YESTERDAY
+    orphans["spec"]["entries"] = [
+        e for e in orphans["spec"]["entries"] if e["name"] == "orphan-7c9"
+    ]
+    applied = copy.deepcopy(documents[0])
+    applied["spec"]["entries"] = [
+        e for e in applied["spec"]["entries"] if e["name"] != "orphan-7c9"
+    ]
+    for document in (applied, orphans):
         guard.api.create("guardbaselines", document)
         assert guard.runtime.watch_log.wait_for(
             "GuardBaseline", None, document["metadata"]["name"], "ADDED", WAIT
@@ -207,6 +218,71 @@ def test_the_baseline_lists_every_owner_that_would_be_denied(
     assert legacy["templateDigest"].startswith("sha256:")
     # The older revision's template is pinned with its StatefulSet.
     assert len(entries[("StatefulSet", "db")]["revisions"]) == 1
+
+
+def test_the_cluster_is_read_through_a_kubeconfig(
+    guard: RunningGuard,
+    baseline: list[dict[str, Any]],
+    guard_files: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--kubeconfig/--context``: the official client reads the emulated API."""
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": guard.api.url}}],
+                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {"name": "emulated", "context": {"cluster": "kmock", "user": "tester"}}
+                ],
+                "current-context": "elsewhere",
+            }
+        )
+    )
+    policies, trust = guard_files
+    out = tmp_path / "live.yaml"
+    code = main(
+        ["kube", "baseline", "--kubeconfig", str(config), "--context", "emulated",
+         "--policies", str(policies), "--trust", str(trust), "--owner", "platform-team",
+         "--reason", "ran before guard", "--expires", TOMORROW, "-o", str(out)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    live = {
+        (e["kind"], e["name"]): e
+        for d in yaml.safe_load_all(out.read_text())
+        for e in d["spec"]["entries"]
+    }
+    dumped = {(e["kind"], e["name"]): e for d in baseline for e in d["spec"]["entries"]}
+    assert set(dumped) <= set(live)
+    assert live[("Deployment", "legacy")] == dumped[("Deployment", "legacy")]
+    # The cluster holds another template for "cache" than the dump showed.
+    assert (
+        live[("StatefulSet", "cache")]["templateDigest"]
+        != dumped[("StatefulSet", "cache")]["templateDigest"]
+    )
+    # The ControllerRevision was read too: its template is pinned with "db".
+    assert live[("StatefulSet", "db")]["revisions"] == dumped[("StatefulSet", "db")]["revisions"]
+    # And the report reads the cluster the same way.
+    capsys.readouterr()
+    assert main(["kube", "baseline", "--kubeconfig", str(config), "--context", "emulated",
+                 "--report", str(out)]) == 0  # fmt: skip
+    assert "baselined  Deployment prod-legacy/legacy" in capsys.readouterr().out
+
+
+def test_an_unusable_kubeconfig_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
+    code = main(["kube", "baseline", "--kubeconfig", str(config), "--context", "nope",
+                 "--owner", "o", "--reason", "r", "--expires", TOMORROW])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot use" in err and "Traceback" not in err
 
 
 def test_a_recreated_pod_of_a_baselined_workload_is_admitted_as_inherited(
@@ -373,29 +449,11 @@ def test_an_orphaned_replicaset_is_denied_once_its_baseline_expired(
     guard: RunningGuard, baseline: list[dict[str, Any]], cluster: Cluster
 ) -> None:
     review = by_controller(pod_of(cluster.orphan, "orphan-7c9-x1"))
-    assert guard.post(review).allowed
-    expired = copy.deepcopy(baseline[0])
-    expired["metadata"]["name"] = "expired-copy"
-    expired["spec"]["expires"] = YESTERDAY
-    expired["spec"]["entries"] = [
-        e for e in expired["spec"]["entries"] if e["name"] == "orphan-7c9"
-    ]
-    guard.api.delete("guardbaselines", baseline[0]["metadata"]["name"])
-    assert guard.runtime.watch_log.wait_for(
-        "GuardBaseline", None, baseline[0]["metadata"]["name"], "DELETED", WAIT
-    )
-    guard.api.create("guardbaselines", expired)
-    assert guard.runtime.watch_log.wait_for("GuardBaseline", None, "expired-copy", "ADDED", WAIT)
-    answer = guard.post(by_controller(pod_of(cluster.orphan, "orphan-7c9-x2")))
+    answer = guard.post(review)
     assert not answer.allowed
-    review_uid = by_controller(pod_of(cluster.orphan, "orphan-7c9-x3"))
-    guard.post(review_uid)
-    notes = audit_of(guard, review_uid["request"]["uid"])["notes"]
-    assert any(f"expired on {YESTERDAY}" in n for n in notes), notes
-    # Put the baseline back for the tests that follow.
-    guard.api.delete("guardbaselines", "expired-copy")
-    guard.api.create("guardbaselines", baseline[0])
-    assert guard.runtime.watch_log.wait_for("GuardBaseline", None, "expired-copy", "DELETED", WAIT)
+    assert "no review attestation found" in answer.message
+    notes = audit_of(guard, review["request"]["uid"])["notes"]
+    assert any(f"GuardBaseline orphans expired on {YESTERDAY}" in n for n in notes), notes
 
 
 def test_a_mirror_pod_is_admitted_with_a_warning(guard: RunningGuard, baseline: Any) -> None:
