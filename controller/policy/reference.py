@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from controller.policy.baseline import GuardBaseline
 from controller.policy.documents import DOCUMENT_KINDS, ReviewAttestationSpec
 
 TITLE = "# Document reference"
@@ -153,7 +154,7 @@ EXAMPLES = {
 
 def _kinds() -> list[tuple[str, type[BaseModel]]]:
     found: list[tuple[str, type[BaseModel]]] = []
-    for kind, document in DOCUMENT_KINDS.items():
+    for kind, document in {**DOCUMENT_KINDS, "GuardBaseline": GuardBaseline}.items():
         spec = document.model_fields["spec"].annotation
         if isinstance(spec, type) and issubclass(spec, BaseModel):
             found.append((kind, spec))
