@@ -113,7 +113,7 @@ class AttestationReview:
             # Artifact digest -> the envelope that covered it.
             "accepted": {},
             "exempted": [],
-            "checks": "signature and subject only (controller identity)"
+            "checks": "all but expiry, maxAge and deployer (controller identity)"
             if circumstances.controller
             else "all",
         }

@@ -230,6 +230,26 @@ def check_manifests(
     return Decision.of(findings, subjects=judged, notes=notes), skipped
 
 
+def judge_one(
+    item: Manifest,
+    policies: PolicySet,
+    attestations: Mapping[str, Sequence[IndexedEnvelope]],
+    requester: Requester,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    controller_identities: frozenset[str] = frozenset(DEFAULT_CONTROLLER_IDENTITIES),
+    now: dt.datetime | None = None,
+) -> Decision | None:
+    """One object judged as ``check_manifests`` judges each (a CREATE by
+    ``requester``), or None when it is not a workload guard judges."""
+    current = _classify(item, namespace)
+    if current.workload is None:
+        return None
+    moment = now or dt.datetime.now(dt.UTC)
+    return _judge(current, 0, policies, attestations, requester, controller_identities,
+                  moment, None)  # fmt: skip
+
+
 def _classify(item: Manifest, namespace: str) -> _Object:
     obj = item.obj
     where = f"{item.source}:{item.line}"

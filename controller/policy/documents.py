@@ -223,10 +223,13 @@ class LabelSelectorRequirement(Strict):
     )
 
     key: LabelKey
+    """The label key the requirement is about."""
     operator: Annotated[
         SelectorOperator, one_of(get_args(SelectorOperator), "a label selector operator")
     ]
+    """How the label's value is compared with `values`."""
     values: list[LabelValue] = Field(default_factory=list)
+    """The values for `In` and `NotIn`; empty for `Exists` and `DoesNotExist`."""
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
@@ -239,7 +242,9 @@ class LabelSelectorRequirement(Strict):
 
 class LabelSelector(Strict):
     match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    """Labels the object must carry with exactly these values."""
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=64)
+    """Label requirements the object must meet, all of them."""
 
 
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]+")
@@ -270,7 +275,9 @@ class NamespaceFilter(Strict):
     """Namespace globs. An empty ``include`` means every namespace."""
 
     include: list[NamespaceGlob] = Field(default_factory=list)
+    """Namespace globs the policy judges; empty means every namespace."""
     exclude: list[NamespaceGlob] = Field(default_factory=list)
+    """Namespace globs the policy never judges, even when included."""
 
 
 # The kinds guard judges. ``controller.kube.request.WORKLOADS`` must list
@@ -295,8 +302,11 @@ class KubernetesMatch(Strict):
     kinds: list[Annotated[WorkloadKind, one_of(WORKLOAD_KINDS, "a kind guard judges")]] = Field(
         default_factory=list
     )
+    """The workload kinds the policy judges; empty means every kind guard judges."""
     namespaces: NamespaceFilter = Field(default_factory=NamespaceFilter)
+    """Which namespaces the policy judges, by glob."""
     label_selector: LabelSelector | None = None
+    """Only objects whose labels match."""
 
 
 TerraformAction = Literal["create", "update", "delete", "replace", "forget", "no-op", "read"]
@@ -338,14 +348,18 @@ class TerraformMatch(Strict):
             BeforeValidator(_type_glob),
         ]
     ] = Field(default_factory=lambda: ["*"])
+    """Resource type globs the policy judges (`aws_s3_*`); default every type."""
     actions: list[TerraformActionField] = Field(
         default_factory=lambda: list[TerraformAction](DEFAULT_TERRAFORM_ACTIONS)
     )
+    """The planned actions the policy judges; default every action that changes infrastructure."""
 
 
 class Match(Strict):
     kubernetes: KubernetesMatch | None = None
+    """Which Kubernetes objects the policy judges; absent, it judges none."""
     terraform: TerraformMatch | None = None
+    """Which Terraform resource changes the policy judges; absent, it judges none."""
 
 
 # --------------------------------------------------------------------------- review
@@ -355,7 +369,9 @@ class RequiredCheck(Strict):
     """A CI check that must have passed, optionally with a minimum value."""
 
     name: NonEmptyStr
+    """The CI check the attestation must record as passed."""
     min: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    """The lowest value the check may record (coverage 80), when it records one."""
 
 
 class DeployerRules(Strict):
@@ -369,14 +385,18 @@ class DeployerRules(Strict):
     """
 
     not_author: bool = False
+    """Deny a deployer who is an author of the change, or whom the trust cannot map to a principal."""
     allowed: list[DeployerEntry] = Field(default_factory=list)
+    """Deployers that may deploy whatever the change (CD service accounts), by Kubernetes username or principal."""
 
 
 class BreakGlass(Strict):
     """Who may bypass this policy in an emergency; every use is audited."""
 
     principals: list[UserEntry] = Field(default_factory=list)
+    """Principals (or names the trust maps to them) who may ship an unreviewed change with the break-glass annotation."""
     groups: list[KubernetesName] = Field(default_factory=list)
+    """Kubernetes groups (`request.userInfo.groups`) whose members may break glass."""
 
 
 def _image_glob(value: Any) -> Any:
@@ -401,20 +421,32 @@ class Review(Strict):
     )
 
     min_approvals: int = Field(default=1, ge=1, le=100)
+    """How many approvals by reviewers who are not authors the change needs."""
     attesters: list[KeyName] = Field(min_length=1)
+    """Names of the trusted attester keys that may vouch for the review."""
     repositories: list[RepositoryGlob] = Field(min_length=1)
+    """Repositories (globs) whose reviews count; an attestation for another repository never does."""
     target_refs: list[GitRefGlob] = Field(min_length=1)
+    """Branches (full refs, globs) whose reviews count, e.g. `refs/heads/main`."""
     max_age: Duration | None = None
+    """The oldest an attestation may be when its image is introduced."""
     allow_bots: bool = False
+    """Whether approvals by bots count."""
     required_checks: list[RequiredCheck] = Field(default_factory=list)
+    """CI checks the attestation must record as passed."""
     exempt_images: list[
         Annotated[str, Field(pattern=r"^[!-~]+$", max_length=1024), BeforeValidator(_image_glob)]
     ] = Field(default_factory=list)
+    """Image globs that need no review (injected sidecars); every use is audited."""
     deployer: DeployerRules = Field(default_factory=DeployerRules)
+    """Rules about who may deploy the reviewed change."""
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    """Who may ship an unreviewed change in an emergency, with an audited annotation."""
     # The chain from image to review (see ``controller.policy.provenance``).
     provenance: ProvenanceRequirements | None = None
+    """The chain from image to reviewed commit through signed build provenance."""
     accept_source_vsa: SourceSummaries | None = Field(default=None, alias="acceptSourceVSA")
+    """Accept a signed SLSA source verification summary for a commit instead of guard's own review."""
 
     @model_validator(mode="after")
     def _summaries_need_the_chain(self) -> Review:
@@ -457,11 +489,17 @@ class Rule(Strict):
     name: Annotated[
         str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ]
+    """The rule's name, unique in its policy; findings name it."""
     target: TargetField
+    """Whether the rule judges Kubernetes objects or Terraform resource changes."""
     expression: NonEmptyStr
+    """A CEL expression that is true when the object passes."""
     message: str | None = None
+    """What a failure says; also what is printed when the rule reads a sensitive value."""
     message_expression: str | None = None
+    """A CEL expression for a failure's message, evaluated on the object."""
     fix: str | None = None
+    """How to fix a failure, printed under it."""
 
     @model_validator(mode="after")
     def _has_message(self) -> Rule:
@@ -491,11 +529,16 @@ class GuardPolicySpec(Strict):
     )
 
     description: str = ""
+    """What the policy is for, shown by `guard policy lint` and in reports."""
     severity: SeverityField = Severity.medium
+    """Orders findings and sets their SARIF level; it never decides."""
     action: ActionField = Action.deny
     match: Match = Field(default_factory=Match)
+    """Which objects and resource changes the policy judges."""
     review: Review | None = None
+    """The separation-of-duties requirement: a signed, independent review."""
     rules: list[Rule] = Field(default_factory=list, max_length=256)
+    """CEL rules; each must hold for the object to pass."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardPolicySpec:
@@ -542,9 +585,13 @@ class TrustedKey(Strict):
     )
 
     name: KeyName
+    """The key's name, as policies' `review.attesters` list it."""
     public_key: NonEmptyStr
+    """The public key, PEM."""
     role: Annotated[KeyRole, one_of(KEY_ROLES, "a key role")]
+    """What the key may vouch for."""
     principal: PrincipalId | None = None
+    """Whose key it is (a `person` key: its signature is one approval by this principal)."""
 
     @model_validator(mode="after")
     def _person_has_principal(self) -> TrustedKey:
@@ -562,12 +609,16 @@ class Principal(Strict):
     """
 
     id: PrincipalId
+    """The principal's immutable id, `SYSTEM:VALUE` (`github:1001`)."""
     aliases: list[PrincipalId] = Field(default_factory=list)
+    """Every other id of the same principal (another forge, an e-mail, `kubernetes:USERNAME`)."""
 
 
 class GuardTrustSpec(Strict):
     keys: list[TrustedKey] = Field(default_factory=list, max_length=256)
+    """The keys guard trusts, each with its role."""
     principals: list[Principal] = Field(default_factory=list)
+    """The identity map: who is who across systems."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> GuardTrustSpec:
@@ -607,10 +658,15 @@ class GuardExceptionSpec(Strict):
     """
 
     policy: NonEmptyStr
+    """The policy whose findings it waives (never one with a `review` block)."""
     target: NonEmptyStr
+    """What it waives: a Terraform address or glob, or Kubernetes `namespace/name`."""
     reason: NonEmptyStr
+    """Why the finding is accepted, for the audit trail."""
     owner: NonEmptyStr
+    """Who answers for the exception."""
     expires: Annotated[dt.date, BeforeValidator(_date)]
+    """The last day it applies (`YYYY-MM-DD`); after it, the finding counts again."""
 
 
 # --------------------------------------------------------------------------- tests
@@ -618,26 +674,34 @@ class GuardExceptionSpec(Strict):
 
 class ExpectedFinding(Strict):
     policy: NonEmptyStr
+    """The policy of the expected finding."""
     rule: str | None = None
+    """The rule of the expected finding (any rule when absent)."""
     result: Annotated[
         Literal["fail", "unknown", "error"],
         one_of(("fail", "unknown", "error"), "a finding result"),
     ] = "fail"
+    """The expected result of that rule."""
 
 
 class Expectation(Strict):
     result: Annotated[
         Literal["pass", "fail", "unknown"], one_of(("pass", "fail", "unknown"), "a result")
     ]
+    """The case's expected overall result."""
     findings: list[ExpectedFinding] = Field(default_factory=list)
+    """Findings the case must produce."""
 
 
 class TestResource(Strict):
     """Terraform resource identity for a test case (Kubernetes reads it from the object)."""
 
     type: NonEmptyStr
+    """The Terraform resource type of the case."""
     address: str | None = None
+    """The resource address findings name (default: `TYPE.test`)."""
     action: TerraformActionField = "create"
+    """The planned action the case plays."""
 
 
 KUBERNETES_OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -649,14 +713,23 @@ class TestCase(Strict):
     ``object`` that are unknown at plan time."""
 
     name: NonEmptyStr
+    """The case's name, unique in its test."""
     policies: list[NonEmptyStr] = Field(default_factory=list)
+    """The only policies the case runs (default: every policy loaded with it)."""
     object: dict[str, Any] | None = None
+    """The new object (Kubernetes) or `after` values (Terraform)."""
     old_object: dict[str, Any] | None = None
+    """The old object (Kubernetes) or `before` values (Terraform)."""
     request: dict[str, Any] | None = None
+    """The admission request fields the case plays (operation, userInfo, dryRun)."""
     resource: TestResource | None = None
+    """A Terraform resource change to play instead of a Kubernetes object."""
     unknowns: list[NonEmptyStr] = Field(default_factory=list)
+    """Paths in the object whose values are known only after apply."""
     attestations: list[NonEmptyStr] = Field(default_factory=list)
+    """Envelope files, relative to the test file, offered to the review."""
     expect: Expectation
+    """What the case must produce."""
 
     @model_validator(mode="after")
     def _has_object(self) -> TestCase:
@@ -677,8 +750,11 @@ class TestCase(Strict):
 
 class GuardPolicyTestSpec(Strict):
     description: str = ""
+    """What the test covers."""
     trust: str | None = None
+    """A GuardTrust file, relative to the test file, for cases with attestations."""
     cases: list[TestCase] = Field(min_length=1)
+    """The cases, each one object or resource change with its expectation."""
 
 
 # --------------------------------------------------------------------------- envelope
@@ -746,6 +822,7 @@ class ReviewAttestationSpec(Strict):
     """
 
     envelope: Annotated[str, Field(min_length=2, max_length=262144)]
+    """The DSSE envelope, as JSON text."""
 
 
 class ReviewAttestation(_Document):

@@ -18,4 +18,7 @@ class Strict(BaseModel):
         validate_by_alias=True,
         strict=True,
         frozen=True,
+        # The docstring under each field is its description: in the CRDs
+        # (`kubectl explain`) and in docs/reference.md.
+        use_attribute_docstrings=True,
     )
