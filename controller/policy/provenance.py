@@ -70,7 +70,9 @@ class SourceRepository(Strict):
     (GitHub's ``repository_id``), which survives renames and is never reused."""
 
     name: Repository
+    """The repository as reviews name it: host/owner/name (``github.com/acme/shop``)."""
     id: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[0-9]+$")]
+    """Its numeric id, as text (GitHub: ``gh api repos/OWNER/REPO --jq .id``)."""
 
 
 class GitHubRequirements(Strict):
@@ -82,13 +84,18 @@ class GitHubRequirements(Strict):
     """
 
     workflows: list[Token] = Field(default_factory=list, max_length=64)
+    """Workflow file paths that may build (``.github/workflows/release.yml``); empty: any."""
     workflow_refs: list[GitRefGlob] = Field(default_factory=list, max_length=64)
+    """Refs the workflow file may come from (globs); empty: the policy's ``refs``."""
     runner_environments: list[Annotated[RunnerEnvironment, BeforeValidator(_runner)]] = Field(
         default_factory=lambda: list[RunnerEnvironment](["github-hosted"]), min_length=1
     )
+    """Runner environments allowed: ``github-hosted`` (the default), ``self-hosted``."""
     events: list[Annotated[Event, BeforeValidator(_event)]] = Field(
         default_factory=lambda: list[Event](["push"]), min_length=1
     )
+    """Events that may start the build: ``push`` (the default), ``release``,
+    ``workflow_dispatch``, ``schedule``; never pull-request or comment triggers."""
 
 
 class ProvenanceRequirements(Strict):
@@ -99,13 +106,19 @@ class ProvenanceRequirements(Strict):
     """
 
     builders: list[KeyName] = Field(min_length=1, max_length=64)
+    """GuardTrust key names with the ``builder`` role whose provenance counts."""
     builder_ids: list[Token] = Field(default_factory=list, max_length=64)
+    """``runDetails.builder.id`` values accepted (exact); empty: any."""
     build_types: list[Token] = Field(
         default_factory=lambda: list(GITHUB_WORKFLOW_BUILD_TYPES), min_length=1, max_length=64
     )
+    """Build types accepted (exact); default: GitHub Actions workflow builds."""
     repositories: list[SourceRepository] = Field(min_length=1, max_length=256)
+    """Source repositories, by name and numeric id, that images may be built from."""
     refs: list[GitRefGlob] = Field(min_length=1, max_length=64)
+    """Refs (globs) the built commit may come from, e.g. ``refs/heads/main``."""
     github: GitHubRequirements = Field(default_factory=GitHubRequirements)
+    """What a GitHub Actions run must look like (events, workflows, runners)."""
 
 
 class SourceSummaries(Strict):
@@ -116,6 +129,8 @@ class SourceSummaries(Strict):
     review's ``maxAge``."""
 
     verifiers: list[KeyName] = Field(min_length=1, max_length=64)
+    """GuardTrust key names with the ``verifier`` role whose summaries count."""
     required_levels: list[Token] = Field(
         default_factory=lambda: [SOURCE_LEVEL_4], min_length=1, max_length=16
     )
+    """Levels that must all be among ``verifiedLevels``; default ``SLSA_SOURCE_LEVEL_4``."""
