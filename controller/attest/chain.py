@@ -196,15 +196,21 @@ def _read(raw: bytes) -> _Read | None:
     return None if isinstance(statement, StatementError) else _Read(raw, envelope, statement)
 
 
-def _of_types(envelopes: Sequence[bytes], types: Sequence[str], subject: str) -> list[_Read]:
-    """Envelopes claiming one of these predicate types, those that claim the
-    subject first, bounded."""
+def _of_types(
+    envelopes: Sequence[bytes],
+    types: Sequence[str],
+    subject: str,
+    junk: Callable[[Envelope], bool] = lambda _: False,
+) -> list[_Read]:
+    """Envelopes claiming one of these predicate types, bounded: those that
+    claim the subject first, ``junk`` (known to be signed by no trusted key)
+    last, so that a flood of bogus claims cannot crowd a real one out."""
     found = [
         read
         for raw in dict.fromkeys(envelopes)
         if (read := _read(raw)) is not None and read.statement.predicate_type in types
     ]
-    found.sort(key=lambda read: subject not in read.statement.subject_keys)
+    found.sort(key=lambda r: (subject not in r.statement.subject_keys, junk(r.envelope)))
     return found[:MAX_CANDIDATES]
 
 
@@ -226,7 +232,7 @@ class ChainVerifier:
             raise ValueError("the chain needs review.provenance")
         digest = normalize_subject(digest)
         envelopes = lookup(digest)
-        candidates = _of_types(envelopes, PROVENANCE_TYPES, digest)
+        candidates = _of_types(envelopes, PROVENANCE_TYPES, digest, self.verifier.known_unsigned)
         if not candidates:
             missing = [f"no build provenance found for {digest}"]
             if _of_types(envelopes, (CHANGE_REVIEW_PREDICATE,), digest):
@@ -317,7 +323,7 @@ class ChainVerifier:
             fixes.update(dict.fromkeys(verdict.fixes))
         summaries = requirements.source_summaries
         if summaries is not None:
-            found = _of_types(envelopes, (VSA_V1,), link.commit)
+            found = _of_types(envelopes, (VSA_V1,), link.commit, self.verifier.known_unsigned)
             for read in found:
                 envelope = read.envelope
                 examined.append(envelope.digest)

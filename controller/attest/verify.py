@@ -241,7 +241,7 @@ class Verifier:
             self.cache.put(envelope.digest, keyid, results[keyid])
         return results
 
-    def _known_unsigned(self, envelope: Envelope) -> bool:
+    def known_unsigned(self, envelope: Envelope) -> bool:
         """Whether the cache already knows no trusted key signed this envelope.
 
         Such envelopes are examined last, so that junk posted for a digest
@@ -316,7 +316,7 @@ class Verifier:
             and digest in statement.subject_keys
         ]
         candidates: Sequence[Envelope | str] = sorted(
-            claiming or parsed, key=lambda e: isinstance(e, Envelope) and self._known_unsigned(e)
+            claiming or parsed, key=lambda e: isinstance(e, Envelope) and self.known_unsigned(e)
         )
         skipped = max(0, len(candidates) - MAX_CANDIDATES)
         candidates = candidates[:MAX_CANDIDATES]
