@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import pytest
@@ -549,3 +550,27 @@ def test_what_a_signed_statement_says_never_forges_a_reason_line(
     for reason in verdict.reasons:
         assert reason.isprintable(), reason
         assert len(reason) < 1200
+
+
+_KEY = re.compile(r"(sha256:[0-9a-f]{64}|git(Commit|Tree):[0-9a-f]{40}([0-9a-f]{24})?)")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.text(max_size=80)
+    | st.builds(
+        lambda a, h: f"{a}:{h}",
+        st.sampled_from(["gitCommit", "gitTree", "sha256", "GitCommit", "gitBlob"]),
+        st.text(alphabet="0123456789abcdefABCDEFg \\n", max_size=70),
+    )
+)
+def test_a_subject_key_is_one_spelling_or_refused(value: str) -> None:
+    """Whatever a flag or a statement says, a subject key is one canonical
+    spelling (so the index and the checks compare equal things) or refused."""
+    try:
+        key = normalize_subject(value)
+    except StatementError as exc:
+        assert str(exc)
+        return
+    assert _KEY.fullmatch(key), key
+    assert normalize_subject(key) == key
