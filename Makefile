@@ -10,7 +10,7 @@ HELM3 := $(TOOLS)/helm3
 WHEELHOUSE := build/wheelhouse
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: all setup demo test lint format crds bench helm actionlint dist wheelhouse image sbom lock clean
+.PHONY: all setup demo test lint format crds docs bench helm actionlint dist wheelhouse image sbom lock clean
 
 all: test
 
@@ -97,6 +97,10 @@ test: setup helm actionlint wheelhouse lint
 
 crds: setup
 	$(BIN)/python -m controller.policy.crds charts/guard/crds
+
+# docs/reference.md, every field of every document kind, from the models.
+docs: setup
+	$(BIN)/python -m controller.policy.reference docs/reference.md
 
 bench: setup
 	$(BIN)/python -m tests.bench

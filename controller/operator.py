@@ -8,7 +8,13 @@ tests each run exactly the handlers they mean to.
 Indexes (each handler's name is its index's name in handler kwargs):
 
 - ``guard_attestations``: ReviewAttestation envelopes by claimed subject digest;
-- ``guard_policies``, ``guard_trusts``, ``guard_exceptions``: documents by name.
+- ``guard_policies``, ``guard_trusts``, ``guard_exceptions``, ``guard_baselines``:
+  documents by name;
+- ``guard_owners``: workload owners (Deployments, ReplicaSets, StatefulSets,
+  DaemonSets, Jobs, CronJobs, ReplicationControllers) by (namespace, uid),
+  reduced to what inheritance reads (``kube.inherit.OwnerRecord``);
+- ``guard_revisions``: ControllerRevisions by (namespace, name), for the Pods
+  of older StatefulSet and DaemonSet revisions.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, cast
 import kopf
 
 from controller.kube.envelopes import IndexedEnvelope, index_entries
+from controller.kube.inherit import OWNER_APIS, OwnerRecord, owner_record
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS
 from controller.kube.runtime import GuardRuntime
 from controller.kube.state import ResourceEntry, entry_from_body
@@ -59,6 +66,9 @@ async def validate(*, memo: Any, warnings: list[str], **kwargs: Any) -> None:
         ticket.request,
         attestations=_index(kwargs, "guard_attestations"),
         resources=_resources(kwargs),
+        owners=_index(kwargs, "guard_owners"),
+        revisions=_index(kwargs, "guard_revisions"),
+        baselines=_entries(_index(kwargs, "guard_baselines")),
     )
     ticket.result = result
     warnings.extend(result.warnings)
@@ -115,6 +125,25 @@ def guard_exceptions(
     *, body: kopf.Body, name: str, memo: Any, **_: Any
 ) -> dict[str, ResourceEntry]:
     return _index_resource("GuardException", body, name, memo)
+
+
+def guard_baselines(*, body: kopf.Body, name: str, memo: Any, **_: Any) -> dict[str, ResourceEntry]:
+    return _index_resource("GuardBaseline", body, name, memo)
+
+
+def _owner_indexer(kind: str) -> Any:
+    """The ``guard_owners`` handler of one owner kind (list items carry no kind)."""
+
+    def guard_owners(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], OwnerRecord]:
+        record = owner_record(kind, body)
+        return {} if record is None else {(record.namespace, record.uid): record}
+
+    return guard_owners
+
+
+def guard_revisions(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], OwnerRecord]:
+    record = owner_record("ControllerRevision", body)
+    return {} if record is None else {(record.namespace, record.name): record}
 
 
 # --------------------------------------------------------------------------- statuses
@@ -179,6 +208,16 @@ async def exception_status(
     await _document_status("GuardException", body, patch, type, memo, kwargs)
 
 
+async def baseline_status(
+    *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Valid or why not, and an Event plus an audit line on every change."""
+    runtime = _runtime(memo)
+    runtime.baselines(_entries(_index(kwargs, "guard_baselines")))
+    await _document_status("GuardBaseline", body, patch, type, memo, kwargs)
+    runtime.baseline_changed(body, type)
+
+
 def attestation_status(
     *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
@@ -217,10 +256,22 @@ def create_registry(*, login_handler: bool = True) -> kopf.OperatorRegistry:
         ("guardpolicies", guard_policies, policy_status),
         ("guardtrusts", guard_trusts, trust_status),
         ("guardexceptions", guard_exceptions, exception_status),
+        ("guardbaselines", guard_baselines, baseline_status),
     )
     for plural, index_fn, status_fn in kinds:
         kopf.index(API_GROUP, VERSION, plural, registry=registry)(index_fn)
         kopf.on.event(API_GROUP, VERSION, plural, id=f"status-{plural}", registry=registry)(
             status_fn
         )
+    # The owners inheritance looks up (one index over every owner kind).
+    for kind, api in OWNER_APIS.items():
+        group, _, version = api.api_version.rpartition("/")
+        if kind == "ControllerRevision":
+            kopf.index(group, version, api.plural, id="guard_revisions", registry=registry)(
+                guard_revisions
+            )
+        else:
+            kopf.index(group, version, api.plural, id="guard_owners", registry=registry)(
+                _owner_indexer(kind)
+            )
     return registry

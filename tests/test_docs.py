@@ -1,9 +1,11 @@
-"""Examples in the docs a user reads are real: they load, and their cases pass."""
+"""Examples in the docs a user reads are real: they load, and their cases pass.
+
+The docs' shell and YAML blocks are run and checked by ``tests/docs``.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,131 +53,6 @@ def test_docs_name_only_commands_that_exist(name: str) -> None:
     assert used <= commands, f"{name} names commands that do not exist: {used - commands}"
 
 
-@dataclass(frozen=True)
-class DocCommand:
-    """One command line of a doc: its words, the exit code its ``# exit N``
-    comment promises (0 without one), and, in a console block, the output
-    lines shown under it (``…`` stands for any text)."""
-
-    words: tuple[str, ...]
-    expect: int
-    shown: tuple[str, ...] = ()
-
-
-# Commands a doc may show that other tests run: the demo and the suite
-# (tests/test_demo.py, CI), the chart (tests/chart). Anything else must be
-# a guard command or a step this file knows how to run.
-# Run by other tests: the chart tests (helm), the install steps in
-# tests/ship/test_install_docs.py (pipx, python3, skopeo), CI itself (make).
-RUN_ELSEWHERE = {"make", "helm", "kubectl", "docker", "pipx", "python3", "skopeo"}
-
-
-def doc_commands(text: str) -> list[DocCommand]:
-    """Every command of the ```sh and ```console blocks, in order, continuation
-    lines joined and ``NAME=value`` variables substituted."""
-    import shlex
-
-    commands: list[DocCommand] = []
-    variables: dict[str, str] = {}
-    for kind, block in re.findall(r"```(sh|console)\n(.*?)```", text, re.DOTALL):
-        for raw in block.replace("\\\n", " ").splitlines():
-            if kind == "console" and not raw.startswith("$ "):
-                if commands and raw.strip():
-                    last = commands[-1]
-                    commands[-1] = DocCommand(last.words, last.expect, (*last.shown, raw.rstrip()))
-                continue
-            line = raw.removeprefix("$ ")
-            exit_code = re.search(r"#\s*exit (\d+)", line)
-            line = line.split("#", 1)[0].strip()
-            for name, value in variables.items():
-                line = line.replace(f"${name}", value)
-            assignment = re.fullmatch(r"([A-Z_]+)=(.*)", line)
-            if assignment:
-                variables[assignment.group(1)] = " ".join(shlex.split(assignment.group(2)))
-            elif line:
-                expect = int(exit_code.group(1)) if exit_code else 0
-                commands.append(DocCommand(tuple(shlex.split(line)), expect))
-    return commands
-
-
-def _matches(shown: str, output_lines: list[str]) -> bool:
-    pattern = ".*".join(re.escape(part) for part in shown.split("…"))
-    return any(re.fullmatch(pattern, line) for line in output_lines)
-
-
-# Each doc runs from a fresh copy of what its commands read (examples/ and
-# policies/ as at the repository root), so nothing it writes leaks out.
-EXECUTED_DOCS = {
-    "docs/cli.md": True,
-    "README.md": True,
-    "examples/attestations/README.md": True,
-    "examples/keys/README.md": False,  # it makes the demo keys: they must not exist yet
-}
-
-
-@pytest.mark.parametrize("name", sorted(EXECUTED_DOCS))
-def test_documented_commands_run_as_shown(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import shutil
-
-    from controller.cli import main
-
-    text = (ROOT / name).read_text(encoding="utf-8")
-    if name == "README.md":
-        # The Install section needs a release's files, an image and a
-        # registry: tests/ship/test_install_docs.py runs it as written.
-        before, _, rest = text.partition("\n## Install\n")
-        text = before + "\n## " + rest.split("\n## ", 1)[1] if rest else text
-    commands = doc_commands(text)
-    assert any(c.words[0] == "guard" for c in commands), f"{name} shows no guard command"
-    if EXECUTED_DOCS[name]:
-        ignore = shutil.ignore_patterns(".terraform*", "*.tfstate*", "*.tfplan", "tfplan")
-        for folder in ("examples", "policies"):
-            shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
-        # The README's install check runs on "your" plan.json.
-        shutil.copy(
-            ROOT / "examples" / "terraform" / "plans" / "aws-failing.json", tmp_path / "plan.json"
-        )
-    monkeypatch.chdir(tmp_path)
-    ran = 0
-    for command in commands:
-        line = " ".join(command.words)
-        program, *args = command.words
-        if program in RUN_ELSEWHERE:
-            continue
-        if program == "mkdir" and args[:1] == ["-p"]:
-            for folder in args[1:]:
-                Path(folder).mkdir(parents=True, exist_ok=True)
-            continue
-        assert program == "guard", f"{name}: `{line}`: no test runs this command"
-        assert args[:1] != ["serve"], f"{name}: `{line}`: guard serve does not end"
-        capsys.readouterr()
-        code = main(args)
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err
-        assert code == command.expect, f"{name}: `{line}` exited {code}:\n{out[-2000:]}{err}"
-        lines = (out + err).splitlines()
-        for shown in command.shown:
-            assert _matches(shown, lines), f"{name}: `{line}` did not print {shown!r}:\n{out}{err}"
-        ran += 1
-    assert ran, f"{name}: no command ran"
-
-
-def test_doc_commands_are_read_as_a_reader_would() -> None:
-    text = (
-        "```sh\nA=x y\nguard tf-plan $A \\\n  -o json=r.json   # exit 1\nmake demo\n```\n"
-        "```console\n$ guard policy lint p/\nlint: ok\n… done\n```\n"
-    )
-    assert doc_commands(text) == [
-        DocCommand(("guard", "tf-plan", "x", "y", "-o", "json=r.json"), 1),
-        DocCommand(("make", "demo"), 0),
-        DocCommand(("guard", "policy", "lint", "p/"), 0, ("lint: ok", "… done")),
-    ]
-    assert _matches("… review: passed (x)", ["guard: a; review: passed (x)"])
-    assert not _matches("review: passed", ["review: passed (x)"])
-
-
 def test_operations_guide_lists_every_metric_guard_exports() -> None:
     from controller.kube.metrics import Metrics
 
@@ -195,20 +72,6 @@ def test_operations_guide_names_the_real_annotations() -> None:
     text = (ROOT / "docs" / "operations.md").read_text() + (ROOT / "README.md").read_text()
     assert breakglass.ANNOTATION in text
     assert envelopes.ANNOTATION in text
-
-
-def test_readme_documents_are_valid_guard_documents() -> None:
-    from controller.policy.documents import GuardPolicy, GuardTrust
-    from controller.policy.engine import compile_policy
-
-    loaded = []
-    for index, block in enumerate(yaml_blocks(ROOT / "README.md"), start=1):
-        loaded.extend(parse_documents(block, f"README.md example {index}"))
-    kinds = {type(item.document) for item in loaded}
-    assert {GuardTrust, GuardPolicy} <= kinds
-    for item in loaded:
-        if isinstance(item.document, GuardPolicy):
-            compile_policy(item.document)
 
 
 def _all_parsers() -> list[Any]:
@@ -258,3 +121,37 @@ def test_release_notes_record_the_exit_code_change_of_policy_lint() -> None:
     assert "**`guard policy lint` exits 1, not 2, when a test case fails" in notes
     assert "`guard kube check --attestations DIR` is deprecated" in notes
     assert "**A bare `--output FILE` is refused**" in notes
+
+
+def test_the_cel_differences_list_every_helper_and_variable() -> None:
+    from controller.policy.celenv import HELPERS, VARIABLES
+
+    text = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    section = text.split("### CEL in guard and in Kubernetes", 1)[1].split("\n### ", 1)[0]
+    listed = section.split("Every helper guard registers:", 1)[1]
+    assert set(re.findall(r"`([A-Za-z]+)`", listed)) == set(HELPERS)
+    guard_row = next(line for line in section.splitlines() if line.startswith("| variables"))
+    named = set(re.findall(r"`([A-Za-z]+)`", guard_row.split("|")[3]))
+    assert named == {name for target in VARIABLES.values() for name in target}
+
+
+def test_every_environment_variable_guard_reads_is_documented() -> None:
+    read = set()
+    for path in (ROOT / "controller").rglob("*.py"):
+        read |= set(re.findall(r"\"(GUARD_[A-Z_]+)\"", path.read_text(encoding="utf-8")))
+    table = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split("## Environment", 1)[1]
+    documented = set(re.findall(r"^\| `(GUARD_[A-Z_]+)`", table, re.MULTILINE))
+    assert read and read == documented
+
+
+def test_provenance_guide_documents_are_valid_and_match_the_example() -> None:
+    """The YAML a reader copies from docs/provenance.md loads, and the policy
+    it shows is the one its commands run with."""
+    guide = ROOT / "docs" / "provenance.md"
+    blocks = yaml_blocks(guide)
+    loaded = []
+    for index, block in enumerate(blocks, start=1):
+        loaded.extend(parse_documents(block, f"provenance.md example {index}"))
+    assert {item.document.kind for item in loaded} == {"GuardPolicy", "GuardTrust"}
+    example = (ROOT / "examples" / "provenance" / "policy.yaml").read_text(encoding="utf-8")
+    assert example in blocks

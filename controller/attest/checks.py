@@ -19,7 +19,7 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from controller.attest.dsse import Envelope
 from controller.attest.forgerules import approval_problem
@@ -128,19 +128,25 @@ class Claim:
         return None
 
 
-class Check(Protocol):
-    def check(self, claim: Claim) -> Verdict: ...
+# What a check looks at: a review ``Claim`` here; build provenance and source
+# summaries have claims of their own (``provenance``, ``summary``).
+C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
 
 
-class AllOf:
+class Check(Protocol[C_contra]):
+    def check(self, claim: C_contra, /) -> Verdict: ...
+
+
+class AllOf(Generic[C]):
     """Every check must pass; every reason of every failing check is kept."""
 
-    def __init__(self, *checks: Check) -> None:
+    def __init__(self, *checks: Check[C]) -> None:
         if not checks:
             raise ValueError("AllOf needs at least one check: an empty AllOf would pass anything")
         self.checks = checks
 
-    def check(self, claim: Claim) -> Verdict:
+    def check(self, claim: C) -> Verdict:
         reasons: list[str] = []
         fixes: dict[str, None] = {}
         for check in self.checks:
@@ -158,7 +164,7 @@ class SubjectMatches:
     statement: an attestation for one image never covers another."""
 
     def check(self, claim: Claim) -> Verdict:
-        covered = claim.statement.subject_digests
+        covered = claim.statement.subject_keys
         if claim.digest in covered:
             return SUCCESS
         shown = ", ".join(covered) or "no sha256 digest"

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from controller.attest.chain import ChainVerifier
 from controller.attest.checks import Deployer
 from controller.attest.dsse import EnvelopeError, parse
 from controller.attest.files import read_envelope
-from controller.attest.statement import StatementError, normalize_digest, peek_subject_digests
+from controller.attest.statement import StatementError, normalize_digest, peek_subject_keys
 from controller.attest.trust import Trust, load_trust
 from controller.attest.verify import (
     ArtifactVerdict,
@@ -51,7 +52,7 @@ class EnvelopeList:
         self._index: dict[str, list[bytes]] = {}
         for raw in self.envelopes:
             try:
-                claimed = peek_subject_digests(parse(raw).payload)
+                claimed = peek_subject_keys(parse(raw).payload)
             except EnvelopeError:
                 continue
             for digest in claimed:
@@ -112,7 +113,7 @@ class AttestationReview:
             # Artifact digest -> the envelope that covered it.
             "accepted": {},
             "exempted": [],
-            "checks": "signature and subject only (controller identity)"
+            "checks": "all but expiry, maxAge and deployer (controller identity)"
             if circumstances.controller
             else "all",
         }
@@ -143,6 +144,9 @@ class AttestationReview:
             if verdict.ok:
                 evidence["approvers"][verdict.digest] = list(verdict.approvers)
                 evidence["accepted"][verdict.digest] = verdict.accepted
+                if verdict.chain:
+                    # Which provenance, commit and review (or source summary) covered it.
+                    evidence.setdefault("chain", {})[verdict.digest] = dict(verdict.chain)
                 continue
             reasons.extend(f"{artifact.reference}: {r}" for r in verdict.reasons)
             # Each failure names who must act; with no attestation at all, the
@@ -163,13 +167,20 @@ class AttestationReview:
     ) -> ArtifactVerdict:
         assert artifact.digest is not None
         digest = normalize_digest(artifact.digest)
-        candidates = self.envelopes.for_digest(digest)
-        verdict = self.verifier.verify(
-            digest,
-            candidates,
-            requirements,
-            _with_introduced(circumstances, artifact.introduced),
-        )
+        if requirements.provenance is not None:
+            verdict = ChainVerifier(self.verifier).verify(
+                digest,
+                self.envelopes.for_digest,
+                requirements,
+                _with_introduced(circumstances, artifact.introduced),
+            )
+        else:
+            verdict = self.verifier.verify(
+                digest,
+                self.envelopes.for_digest(digest),
+                requirements,
+                _with_introduced(circumstances, artifact.introduced),
+            )
         if self.on_verdict is not None:
             self.on_verdict(verdict.ok)
         return verdict

@@ -21,7 +21,6 @@ from pydantic import AwareDatetime, BeforeValidator, Field, ValidationError
 from controller.attest import dsse
 from controller.attest.files import read_envelope
 from controller.errors import InputError
-from controller.policy.documents import Strict
 from controller.policy.identity import (
     GitRef,
     Login,
@@ -32,6 +31,7 @@ from controller.policy.identity import (
     not_one_of,
 )
 from controller.policy.problems import validation_problems
+from controller.policy.strictmodel import Strict
 from controller.strict import StrictJSONError, loads
 
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
@@ -40,6 +40,11 @@ STATEMENT_TYPES = (STATEMENT_V1, STATEMENT_V01)
 CHANGE_REVIEW_PREDICATE = "https://guard.dev/attestation/change-review/v1"
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A source revision: SHA-1 (40) or SHA-256 (64) object names.
+_REVISION = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+# Subjects that name a source revision rather than an artifact: SLSA build
+# provenance links the images built from it to it.
+SOURCE_ALGORITHMS = ("gitCommit", "gitTree")
 
 
 class StatementError(InputError, ValueError):
@@ -54,6 +59,34 @@ def normalize_digest(value: str) -> str:
     if not _DIGEST.match(candidate):
         raise StatementError(f"{value!r} is not a sha256 digest (sha256:<64 hex characters>)")
     return candidate
+
+
+def normalize_revision(value: str, algorithm: str = "gitCommit") -> str:
+    """``gitCommit:<40 or 64 lower-case hex>`` (or ``gitTree:``), or ``StatementError``."""
+    text = value.strip().lower()
+    if algorithm not in SOURCE_ALGORITHMS or not _REVISION.match(text):
+        raise StatementError(
+            f"{value!r} is not a full {algorithm} (40 or 64 hexadecimal characters)"
+        )
+    return f"{algorithm}:{text}"
+
+
+def normalize_subject(value: str) -> str:
+    """A subject key: ``sha256:HEX`` for an artifact, ``gitCommit:HEX`` or
+    ``gitTree:HEX`` for a source revision; ``StatementError`` otherwise."""
+    algorithm, sep, rest = value.strip().partition(":")
+    if sep and algorithm in SOURCE_ALGORITHMS:
+        return normalize_revision(rest, algorithm)
+    return normalize_digest(value)
+
+
+def subject_key(algorithm: str, value: str) -> str | None:
+    """The key under which a statement's ``digest`` entry is judged and
+    indexed, or None for an algorithm guard does not compare."""
+    try:
+        return normalize_subject(f"{algorithm}:{value}") if algorithm else None
+    except StatementError:
+        return None
 
 
 # --------------------------------------------------------------------------- predicate
@@ -300,6 +333,16 @@ class SubjectEntry:
         value = self.digests.get("sha256")
         return f"sha256:{value.lower()}" if isinstance(value, str) else None
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every digest guard compares: sha256, gitCommit, gitTree."""
+        found = (
+            subject_key(a, v)
+            for a, v in self.digests.items()
+            if a == "sha256" or a in SOURCE_ALGORITHMS
+        )
+        return tuple(k for k in found if k is not None)
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -313,6 +356,11 @@ class Statement:
     @property
     def subject_digests(self) -> tuple[str, ...]:
         return tuple(s.sha256 for s in self.subjects if s.sha256)
+
+    @property
+    def subject_keys(self) -> tuple[str, ...]:
+        """Artifact digests and source revisions, as ``normalize_subject`` spells them."""
+        return tuple(dict.fromkeys(k for s in self.subjects for k in s.keys))
 
     def change_review(self) -> ChangeReview:
         """The predicate as a change review, or ``StatementError`` saying why not."""
@@ -360,22 +408,24 @@ def parse_statement(payload: bytes) -> Statement:
     )
 
 
-def peek_subject_digests(payload: bytes) -> tuple[str, ...]:
-    """Subject digests of an unverified payload, for indexing only; never for trust."""
+def peek_subject_keys(payload: bytes) -> tuple[str, ...]:
+    """Every subject key (digests and revisions) of an unverified payload,
+    for indexing only; never for trust."""
     try:
-        return parse_statement(payload).subject_digests
+        return parse_statement(payload).subject_keys
     except StatementError:
         return ()
 
 
 def build_statement(subjects: Sequence[tuple[str, str]], predicate: ChangeReview) -> bytes:
-    """A Statement v1 over ``(name, sha256:hex)`` subjects, as UTF-8 JSON bytes."""
+    """A Statement v1 over ``(name, sha256:hex)`` or ``(name, gitCommit:hex)``
+    subjects, as UTF-8 JSON bytes."""
     if not subjects:
         raise StatementError("a statement needs at least one subject digest")
     entries = []
     for name, digest in subjects:
-        hex_part = normalize_digest(digest).removeprefix("sha256:")
-        entry: dict[str, Any] = {"digest": {"sha256": hex_part}}
+        algorithm, _, hex_part = normalize_subject(digest).partition(":")
+        entry: dict[str, Any] = {"digest": {algorithm: hex_part}}
         if name:
             entry = {"name": name, **entry}
         entries.append(entry)

@@ -17,11 +17,10 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from controller.attest.keys import PublicKey, load_public_key
 from controller.errors import InputError
-from controller.policy.documents import GuardTrust, GuardTrustSpec
+from controller.policy.documents import GuardTrust, GuardTrustSpec, KeyRole
 from controller.policy.identity import (
     KUBERNETES,
     IdentityError,
@@ -39,7 +38,7 @@ class TrustedKey:
     """A key from a GuardTrust, with its principal already made canonical."""
 
     name: str
-    role: Literal["attester", "person"]
+    role: KeyRole
     principal: str | None
     public: PublicKey
 
@@ -102,6 +101,9 @@ class Trust:
     @property
     def attesters(self) -> tuple[TrustedKey, ...]:
         return tuple(k for k in self.keys if k.role == "attester")
+
+    def with_role(self, role: KeyRole) -> tuple[TrustedKey, ...]:
+        return tuple(k for k in self.keys if k.role == role)
 
     @classmethod
     def from_specs(cls, specs: Iterable[tuple[GuardTrustSpec, str]]) -> Trust:

@@ -29,11 +29,12 @@ from controller.attest.statement import (
     ChangeReview,
     Statement,
     StatementError,
-    normalize_digest,
+    normalize_subject,
     parse_statement,
 )
 from controller.attest.trust import Trust, TrustedKey
 from controller.policy.documents import DeployerRules, ForgeRules, RequiredCheck, Review
+from controller.policy.provenance import ProvenanceRequirements, SourceSummaries
 
 # Each candidate can cost (signatures x keys) verifications when uncached; a
 # flood of envelopes naming one digest must not stall admission.
@@ -58,11 +59,17 @@ class Requirements:
     max_age: dt.timedelta | None = None
     max_age_label: str = ""
     deployer: DeployerRules = field(default_factory=DeployerRules)
+    # The chain from image to review (``chain``): when set, an image is
+    # covered only through build provenance and its commit.
+    provenance: ProvenanceRequirements | None = None
+    source_summaries: SourceSummaries | None = None
     forge: ForgeRules | None = None
 
     @classmethod
     def from_review(cls, review: Review) -> Requirements:
         return cls(
+            provenance=review.provenance,
+            source_summaries=review.accept_source_vsa,
             attesters=frozenset(review.attesters),
             repositories=tuple(review.repositories),
             target_refs=tuple(review.target_refs),
@@ -116,11 +123,14 @@ class ArtifactVerdict:
     examined: tuple[str, ...] = ()
     # Who must do what next, one line per kind of failure (see ``checks``).
     fixes: tuple[str, ...] = ()
+    # How the chain covered it (``chain``): provenance, commit, the review
+    # or source summary used, as (name, value) pairs for the audit trail.
+    chain: tuple[tuple[str, str], ...] = ()
 
 
-def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllOf:
+def checks_for(requirements: Requirements, circumstances: Circumstances) -> AllOf[Claim]:
     """The checks that apply in these circumstances."""
-    selected: list[Check] = [
+    selected: list[Check[Claim]] = [
         checks.SubjectMatches(),
         checks.VouchedByAttester(requirements.attesters),
     ]
@@ -241,7 +251,7 @@ class Verifier:
             self.cache.put(envelope.digest, keyid, results[keyid])
         return results
 
-    def _known_unsigned(self, envelope: Envelope) -> bool:
+    def known_unsigned(self, envelope: Envelope) -> bool:
         """Whether the cache already knows no trusted key signed this envelope.
 
         Such envelopes are examined last, so that junk posted for a digest
@@ -251,7 +261,7 @@ class Verifier:
             self.cache.get(envelope.digest, k.public.keyid) is False for k in self.trust.keys
         )
 
-    def _unsigned_reasons(self, envelope: Envelope) -> list[str]:
+    def unsigned_reasons(self, envelope: Envelope) -> list[str]:
         """Why no signature verified. A signature that verifies under no
         trusted key may come from a key the trust does not list *or* from a
         trusted key over bytes changed since: the two cannot be told apart,
@@ -287,8 +297,12 @@ class Verifier:
         envelopes: Sequence[bytes],
         requirements: Requirements,
         circumstances: Circumstances,
+        extra: Sequence[Check[Claim]] = (),
     ) -> ArtifactVerdict:
-        digest = normalize_digest(digest)
+        """The verdict for one subject (an artifact digest, or a source
+        revision such as ``gitCommit:HEX``); ``extra`` checks apply on top of
+        the requirements' own (the chain adds what links a commit to a build)."""
+        digest = normalize_subject(digest)
         if not envelopes:
             return ArtifactVerdict(digest, False, (f"no review attestation found for {digest}",))
         parsed: list[Envelope | str] = []
@@ -309,14 +323,16 @@ class Verifier:
             for e in parsed
             if isinstance(e, Envelope)
             and isinstance(statement := statements[e.digest], Statement)
-            and digest in statement.subject_digests
+            and digest in statement.subject_keys
         ]
         candidates: Sequence[Envelope | str] = sorted(
-            claiming or parsed, key=lambda e: isinstance(e, Envelope) and self._known_unsigned(e)
+            claiming or parsed, key=lambda e: isinstance(e, Envelope) and self.known_unsigned(e)
         )
         skipped = max(0, len(candidates) - MAX_CANDIDATES)
         candidates = candidates[:MAX_CANDIDATES]
         checks_used = checks_for(requirements, circumstances)
+        if extra:
+            checks_used = AllOf(checks_used, *extra)
         reasons: list[str] = []
         fixes: dict[str, None] = {}
         examined: list[str] = []
@@ -358,7 +374,7 @@ class Verifier:
         digest: str,
         requirements: Requirements,
         circumstances: Circumstances,
-        checks_used: Check,
+        checks_used: Check[Claim],
     ) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
         """Why one envelope does not cover the digest (none: it does), the
         approvers that counted, and who must do what next."""
@@ -374,7 +390,7 @@ class Verifier:
             )
         signers = self.signers(envelope)
         if not signers:
-            return self._unsigned_reasons(envelope), (), resign
+            return self.unsigned_reasons(envelope), (), resign
         # Read only now that a trusted key signed it.
         if isinstance(parsed, StatementError):
             return [str(parsed)], (), resign
@@ -415,9 +431,17 @@ def _parse(raw: bytes | str) -> Envelope | EnvelopeError:
         return exc
 
 
+def parsed_envelope(raw: bytes) -> Envelope | EnvelopeError:
+    """The envelope of these bytes (memoised), or why it cannot be read."""
+    return _parse(raw)
+
+
 def _statement(envelope: Envelope) -> Statement | StatementError:
     """The envelope's statement, parsed once; not trusted until a signature verifies."""
     return _statement_of(envelope.payload)
+
+
+parsed_statement = _statement
 
 
 @functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)

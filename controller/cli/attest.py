@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from controller.attest import dsse
+from controller.attest.chain import ChainVerifier
 from controller.attest.checks import Deployer
 from controller.attest.files import is_resource, read_envelope, resource_text
 from controller.attest.keys import PrivateKey, load_private_key
+from controller.attest.review import EnvelopeList
 from controller.attest.statement import (
     ChangeReview,
     StatementError,
     build_statement,
     new_review,
     normalize_digest,
+    normalize_revision,
     parse_statement,
     utc,
 )
@@ -93,9 +96,10 @@ def _register_review(sub: Commands[argparse.ArgumentParser]) -> None:
         "review",
         help="build and sign a change-review attestation",
         description="Build an in-toto statement with the change-review predicate read from "
-        "the forge (--from github|gitlab), from flags or from --input, sign it with the attester key and write the DSSE envelope. Unlike the "
-        "report commands, -o/--output here names the envelope file. CI runs this after the "
-        "merge; a developer never holds the attester key.",
+        "the forge (--from github|gitlab), from flags or from --input, sign it with the "
+        "attester key and write the DSSE envelope. Unlike the report commands, -o/--output "
+        "here names the envelope file. CI runs this after the merge; a developer never holds "
+        "the attester key.",
         examples=[
             (
                 "CI attests an image after the merge of change 42",
@@ -145,6 +149,14 @@ def _register_review(sub: Commands[argparse.ArgumentParser]) -> None:
         default=[],
         metavar="FILE",
         help="a subject: the sha256 of a file, e.g. a binary Terraform plan (repeatable)",
+    )
+    review.add_argument(
+        "--subject-commit",
+        action="append",
+        default=[],
+        metavar="SHA",
+        help="a subject: a source commit (40 or 64 hex), for images whose build provenance "
+        "names it (repeatable)",
     )
     review.add_argument(
         "--input", metavar="FILE", help="the whole predicate as JSON or YAML, instead of flags"
@@ -287,6 +299,9 @@ def _register_verify(sub: Commands[argparse.ArgumentParser]) -> None:
     target.add_argument(
         "--subject-file", metavar="FILE", help="the artifact: a file, by its sha256"
     )
+    target.add_argument(
+        "--subject-commit", metavar="SHA", help="a source commit: verify the reviews of it"
+    )
     verify.add_argument(
         "--policy",
         metavar="FILE",
@@ -356,6 +371,14 @@ def _digest_arg(value: str) -> tuple[str, str]:
         return name, normalize_digest(digest)
     except StatementError as exc:
         raise InputError(f"--digest: {exc}") from None
+
+
+def _commit_arg(value: str) -> str:
+    """``--subject-commit SHA`` → ``gitCommit:sha``."""
+    try:
+        return normalize_revision(value)
+    except StatementError as exc:
+        raise InputError(f"--subject-commit: {exc}") from None
 
 
 def _write(path: str, data: bytes) -> None:
@@ -489,8 +512,11 @@ def _review(args: argparse.Namespace) -> int:
         raise InputError(f"--resource {args.resource!r}: use lower-case letters, digits, '-', '.'")
     subjects = [_digest_arg(d) for d in args.digest]
     subjects += [(Path(f).name, _file_digest(f)) for f in args.subject_file]
+    subjects += [("", _commit_arg(c)) for c in args.subject_commit]
     if not subjects:
-        raise InputError("attest review needs --digest sha256:HEX or --subject-file FILE")
+        raise InputError(
+            "attest review needs --digest sha256:HEX, --subject-file FILE or --subject-commit SHA"
+        )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     predicate = _predicate(args, now)
     key = _load_key(args.key, args.password_env)
@@ -571,7 +597,10 @@ def _verify(args: argparse.Namespace) -> int:
     outputs = parse_outputs(args.format, args.output, VERIFY_FORMATS, quiet=console.quiet)
     trust = load_trust(args.trust)
     requirements, scope = _requirements(args)
-    digest = _digest_arg(args.digest)[1] if args.digest else _file_digest(args.subject_file)
+    if args.subject_commit:
+        digest = _commit_arg(args.subject_commit)
+    else:
+        digest = _digest_arg(args.digest)[1] if args.digest else _file_digest(args.subject_file)
     paths = attestation_files(args.envelopes, flag=None)
     if not paths:
         raise InputError(
@@ -583,7 +612,14 @@ def _verify(args: argparse.Namespace) -> int:
         _parse(envelopes[0], str(paths[0]))  # a single malformed envelope is bad input
     deployer = Deployer(args.deployer, tuple(args.deployer_group)) if args.deployer else None
     circumstances = Circumstances(now=dt.datetime.now(dt.UTC), deployer=deployer)
-    verdict = Verifier(trust).verify(digest, envelopes, requirements, circumstances)
+    if requirements.provenance is not None and not args.subject_commit:
+        # The chain: the artifact's build provenance, then the review of its commit.
+        source = EnvelopeList(envelopes)
+        verdict = ChainVerifier(Verifier(trust)).verify(
+            digest, source.for_digest, requirements, circumstances
+        )
+    else:
+        verdict = Verifier(trust).verify(digest, envelopes, requirements, circumstances)
     names = envelope_names(zip(envelopes, map(str, paths), strict=True))
     accepted = names.get(verdict.accepted, verdict.accepted) if verdict.accepted else None
 

@@ -1,10 +1,12 @@
-"""``guard serve`` and ``guard kube check``."""
+"""``guard serve``, ``guard kube check`` and ``guard kube baseline``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,7 +28,17 @@ from controller.cli.options import (
     policy_paths,
     require_matching,
 )
+from controller.errors import InputError
 from controller.kube.audit import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
+from controller.kube.inventory import (
+    DUMP_COMMAND,
+    Inventory,
+    baseline_documents,
+    baseline_report,
+    denied_owners,
+    read_dump,
+    render_documents,
+)
 from controller.kube.manifests import (
     DEFAULT_NAMESPACE,
     check_manifests,
@@ -40,7 +52,9 @@ from controller.kube.settings import (
     ServeSettings,
 )
 from controller.kube.state import FileInputs, build_policy_set
-from controller.policy.documents import Action
+from controller.policy.baseline import OWNER_KINDS, GuardBaseline
+from controller.policy.documents import Action, _date
+from controller.policy.loader import load_paths
 from controller.policy.results import Decision, Requester
 from controller.policy.reviewer import RecordingReview, ReviewOutcome
 from controller.report.context import ReportContext, applied_exceptions
@@ -200,6 +214,156 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     add_report_options(check, FORMAT_NAMES)
     add_warn_only_option(check)
     check.set_defaults(handler=kube_check_command)
+    _register_baseline(kube)
+
+
+def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:
+    baseline = add_command(
+        kube,
+        "baseline",
+        help="write a GuardBaseline of the workloads that would be denied today",
+        description="Judge every workload owner of a cluster (Deployments, StatefulSets, "
+        "DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs) as the "
+        "Kubernetes controllers' requests for it would be judged, and write a GuardBaseline "
+        "entry for each one that would be denied: once it is applied, what controllers "
+        "make from those owners' unchanged templates keeps running after enforcement "
+        "denies, until --expires. Reads a dump (-f, made with "
+        f"`{DUMP_COMMAND}`) or the cluster of your kubeconfig. With --report, lists what "
+        "became of every entry of existing baselines instead; -o/--output here names the "
+        "file the documents are written to. Exit 0, or 2 on bad input.",
+        examples=[
+            (
+                "from a dump, to apply with kubectl",
+                "guard kube baseline -f cluster.yaml --owner platform-team "
+                '--reason "workloads from before guard" --expires 2027-03-31 '
+                "--output baseline.yaml",
+            ),
+            (
+                "from the cluster of a kubeconfig context",
+                "guard kube baseline --context prod --owner platform-team "
+                '--reason "workloads from before guard" --expires 2027-03-31',
+            ),
+            (
+                "what became of the baselined workloads",
+                "guard kube baseline --context prod --report baseline.yaml",
+            ),
+        ],
+    )
+    baseline.add_argument(
+        "-f",
+        "--filename",
+        metavar="DUMP",
+        help="a dump of the cluster's workloads (YAML or JSON, - for stdin); without it the "
+        "cluster of --kubeconfig/--context is read",
+    )
+    baseline.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="the kubeconfig to read the cluster with (default: KUBECONFIG or ~/.kube/config)",
+    )
+    baseline.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig context (default: its current one)"
+    )
+    add_policies_option(baseline)
+    add_trust_option(baseline)
+    add_attestation_option(baseline)
+    baseline.add_argument(
+        "--name",
+        default="pre-enforcement",
+        metavar="NAME",
+        help="the GuardBaseline's name (NAME-2, NAME-3... when it needs several documents)",
+    )
+    baseline.add_argument("--owner", metavar="WHO", help="who answers for the baseline")
+    baseline.add_argument("--reason", metavar="TEXT", help="why these workloads may keep running")
+    baseline.add_argument(
+        "--expires",
+        metavar="YYYY-MM-DD",
+        help="the last day the baseline applies (required: a baseline always ends)",
+    )
+    baseline.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the documents to FILE instead of stdout",
+    )
+    baseline.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="BASELINE",
+        help="list what became of every entry of these GuardBaseline files (repeatable)",
+    )
+    baseline.set_defaults(handler=kube_baseline_command)
+
+
+def kube_baseline_command(args: argparse.Namespace) -> int:
+    console = Console.of(args)
+    if args.filename is not None and (args.kubeconfig or args.context):
+        raise InputError("give -f DUMP or --kubeconfig/--context, not both")
+    inventory = read_dump(args.filename) if args.filename is not None else _read_cluster(args)
+    if args.report:
+        return _baseline_report(args, inventory, console)
+    missing = [f"--{o}" for o in ("owner", "reason", "expires") if not getattr(args, o)]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required: a baseline names who, why and until when")
+    try:
+        expires = _date(args.expires)
+    except ValueError as exc:
+        raise InputError(f"--expires: {exc}") from None
+    today = dt.datetime.now(dt.UTC).date()
+    if expires < today:
+        raise InputError(f"--expires {expires} is in the past")
+    paths = policy_paths(args.policies)
+    files = FileInputs.load(paths, tuple(args.trust))
+    policies = build_policy_set(files, (), enforcement=Action.deny)
+    attestations = read_attestations(attestation_files(args.attestation))
+    denied, notes = denied_owners(inventory, policies, attestations)
+    documents = baseline_documents(
+        denied, inventory, name=args.name, owner=args.owner, reason=args.reason, expires=expires
+    )
+    text = render_documents(documents)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    elif documents:
+        sys.stdout.write(text)
+    for note in notes:
+        console.info(note)
+    owners = len(inventory.of_kind(*OWNER_KINDS))
+    console.info(
+        f"{len(denied)} of {owners} workload owner(s) in {inventory.source} would be denied "
+        f"today: {len(documents)} GuardBaseline document(s)"
+        + (f" written to {args.output}" if args.output is not None and documents else "")
+    )
+    return EXIT_OK
+
+
+def _read_cluster(args: argparse.Namespace) -> Inventory:
+    # Imported here, not at the top: the Kubernetes client takes seconds to
+    # import and only the commands that read a live cluster need it.
+    from controller.kube.cluster import read_cluster
+
+    return read_cluster(args.kubeconfig, args.context)
+
+
+def _baseline_report(args: argparse.Namespace, inventory: Inventory, console: Console) -> int:
+    documents = [
+        loaded.document
+        for loaded in load_paths(args.report)
+        if isinstance(loaded.document, GuardBaseline)
+    ]
+    if not documents:
+        raise InputError(f"{', '.join(map(str, args.report))}: no GuardBaseline documents")
+    states = baseline_report(documents, inventory, dt.datetime.now(dt.UTC).date())
+    for state in states:
+        detail = f" ({state.detail})" if state.detail else ""
+        console.out(f"{state.state:<10} {state.address}  [GuardBaseline {state.baseline}]{detail}")
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state.state] = counts.get(state.state, 0) + 1
+    console.out(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no entries")
+    return EXIT_OK
 
 
 def serve_command(args: argparse.Namespace) -> int:

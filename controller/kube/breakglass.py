@@ -99,6 +99,8 @@ class BreakGlassUse:
     bypassed: tuple[Bypass, ...] = ()
     problem: str = ""
     template_hint: bool = False
+    # The baselined owner a controller's object inherited from, if any.
+    owner: str = ""
 
     @property
     def admitted_by_glass(self) -> bool:
@@ -115,6 +117,7 @@ class BreakGlassUse:
             "refusedBy": list(self.refused_by),
             "bypassed": [{"policy": b.policy, "rule": b.rule} for b in self.bypassed],
             "problem": self.problem,
+            "owner": self.owner or None,
         }
 
     def warning(self) -> str:

@@ -20,6 +20,7 @@ from controller.attest.trust import Trust
 from controller.attest.verify import SignatureCache
 from controller.kube import breakglass
 from controller.kube.breakglass import BreakGlassUse
+from controller.kube.inherit import Inheritance, inherited_findings
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS, AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason
 from controller.kube.state import PolicySet
@@ -156,17 +157,23 @@ def judge(
     subject: Subject | None = None,
     notes: Sequence[str] = (),
     evidence: Mapping[str, Any] | None = None,
+    inheritance: Inheritance | None = None,
 ) -> AdmissionResult:
     """Judge one supported admission request with the policies in force.
 
     ``subject`` is the one the caller built from this request with
     ``subject_of`` (to gather its envelopes, with its controller identities);
     without one it is built here, as a request from nobody special.
+    ``inheritance`` says the request inherits from a baselined owner
+    (``kube.inherit.resolve``): the findings of the policies that match the
+    owner are waived, and what the owner's template lacks is still judged.
     """
     subject = subject if subject is not None else subject_of(request)
     engine = policies.engine
     evaluation = engine.evaluate(subject, review=review)
     findings: list[Finding] = list(evaluation.findings)
+    if inheritance is not None:
+        findings = inherited_findings(engine, subject, findings, inheritance, review)
     upstream_all = made_from(policies, subject)
     upstream = [p for p in upstream_all if p.spec.review is not None]
     broken_upstream = [p for p in upstream_all if p.name in engine.problems]
@@ -190,6 +197,12 @@ def judge(
     all_notes = [*notes, *evaluation.notes, *policies.unenforced]
     if glass is not None and glass.problem and not glass.refused_by:
         all_notes.append(f"{breakglass.ANNOTATION}: {glass.problem}")
+    notice = ""
+    if inheritance is not None:
+        if glass is not None and inheritance.scope == "owner":
+            glass = dataclasses.replace(glass, owner=inheritance.owner.address)
+        notice = _baseline_notice(inheritance)
+        all_notes.append(notice)
     decision = Decision.of(findings, subjects=1, notes=all_notes)
     return decided(
         request,
@@ -200,6 +213,49 @@ def judge(
         glass,
         matched=tuple(sorted({p.name for p in (*evaluation.matched, *upstream, *broken_upstream)})),
         policies=policies,
+        notice=notice if inheritance is not None and inheritance.scope == "unchanged" else "",
+    )
+
+
+def _baseline_notice(inheritance: Inheritance) -> str:
+    match = inheritance.match
+    if inheritance.scope == "unchanged":
+        return (
+            f"guard: {inheritance.owner.address} is baselined by GuardBaseline "
+            f"{match.baseline} until {match.expires}: this change keeps its images and "
+            "security settings, so its review is not required yet; get it reviewed "
+            "before the baseline expires"
+        )
+    return f"inherited from {inheritance.label}, which expires on {match.expires}"
+
+
+def mirror_admitted(request: AdmissionRequest, node: str, policies: PolicySet) -> AdmissionResult:
+    """A static pod's mirror, admitted with a warning and its audit line.
+
+    The kubelet runs a static pod from a file on the node whatever the API
+    server answers; denying the mirror would only hide a running Pod from
+    the API. Static pods cannot be governed by admission (see
+    docs/operations.md); the audit line and the metrics record each one.
+    """
+    message = (
+        f"guard: mirror pod of a static pod on node {node} admitted without judging: static "
+        "pods run whatever admission says, so guard cannot govern them; restrict who can "
+        "write the kubelet's static pod folder"
+    )
+    return AdmissionResult(
+        uid=request.uid,
+        allowed=True,
+        code=200,
+        message="",
+        reason=Reason.mirror_pod,
+        warnings=(shown(message),),
+        api_version=request.api_version,
+        request=request,
+        enforcement=policies.engine.enforcement,
+        notes=(message,),
+        evidence={"inherited": {"scope": "mirror", "owner": f"Node {node}"}},
+        policy_digest=policies.policy_digest,
+        trust_digest=policies.trust_digest,
     )
 
 
@@ -213,10 +269,13 @@ def decided(
     *,
     matched: tuple[str, ...] = (),
     policies: PolicySet | None = None,
+    notice: str = "",
 ) -> AdmissionResult:
     warnings = [warning_text(f) for f in decision.warnings]
     if glass is not None and glass.admitted_by_glass:
         warnings.insert(0, shown(glass.warning()))
+    if notice and decision.allowed:
+        warnings.insert(0, shown(notice))
     warnings = within_budget(warnings)
     allowed = decision.allowed
     message = "" if allowed else denial_message(subject, decision.denials, request.dry_run)

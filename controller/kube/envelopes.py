@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.attest import dsse
-from controller.attest.statement import peek_subject_digests
+from controller.attest.provenance import peek_source_commits
+from controller.attest.statement import peek_subject_keys
 from controller.errors import InputError
 from controller.kube.subjects import annotations_of
 from controller.strict import StrictJSONError, loads
@@ -53,7 +54,9 @@ class IndexedEnvelope:
 def index_entries(
     envelope_text: str, source: str, namespace: str | None = None
 ) -> tuple[dict[str, IndexedEnvelope], str | None]:
-    """Index keys (claimed subject digests) for one envelope, or why none.
+    """Index keys (every claimed subject digest: image and file digests, and
+    the ``gitCommit``/``gitTree`` revisions reviews and source summaries
+    name) for one envelope, or why none.
 
     The envelope is parsed with the verifier's own strict parser so that the
     index never holds something the verifier would refuse to read.
@@ -65,9 +68,12 @@ def index_entries(
         return {}, str(exc)
     if envelope.payload_type != dsse.IN_TOTO_PAYLOAD_TYPE:
         return {}, f"payloadType {envelope.payload_type!r} is not {dsse.IN_TOTO_PAYLOAD_TYPE}"
-    digests = peek_subject_digests(envelope.payload)
+    digests = peek_subject_keys(envelope.payload)
     if not digests:
-        return {}, "the statement names no sha256 subject digest (or is not an in-toto statement)"
+        return {}, (
+            "the statement names no sha256, gitCommit or gitTree subject digest (or is not an "
+            "in-toto statement)"
+        )
     entry = IndexedEnvelope(source=source, text=raw, digests=tuple(digests), namespace=namespace)
     return {digest: entry for digest in digests}, None
 
@@ -179,3 +185,20 @@ def merge(
         sources={d: tuple(s) for d, s in sources.items()},
         notes=(*first.notes, note) if note else first.notes,
     )
+
+
+def combine(first: Candidates, more: Candidates) -> Candidates:
+    """Candidates for more keys (the commits build provenance names) added
+    to those already gathered."""
+    return Candidates(
+        by_digest={**first.by_digest, **more.by_digest},
+        sources={**first.sources, **more.sources},
+        notes=(*first.notes, *more.notes),
+    )
+
+
+def built_from(candidates: Candidates) -> list[str]:
+    """The commits (``gitCommit:HEX``) that build provenance among the
+    candidates names, not yet gathered: whose reviews the chain will ask for."""
+    texts = [t for found in candidates.by_digest.values() for t in found]
+    return [c for c in peek_source_commits(texts) if c not in candidates.by_digest]

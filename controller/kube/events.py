@@ -56,6 +56,7 @@ class EventReason:
     break_glass = "BreakGlass"
     break_glass_refused = "BreakGlassRefused"
     policy_broken = "PolicyBroken"
+    baseline_changed = "BaselineChanged"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class PlannedEvent:
     related: Mapping[str, Any] | None = None
     type: str = "Warning"
     action: str = "Admission"
+    # The guard document the Event is about (``policy`` is its name).
+    kind: str = "GuardPolicy"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -248,7 +251,7 @@ class EventRecorder:
             message = message[: MAX_MESSAGE_CHARS - 1] + "…"
         involved: dict[str, Any] = {
             "apiVersion": POLICY_API_VERSION,
-            "kind": "GuardPolicy",
+            "kind": event.kind,
             "name": event.policy,
         }
         if uid:

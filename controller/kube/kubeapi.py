@@ -4,8 +4,10 @@ Kopf keeps the credentials (the login handlers, re-authentication on 401) in
 a per-operator vault that only its internal client can use; the public
 surface has no "list these objects" call. This module is the one place that
 touches that internal client (kopf is pinned to 1.45.x in pyproject), so an
-upgrade has one file to check. Two calls are made: lists of guard.dev
-resources, and creation of core/v1 Events (see ``events``).
+upgrade has one file to check. Three calls are made: lists of guard.dev
+resources, the bounded read of one workload owner by name (a list with a
+field selector, so the list and watch the owner index needs are all the
+permission it takes), and creation of core/v1 Events (see ``events``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,45 @@ async def list_objects(
     if not isinstance(items, list):
         raise ValueError(f"listing {plural} returned no items list")
     return [item for item in items if isinstance(item, Mapping)]
+
+
+def named_list_path(api_version: str, plural: str, namespace: str, name: str) -> str:
+    """The list URL of one object by name (``fieldSelector=metadata.name=``),
+    for any API group; every segment is checked as in ``list_path``."""
+    for segment in (plural, namespace, name, *api_version.split("/")):
+        if not segment or ".." in segment or not _SEGMENT_RE.fullmatch(segment):
+            raise ValueError(f"{segment[:80]!r} is not a valid path segment")
+    base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    return f"{base}/namespaces/{namespace}/{plural}?fieldSelector=metadata.name%3D{name}"
+
+
+async def read_named(
+    settings: kopf.OperatorSettings,
+    api_version: str,
+    plural: str,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float = 2.0,
+) -> Mapping[str, Any] | None:
+    """One object by name, or None; one request, no retries. Items with
+    another name are ignored (a server that ignores the selector)."""
+    response = await kopf_api.request(
+        "get",
+        named_list_path(api_version, plural, namespace, name),
+        settings=settings,
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        backoffs=[],
+        logger=logger,
+    )
+    async with response:
+        data = await response.json()
+    items = data.get("items") if isinstance(data, Mapping) else None
+    for item in items if isinstance(items, list) else ():
+        metadata = item.get("metadata") if isinstance(item, Mapping) else None
+        if isinstance(metadata, Mapping) and metadata.get("name") == name:
+            return dict(item)
+    return None
 
 
 async def post_event(

@@ -26,7 +26,14 @@ import yaml
 
 from controller.errors import InputError
 from controller.kube import decide
-from controller.kube.envelopes import IndexedEnvelope, annotation_envelopes, gather, index_entries
+from controller.kube.envelopes import (
+    IndexedEnvelope,
+    annotation_envelopes,
+    built_from,
+    combine,
+    gather,
+    index_entries,
+)
 from controller.kube.request import WORKLOADS, AdmissionRequest, Workload, valid_namespace
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.shapes import MAX_DEPTH, ShapeError, check_workload, too_deep
@@ -223,6 +230,26 @@ def check_manifests(
     return Decision.of(findings, subjects=judged, notes=notes), skipped
 
 
+def judge_one(
+    item: Manifest,
+    policies: PolicySet,
+    attestations: Mapping[str, Sequence[IndexedEnvelope]],
+    requester: Requester,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    controller_identities: frozenset[str] = frozenset(DEFAULT_CONTROLLER_IDENTITIES),
+    now: dt.datetime | None = None,
+) -> Decision | None:
+    """One object judged as ``check_manifests`` judges each (a CREATE by
+    ``requester``), or None when it is not a workload guard judges."""
+    current = _classify(item, namespace)
+    if current.workload is None:
+        return None
+    moment = now or dt.datetime.now(dt.UTC)
+    return _judge(current, 0, policies, attestations, requester, controller_identities,
+                  moment, None)  # fmt: skip
+
+
 def _classify(item: Manifest, namespace: str) -> _Object:
     obj = item.obj
     where = f"{item.source}:{item.line}"
@@ -381,6 +408,10 @@ def _judge(
         inline, problems = annotation_envelopes(workload.kind, obj)
         notes.extend(f"{subject.address}: {p}" for p in problems)
         candidates = gather(digests, attestations, inline)
+        # The reviews of the commits build provenance names (the chain).
+        commits = built_from(candidates)
+        if commits:
+            candidates = combine(candidates, gather(commits, attestations, inline))
         reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
         if wrap_review is not None:
             reviewer = wrap_review(reviewer)

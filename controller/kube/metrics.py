@@ -98,6 +98,25 @@ class Metrics:
             ["reason", "outcome"],
             registry=self.registry,
         )
+        self.inherited = Counter(
+            "guard_inherited_admissions",
+            "Requests admitted through a GuardBaseline entry, by kind and scope (owner: "
+            "a controller's object inherits from its owner; unchanged: a person's update "
+            "keeps the baselined template; mirror: a static pod's mirror).",
+            ["kind", "scope"],
+            registry=self.registry,
+        )
+        self.baseline_entries = Gauge(
+            "guard_baseline_entries",
+            "GuardBaseline entries in force (files and custom resources).",
+            registry=self.registry,
+        )
+        self.owner_reads = Counter(
+            "guard_owner_reads",
+            "Bounded API reads of a workload owner the index did not hold, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.audit_errors = Counter(
             "guard_audit_write_errors",
             "Audit lines that could not be written to one of their sinks.",
@@ -133,4 +152,7 @@ class Metrics:
                 self.break_glass.labels(policy, "refused").inc()
             if not glass.honoured_by and not glass.refused_by:
                 self.break_glass.labels("", glass.outcome.value).inc()
+        inherited = result.evidence.get("inherited") if result.evidence else None
+        if isinstance(inherited, dict) and result.allowed:
+            self.inherited.labels(kind, str(inherited.get("scope", ""))).inc()
         self.latency.observe(seconds)

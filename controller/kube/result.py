@@ -30,6 +30,8 @@ class Reason(StrEnum):
     not_judged = "not-judged"
     too_large = "too-large"
     error = "error"
+    # A static pod's mirror, which admission cannot govern (``inherit.mirror_pod``).
+    mirror_pod = "mirror-pod"
 
 
 @dataclass(frozen=True)

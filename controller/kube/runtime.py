@@ -18,14 +18,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from controller.attest.chain import chain_link_status
 from controller.attest.review import AttestationReview
-from controller.attest.statement import normalize_digest
+from controller.attest.statement import normalize_subject
 from controller.attest.verify import Circumstances, Requirements, SignatureCache, Verifier
-from controller.kube import decide
+from controller.kube import decide, inherit
 from controller.kube.audit import AuditLog
 from controller.kube.envelopes import (
+    Candidates,
     IndexedEnvelope,
     annotation_envelopes,
+    built_from,
+    combine,
     gather,
     index_entries,
     merge,
@@ -38,12 +42,22 @@ from controller.kube.events import (
     PostEvent,
 )
 from controller.kube.fallback import FallbackReader
+from controller.kube.inherit import Baselines, OwnerRecord, OwnerSource
+from controller.kube.limits import TokenBucket
 from controller.kube.metrics import Metrics
 from controller.kube.readiness import Readiness, WatchLog
 from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason, refuse
 from controller.kube.settings import ServeSettings
-from controller.kube.state import FileInputs, PolicyCache, PolicySet, ResourceEntry
+from controller.kube.state import (
+    FileInputs,
+    PolicyCache,
+    PolicySet,
+    ResourceEntry,
+    entry_from_body,
+)
+from controller.kube.subjects import address_of
+from controller.policy.baseline import GuardBaseline
 from controller.policy.reviewer import RecordingReview
 
 logger = logging.getLogger(__name__)
@@ -54,10 +68,13 @@ PLURALS: dict[str, str] = {
     "GuardTrust": "guardtrusts",
     "GuardException": "guardexceptions",
     "ReviewAttestation": "reviewattestations",
+    "GuardBaseline": "guardbaselines",
 }
 NAMESPACED = {"ReviewAttestation"}
 
 Lister = Callable[[str, str | None], Awaitable[list[Mapping[str, Any]]]]
+# One object by name: (apiVersion, plural, namespace, name) -> the object or None.
+NamedReader = Callable[[str, str, str, str], Awaitable[Mapping[str, Any] | None]]
 Clock = Callable[[], dt.datetime]
 
 
@@ -74,11 +91,13 @@ class GuardRuntime:
         files: FileInputs,
         *,
         lister: Lister | None = None,
+        reader: NamedReader | None = None,
         poster: PostEvent | None = None,
         audit: AuditLog | None = None,
         now: Clock = _utcnow,
     ) -> None:
         self.settings = settings
+        self.files = files
         self.metrics = Metrics()
         self.policies = PolicyCache(files, settings.enforcement)
         # Built now so that even the answers given before readiness can name
@@ -109,6 +128,10 @@ class GuardRuntime:
             rate=settings.fallback_rate,
             burst=settings.fallback_burst,
         )
+        self._reader = reader
+        # Owner reads on an index miss share the attestation fallback's limits.
+        self._owner_reads = TokenBucket(rate=settings.fallback_rate, burst=settings.fallback_burst)
+        self._baselines: tuple[tuple[tuple[str, str], ...], Baselines] | None = None
 
     # ----------------------------------------------------------- admission
 
@@ -118,42 +141,124 @@ class GuardRuntime:
         *,
         attestations: Mapping[str, Iterable[IndexedEnvelope]],
         resources: Iterable[ResourceEntry],
+        owners: Mapping[Any, Iterable[OwnerRecord]] | None = None,
+        revisions: Mapping[Any, Iterable[OwnerRecord]] | None = None,
+        baselines: Iterable[ResourceEntry] = (),
     ) -> AdmissionResult:
         """Judge one request that passed the webhook's checks (it is one guard
         judges: ``decide.unsupported_reason`` was asked there)."""
         policies = self.policy_set(resources)
+        node = inherit.mirror_pod(request)
+        if node is not None:
+            return decide.mirror_admitted(request, node, policies)
         subject = decide.subject_of(
             request, controller_identities=self.identities, trust=policies.trust
         )
         notes: list[str] = []
         evidence: dict[str, Any] = {}
+        source = OwnerSource(owners or {}, revisions or {}, self._read_owner)
+        resolution = await inherit.resolve(
+            request, subject, source, self.baselines(baselines), self.now().date()
+        )
+        if source.reads:
+            evidence["ownerReads"] = list(source.reads)
+        if resolution.reason:
+            notes.append(resolution.reason)
+        inheritance = resolution.inheritance
+        if inheritance is not None:
+            evidence["inherited"] = inheritance.record()
         reviewer = None
         if decide.needs_review(policies, subject):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
-            candidates = gather(digests, attestations, inline, namespace=request.namespace)
-            missing = candidates.missing(digests)
-            if missing:
-                found = await self.fallback.read(request.namespace, missing)
-                self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
-                candidates = merge(candidates, found.found, found.note)
+            candidates = await self._gather(digests, attestations, inline, request.namespace, None)
+            # Build provenance names the commit whose review covers the image:
+            # gather those too (a miss may cost a second bounded read).
+            commits = built_from(candidates)
+            if commits:
+                candidates = await self._gather(
+                    commits, attestations, inline, request.namespace, candidates
+                )
             notes.extend(candidates.notes)
             evidence["candidates"] = {d: list(s) for d, s in candidates.sources.items()}
             reviewer = RecordingReview(self.reviewer(policies, candidates))
         result = decide.judge(
-            request, policies, reviewer, subject=subject, notes=notes, evidence=evidence
+            request,
+            policies,
+            reviewer,
+            subject=subject,
+            notes=notes,
+            evidence=evidence,
+            inheritance=inheritance,
         )
         if reviewer is not None:
             # The result holds this dict: the record written later sees it.
             evidence["review"] = reviewer.by_policy()
         return result
 
+    async def _gather(
+        self,
+        keys: list[str],
+        attestations: Mapping[str, Iterable[IndexedEnvelope]],
+        inline: list[bytes],
+        namespace: str | None,
+        before: Candidates | None,
+    ) -> Candidates:
+        """Candidates for these keys from the index and the annotation, and
+        from one bounded API read when the index misses."""
+        candidates = gather(keys, attestations, inline, namespace=namespace)
+        if before is not None:
+            candidates = combine(before, candidates)
+        missing = candidates.missing(keys)
+        if missing:
+            found = await self.fallback.read(namespace, missing)
+            self.metrics.fallback_reads.labels("found" if found.found else "none").inc()
+            candidates = merge(candidates, found.found, found.note)
+        return candidates
+
     def policy_set(self, resources: Iterable[ResourceEntry]) -> PolicySet:
         """The compiled policies for these resources (rebuilt only on change)."""
         policies = self.policies.get(resources)
         self.metrics.policy_load_errors.set(len(policies.problems))
         return policies
+
+    def baselines(self, entries: Iterable[ResourceEntry]) -> Baselines:
+        """The baselines in force: the mounted files' and the valid custom
+        resources' (rebuilt only when one changes)."""
+        valid = sorted(
+            (e for e in entries if isinstance(e.document, GuardBaseline)),
+            key=lambda e: (e.name, e.fingerprint),
+        )
+        key = tuple((e.name, e.fingerprint) for e in valid)
+        cached = self._baselines
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        documents = [*self.files.baselines]
+        documents.extend(e.document for e in valid if isinstance(e.document, GuardBaseline))
+        built = Baselines(documents)
+        self._baselines = (key, built)
+        self.metrics.baseline_entries.set(len(built))
+        return built
+
+    async def _read_owner(self, kind: str, namespace: str, name: str) -> OwnerRecord | None:
+        """The bounded read of one owner the index does not hold (yet):
+        rate-limited and time-bounded like the attestation fallback."""
+        api = inherit.OWNER_APIS[kind]
+        if self._reader is None or not self._owner_reads.take():
+            self.metrics.owner_reads.labels("skipped").inc()
+            return None
+        try:
+            body = await asyncio.wait_for(
+                self._reader(api.api_version, api.plural, namespace, name),
+                timeout=self.settings.fallback_timeout,
+            )
+        except Exception as exc:  # a failed read only means "judged in full"
+            logger.warning("Reading %s failed: %s", address_of(kind, namespace, name), exc)
+            self.metrics.owner_reads.labels("failed").inc()
+            return None
+        self.metrics.owner_reads.labels("found" if body else "none").inc()
+        return inherit.owner_record(kind, body) if body else None
 
     def reviewer(self, policies: PolicySet, candidates: Any) -> AttestationReview:
         return decide.reviewer_for(
@@ -176,8 +281,11 @@ class GuardRuntime:
         verifier = Verifier(self.policy_set(resources).trust, self.signatures)
         subjects = sorted(entries)
         text = next(iter(entries.values())).text
+        link = chain_link_status(verifier, text)
+        if link is not None:
+            return {"verified": link[0], "subjects": subjects, "reason": link[1]}
         verdict = verifier.verify(
-            normalize_digest(subjects[0]),
+            normalize_subject(subjects[0]),
             [text],
             Requirements.baseline(),
             Circumstances(now=self.now()),
@@ -199,6 +307,65 @@ class GuardRuntime:
             action="Validate",
         )
         self.events.submit(event, {entry.name: entry.uid} if entry.uid else {})
+
+    def baseline_changed(self, body: Mapping[str, Any], type: str | None) -> None:
+        """A GuardBaseline was created, changed or deleted: an audit line and
+        an Event, naming who changed it as the API server recorded it (the
+        field managers and, when an operator sets it, the annotation
+        ``guard.dev/changed-by``). Called for every watch event; the initial
+        listing is not a change."""
+        if type not in ("ADDED", "MODIFIED", "DELETED"):
+            return
+        metadata = body.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        entry = entry_from_body("GuardBaseline", body)
+        managers = sorted(
+            {
+                str(m.get("manager"))
+                for m in metadata.get("managedFields") or ()
+                if isinstance(m, Mapping) and m.get("manager")
+            }
+        )
+        action = {"ADDED": "created", "MODIFIED": "changed", "DELETED": "deleted"}[type]
+        spec = body.get("spec") if isinstance(body.get("spec"), Mapping) else {}
+        assert isinstance(spec, Mapping)
+        entries = spec.get("entries")
+        count = len(entries) if isinstance(entries, list) else 0
+        who = ", ".join(managers) or "unknown"
+        message = (
+            f"GuardBaseline {name} {action} by {who}: {count} entr{'y' if count == 1 else 'ies'}, "
+            f"owner {spec.get('owner')!s:.80}, expires {spec.get('expires')!s:.20}"
+        )
+        if entry.error:
+            message += f"; it is invalid and not used: {entry.error}"
+        record = {
+            "time": self.now().isoformat(timespec="milliseconds"),
+            "event": "baseline",
+            "action": action,
+            "baseline": name,
+            "uid": str(metadata.get("uid", "")),
+            "managers": managers,
+            "entries": count,
+            "owner": spec.get("owner"),
+            "reason": spec.get("reason"),
+            "expires": str(spec.get("expires")),
+            "valid": entry.error is None,
+        }
+        try:
+            self.audit.write_record(record)
+        except Exception as exc:
+            self.metrics.audit_errors.inc()
+            logger.error("Cannot write the audit record of GuardBaseline %s: %r", name, exc)
+        event = PlannedEvent(
+            name,
+            EventReason.baseline_changed,
+            message,
+            type="Normal" if entry.error is None else "Warning",
+            action="Baseline",
+            kind="GuardBaseline",
+        )
+        uid = str(metadata.get("uid") or "")
+        self.events.submit(event, {name: uid} if uid else {})
 
     def finish(self, result: AdmissionResult, started: float) -> None:
         """Record one answer (every answer, including refusals): metrics, the

@@ -20,7 +20,7 @@ import kopf
 
 from controller.errors import InputError
 from controller.kube.audit import AuditLog
-from controller.kube.kubeapi import list_objects, post_event
+from controller.kube.kubeapi import list_objects, post_event, read_named
 from controller.kube.probes import start_probes
 from controller.kube.runtime import GuardRuntime
 from controller.kube.settings import ServeSettings
@@ -121,6 +121,7 @@ class GuardService:
             settings,
             files,
             lister=self._list,
+            reader=self._read,
             poster=self._post_event,
             audit=AuditLog.for_service(settings),
         )
@@ -141,6 +142,18 @@ class GuardService:
 
     async def _list(self, plural: str, namespace: str | None) -> list[Mapping[str, Any]]:
         return await list_objects(self.kopf_settings, plural, namespace)
+
+    async def _read(
+        self, api_version: str, plural: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        return await read_named(
+            self.kopf_settings,
+            api_version,
+            plural,
+            namespace,
+            name,
+            timeout=self.settings.fallback_timeout,
+        )
 
     async def _post_event(self, namespace: str, body: Mapping[str, Any]) -> None:
         await post_event(self.kopf_settings, namespace, body)

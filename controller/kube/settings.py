@@ -8,8 +8,9 @@ from pathlib import Path
 from controller.policy.documents import Action
 
 # The identities the Kubernetes controllers act as when they create Pods,
-# ReplicaSets and Jobs on a person's behalf. Their requests get signature and
-# subject checks only, never expiry or deployer checks.
+# ReplicaSets and Jobs on a person's behalf. Their requests get every review
+# check except the ageing ones (expiry, maxAge) and the deployer rules; what
+# they make from a baselined owner inherits from it (``kube.inherit``).
 DEFAULT_CONTROLLER_IDENTITIES: tuple[str, ...] = (
     *(
         f"system:serviceaccount:kube-system:{name}-controller"

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from controller.attest.trust import Trust
 from controller.errors import InputError
+from controller.policy.baseline import GuardBaseline
 from controller.policy.documents import (
     Action,
     GuardException,
@@ -39,10 +40,14 @@ from controller.policy.problems import validation_problems
 logger = logging.getLogger(__name__)
 
 GUARD_KINDS = ("GuardPolicy", "GuardTrust", "GuardException")
-_MODELS: dict[str, type[GuardPolicy] | type[GuardTrust] | type[GuardException]] = {
+_MODELS: dict[
+    str, type[GuardPolicy] | type[GuardTrust] | type[GuardException] | type[GuardBaseline]
+] = {
     "GuardPolicy": GuardPolicy,
     "GuardTrust": GuardTrust,
     "GuardException": GuardException,
+    # Indexed on its own (``guard_baselines``): it never reaches the policy set.
+    "GuardBaseline": GuardBaseline,
 }
 
 
@@ -57,7 +62,7 @@ class ResourceEntry:
     kind: str
     name: str
     fingerprint: str
-    document: GuardPolicy | GuardTrust | GuardException | None
+    document: GuardPolicy | GuardTrust | GuardException | GuardBaseline | None
     error: str | None = None
     # The object's uid, so Events about it show in ``kubectl describe``.
     uid: str = ""
@@ -123,6 +128,7 @@ class FileInputs:
     policies: tuple[GuardPolicy, ...] = ()
     exceptions: tuple[GuardException, ...] = ()
     trust_specs: tuple[tuple[GuardTrustSpec, str], ...] = ()
+    baselines: tuple[GuardBaseline, ...] = ()
 
     @classmethod
     def load(cls, policy_paths: Sequence[Path], trust_paths: Sequence[Path]) -> FileInputs:
@@ -145,7 +151,7 @@ class FileInputs:
                 specs.append((trust.spec, f"{path} GuardTrust {trust.name}"))
         # Refuse conflicting trust files now, not on the first request.
         Trust.from_specs(specs)
-        return cls(bundle.policies, bundle.exceptions, tuple(specs))
+        return cls(bundle.policies, bundle.exceptions, tuple(specs), bundle.baselines)
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,8 @@ def build_policy_set(
                 problems[entry.label] = entry.error
         elif isinstance(document, GuardException):
             exceptions.append(document)
+        elif isinstance(document, GuardBaseline):
+            continue  # judged by ``kube.inherit``, not by the engine
         else:
             candidate = [*trust_specs, (document.spec, entry.label)]
             try:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from controller.policy.baseline import GuardBaselineSpec
 from controller.policy.documents import (
     API_GROUP,
     GuardExceptionSpec,
@@ -51,6 +52,9 @@ KINDS = (
     CrdKind("ReviewAttestation", "reviewattestations", "Namespaced", ReviewAttestationSpec,
             ("rattest",),
             (("Verified", "string", ".status.verified"), ("Reason", "string", ".status.reason"))),
+    CrdKind("GuardBaseline", "guardbaselines", "Cluster", GuardBaselineSpec, ("gbase",),
+            (("Owner", "string", ".spec.owner"), ("Expires", "string", ".spec.expires"),
+             ("Valid", "boolean", ".status.guard.valid"))),
 )  # fmt: skip
 
 # GuardPolicyTest is a file-only document (``guard policy test``); no CRD.

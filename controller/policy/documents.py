@@ -31,7 +31,6 @@ from enum import Enum, StrEnum
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
 
 from controller.policy.identity import (
     DeployerEntry,
@@ -44,6 +43,8 @@ from controller.policy.identity import (
     not_one_of,
     visible_ascii,
 )
+from controller.policy.provenance import ProvenanceRequirements, SourceSummaries
+from controller.policy.strictmodel import Strict
 
 API_VERSION = "guard.dev/v1alpha1"
 API_GROUP = "guard.dev"
@@ -54,20 +55,6 @@ def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
     message) pairs that repeat a model validator, so the API server refuses
     what guard would refuse. Each rule is evaluated on examples in the tests."""
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
-
-
-class Strict(BaseModel):
-    """Base of every spec model: camelCase fields only, unknown fields
-    rejected, no type coercion."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=False,
-        validate_by_alias=True,
-        strict=True,
-        frozen=True,
-    )
 
 
 class Severity(StrEnum):
@@ -236,10 +223,13 @@ class LabelSelectorRequirement(Strict):
     )
 
     key: LabelKey
+    """The label key the requirement is about."""
     operator: Annotated[
         SelectorOperator, one_of(get_args(SelectorOperator), "a label selector operator")
     ]
+    """How the label's value is compared with `values`."""
     values: list[LabelValue] = Field(default_factory=list)
+    """The values for `In` and `NotIn`; empty for `Exists` and `DoesNotExist`."""
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
@@ -252,7 +242,9 @@ class LabelSelectorRequirement(Strict):
 
 class LabelSelector(Strict):
     match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    """Labels the object must carry with exactly these values."""
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=64)
+    """Label requirements the object must meet, all of them."""
 
 
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]+")
@@ -283,7 +275,9 @@ class NamespaceFilter(Strict):
     """Namespace globs. An empty ``include`` means every namespace."""
 
     include: list[NamespaceGlob] = Field(default_factory=list)
+    """Namespace globs the policy judges; empty means every namespace."""
     exclude: list[NamespaceGlob] = Field(default_factory=list)
+    """Namespace globs the policy never judges, even when included."""
 
 
 # The kinds guard judges. ``controller.kube.request.WORKLOADS`` must list
@@ -308,8 +302,11 @@ class KubernetesMatch(Strict):
     kinds: list[Annotated[WorkloadKind, one_of(WORKLOAD_KINDS, "a kind guard judges")]] = Field(
         default_factory=list
     )
+    """The workload kinds the policy judges; empty means every kind guard judges."""
     namespaces: NamespaceFilter = Field(default_factory=NamespaceFilter)
+    """Which namespaces the policy judges, by glob."""
     label_selector: LabelSelector | None = None
+    """Only objects whose labels match."""
 
 
 TerraformAction = Literal["create", "update", "delete", "replace", "forget", "no-op", "read"]
@@ -351,14 +348,18 @@ class TerraformMatch(Strict):
             BeforeValidator(_type_glob),
         ]
     ] = Field(default_factory=lambda: ["*"])
+    """Resource type globs the policy judges (`aws_s3_*`); default every type."""
     actions: list[TerraformActionField] = Field(
         default_factory=lambda: list[TerraformAction](DEFAULT_TERRAFORM_ACTIONS)
     )
+    """The planned actions the policy judges; default every action that changes infrastructure."""
 
 
 class Match(Strict):
     kubernetes: KubernetesMatch | None = None
+    """Which Kubernetes objects the policy judges; absent, it judges none."""
     terraform: TerraformMatch | None = None
+    """Which Terraform resource changes the policy judges; absent, it judges none."""
 
 
 # --------------------------------------------------------------------------- review
@@ -368,7 +369,9 @@ class RequiredCheck(Strict):
     """A CI check that must have passed, optionally with a minimum value."""
 
     name: NonEmptyStr
+    """The CI check the attestation must record as passed."""
     min: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    """The lowest value the check may record (coverage 80), when it records one."""
 
 
 class DeployerRules(Strict):
@@ -382,14 +385,18 @@ class DeployerRules(Strict):
     """
 
     not_author: bool = False
+    """Deny a deployer who is an author of the change, or whom the trust cannot map to a principal."""
     allowed: list[DeployerEntry] = Field(default_factory=list)
+    """Deployers that may deploy whatever the change (CD service accounts), by Kubernetes username or principal."""
 
 
 class BreakGlass(Strict):
     """Who may bypass this policy in an emergency; every use is audited."""
 
     principals: list[UserEntry] = Field(default_factory=list)
+    """Principals (or names the trust maps to them) who may ship an unreviewed change with the break-glass annotation."""
     groups: list[KubernetesName] = Field(default_factory=list)
+    """Kubernetes groups (`request.userInfo.groups`) whose members may break glass."""
 
 
 # The repository permissions a policy may ask of reviewers (GitLab access
@@ -426,11 +433,17 @@ class ForgeRules(Strict):
         Literal["write", "maintain", "admin"],
         one_of(REVIEWER_PERMISSIONS, "a reviewer permission"),
     ] = "write"
+    """The least permission an approver holds on the repository: write, maintain or admin."""
     require_last_push_approval: bool = False
+    """GitHub: the target branch's rules must require approval of the most recent push."""
     require_reset_on_push: bool = False
+    """GitLab: the project must reset approvals when commits are pushed."""
     deny_unresolved_authors: bool = False
+    """Deny a change with an author the forge could not link to an account."""
     approver_teams: list[TeamName] = Field(default_factory=list, max_length=64)
+    """Only members of these teams (GitHub ORG/TEAM) or groups (GitLab path) count as approvers."""
     repository_ids: list[PrincipalId] = Field(default_factory=list, max_length=64)
+    """The forge's repository ids (`github:123`) attestations must come from."""
 
 
 def _image_glob(value: Any) -> Any:
@@ -444,19 +457,58 @@ class Review(Strict):
     another repository or branch must never count.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "!has(self.acceptSourceVSA) || has(self.provenance)",
+                "acceptSourceVSA needs provenance",
+            ),
+            ("!has(self.acceptSourceVSA) || has(self.maxAge)", "acceptSourceVSA needs maxAge"),
+        )
+    )
+
     min_approvals: int = Field(default=1, ge=1, le=100)
+    """How many approvals by reviewers who are not authors the change needs."""
     attesters: list[KeyName] = Field(min_length=1)
+    """Names of the trusted attester keys that may vouch for the review."""
     repositories: list[RepositoryGlob] = Field(min_length=1)
+    """Repositories (globs) whose reviews count; an attestation for another repository never does."""
     target_refs: list[GitRefGlob] = Field(min_length=1)
+    """Branches (full refs, globs) whose reviews count, e.g. `refs/heads/main`."""
     max_age: Duration | None = None
+    """The oldest an attestation may be when its image is introduced."""
     allow_bots: bool = False
+    """Whether approvals by bots count."""
     required_checks: list[RequiredCheck] = Field(default_factory=list)
+    """CI checks the attestation must record as passed."""
     exempt_images: list[
         Annotated[str, Field(pattern=r"^[!-~]+$", max_length=1024), BeforeValidator(_image_glob)]
     ] = Field(default_factory=list)
+    """Image globs that need no review (injected sidecars); every use is audited."""
     deployer: DeployerRules = Field(default_factory=DeployerRules)
+    """Rules about who may deploy the reviewed change."""
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    """Who may ship an unreviewed change in an emergency, with an audited annotation."""
+    # The chain from image to review (see ``controller.policy.provenance``).
+    provenance: ProvenanceRequirements | None = None
+    """The chain from image to reviewed commit through signed build provenance."""
+    accept_source_vsa: SourceSummaries | None = Field(default=None, alias="acceptSourceVSA")
+    """Accept a signed SLSA source verification summary for a commit instead of guard's own review."""
     forge: ForgeRules | None = None
+    """Rules for reviews read from a forge (`guard attest review --from`); with this block only those count."""
+
+    @model_validator(mode="after")
+    def _summaries_need_the_chain(self) -> Review:
+        if self.accept_source_vsa is not None and self.provenance is None:
+            raise ValueError(
+                "acceptSourceVSA needs provenance: a source summary covers a commit, and only "
+                "build provenance links an image to its commit"
+            )
+        if self.accept_source_vsa is not None and self.max_age is None:
+            raise ValueError(
+                "acceptSourceVSA needs maxAge: a source summary older than maxAge must not count"
+            )
+        return self
 
     @property
     def max_age_delta(self) -> dt.timedelta | None:
@@ -486,11 +538,17 @@ class Rule(Strict):
     name: Annotated[
         str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ]
+    """The rule's name, unique in its policy; findings name it."""
     target: TargetField
+    """Whether the rule judges Kubernetes objects or Terraform resource changes."""
     expression: NonEmptyStr
+    """A CEL expression that is true when the object passes."""
     message: str | None = None
+    """What a failure says; also what is printed when the rule reads a sensitive value."""
     message_expression: str | None = None
+    """A CEL expression for a failure's message, evaluated on the object."""
     fix: str | None = None
+    """How to fix a failure, printed under it."""
 
     @model_validator(mode="after")
     def _has_message(self) -> Rule:
@@ -520,11 +578,16 @@ class GuardPolicySpec(Strict):
     )
 
     description: str = ""
+    """What the policy is for, shown by `guard policy lint` and in reports."""
     severity: SeverityField = Severity.medium
+    """Orders findings and sets their SARIF level; it never decides."""
     action: ActionField = Action.deny
     match: Match = Field(default_factory=Match)
+    """Which objects and resource changes the policy judges."""
     review: Review | None = None
+    """The separation-of-duties requirement: a signed, independent review."""
     rules: list[Rule] = Field(default_factory=list, max_length=256)
+    """CEL rules; each must hold for the object to pass."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardPolicySpec:
@@ -548,9 +611,18 @@ class GuardPolicySpec(Strict):
 # --------------------------------------------------------------------------- trust
 
 
+# ``builder`` keys vouch for build provenance only, ``verifier`` keys for
+# source verification summaries only: a role never vouches for another's
+# predicate.
+KeyRole = Literal["attester", "person", "builder", "verifier"]
+KEY_ROLES: tuple[str, ...] = get_args(KeyRole)
+
+
 class TrustedKey(Strict):
-    """A public key. ``attester`` keys vouch for predicates; a ``person`` key's
-    signature is one approval by its ``principal``."""
+    """A public key. ``attester`` keys vouch for review predicates; a
+    ``person`` key's signature is one approval by its ``principal``;
+    ``builder`` keys vouch for build provenance and ``verifier`` keys for
+    source verification summaries, nothing else."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -562,9 +634,13 @@ class TrustedKey(Strict):
     )
 
     name: KeyName
+    """The key's name, as policies' `review.attesters` list it."""
     public_key: NonEmptyStr
-    role: Annotated[Literal["attester", "person"], one_of(("attester", "person"), "a key role")]
+    """The public key, PEM."""
+    role: Annotated[KeyRole, one_of(KEY_ROLES, "a key role")]
+    """What the key may vouch for."""
     principal: PrincipalId | None = None
+    """Whose key it is (a `person` key: its signature is one approval by this principal)."""
 
     @model_validator(mode="after")
     def _person_has_principal(self) -> TrustedKey:
@@ -582,12 +658,16 @@ class Principal(Strict):
     """
 
     id: PrincipalId
+    """The principal's immutable id, `SYSTEM:VALUE` (`github:1001`)."""
     aliases: list[PrincipalId] = Field(default_factory=list)
+    """Every other id of the same principal (another forge, an e-mail, `kubernetes:USERNAME`)."""
 
 
 class GuardTrustSpec(Strict):
     keys: list[TrustedKey] = Field(default_factory=list, max_length=256)
+    """The keys guard trusts, each with its role."""
     principals: list[Principal] = Field(default_factory=list)
+    """The identity map: who is who across systems."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> GuardTrustSpec:
@@ -627,10 +707,15 @@ class GuardExceptionSpec(Strict):
     """
 
     policy: NonEmptyStr
+    """The policy whose findings it waives (never one with a `review` block)."""
     target: NonEmptyStr
+    """What it waives: a Terraform address or glob, or Kubernetes `namespace/name`."""
     reason: NonEmptyStr
+    """Why the finding is accepted, for the audit trail."""
     owner: NonEmptyStr
+    """Who answers for the exception."""
     expires: Annotated[dt.date, BeforeValidator(_date)]
+    """The last day it applies (`YYYY-MM-DD`); after it, the finding counts again."""
 
 
 # --------------------------------------------------------------------------- tests
@@ -638,26 +723,34 @@ class GuardExceptionSpec(Strict):
 
 class ExpectedFinding(Strict):
     policy: NonEmptyStr
+    """The policy of the expected finding."""
     rule: str | None = None
+    """The rule of the expected finding (any rule when absent)."""
     result: Annotated[
         Literal["fail", "unknown", "error"],
         one_of(("fail", "unknown", "error"), "a finding result"),
     ] = "fail"
+    """The expected result of that rule."""
 
 
 class Expectation(Strict):
     result: Annotated[
         Literal["pass", "fail", "unknown"], one_of(("pass", "fail", "unknown"), "a result")
     ]
+    """The case's expected overall result."""
     findings: list[ExpectedFinding] = Field(default_factory=list)
+    """Findings the case must produce."""
 
 
 class TestResource(Strict):
     """Terraform resource identity for a test case (Kubernetes reads it from the object)."""
 
     type: NonEmptyStr
+    """The Terraform resource type of the case."""
     address: str | None = None
+    """The resource address findings name (default: `TYPE.test`)."""
     action: TerraformActionField = "create"
+    """The planned action the case plays."""
 
 
 KUBERNETES_OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -669,14 +762,23 @@ class TestCase(Strict):
     ``object`` that are unknown at plan time."""
 
     name: NonEmptyStr
+    """The case's name, unique in its test."""
     policies: list[NonEmptyStr] = Field(default_factory=list)
+    """The only policies the case runs (default: every policy loaded with it)."""
     object: dict[str, Any] | None = None
+    """The new object (Kubernetes) or `after` values (Terraform)."""
     old_object: dict[str, Any] | None = None
+    """The old object (Kubernetes) or `before` values (Terraform)."""
     request: dict[str, Any] | None = None
+    """The admission request fields the case plays (operation, userInfo, dryRun)."""
     resource: TestResource | None = None
+    """A Terraform resource change to play instead of a Kubernetes object."""
     unknowns: list[NonEmptyStr] = Field(default_factory=list)
+    """Paths in the object whose values are known only after apply."""
     attestations: list[NonEmptyStr] = Field(default_factory=list)
+    """Envelope files, relative to the test file, offered to the review."""
     expect: Expectation
+    """What the case must produce."""
 
     @model_validator(mode="after")
     def _has_object(self) -> TestCase:
@@ -697,8 +799,11 @@ class TestCase(Strict):
 
 class GuardPolicyTestSpec(Strict):
     description: str = ""
+    """What the test covers."""
     trust: str | None = None
+    """A GuardTrust file, relative to the test file, for cases with attestations."""
     cases: list[TestCase] = Field(min_length=1)
+    """The cases, each one object or resource change with its expectation."""
 
 
 # --------------------------------------------------------------------------- envelope
@@ -766,6 +871,7 @@ class ReviewAttestationSpec(Strict):
     """
 
     envelope: Annotated[str, Field(min_length=2, max_length=262144)]
+    """The DSSE envelope, as JSON text."""
 
 
 class ReviewAttestation(_Document):

@@ -83,16 +83,24 @@ def _review_smells(review: Review) -> Iterator[str]:
                 f"review.repositories {pattern!r} accepts every repository: an attestation "
                 "for any repository, reviewed by anyone, counts; name your repositories"
             )
-    for pattern in review.target_refs:
+    refs = [("review.targetRefs", p) for p in review.target_refs]
+    if review.provenance is not None:
+        # A build from any branch names a commit an author could push alone.
+        refs += [("review.provenance.refs", p) for p in review.provenance.refs]
+        refs += [
+            ("review.provenance.github.workflowRefs", p)
+            for p in review.provenance.github.workflow_refs
+        ]
+    for field, pattern in refs:
         rest = pattern.removeprefix("refs/")
         if pattern == "*" or _accepts_everything(rest):
             yield (
-                f"review.targetRefs {pattern!r} accepts every ref: a change merged into a branch "
+                f"{field} {pattern!r} accepts every ref: a change merged into a branch "
                 "an author can push alone counts; name protected branches (refs/heads/main)"
             )
         elif rest.startswith("heads/") and _accepts_everything(rest.removeprefix("heads/")):
             yield (
-                f"review.targetRefs {pattern!r} accepts every branch, including ones an author "
+                f"{field} {pattern!r} accepts every branch, including ones an author "
                 "can push alone; name protected branches (refs/heads/main)"
             )
     for pattern in review.exempt_images:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from controller.errors import InputError
+from controller.policy.baseline import GuardBaseline
 from controller.policy.documents import (
     DOCUMENT_KINDS,
     AnyDocument,
@@ -47,7 +48,7 @@ class DocumentError(InputError):
 class Loaded:
     """A document and where it came from (``file#index``)."""
 
-    document: AnyDocument
+    document: AnyDocument | GuardBaseline
     source: str
     line: int
 
@@ -169,6 +170,7 @@ class Bundle:
     tests: tuple[Loaded, ...]
     attestations: tuple[ReviewAttestation, ...]
     sources: dict[tuple[str, str], str]
+    baselines: tuple[GuardBaseline, ...] = ()
 
     @classmethod
     def of(cls, loaded: Iterable[Loaded]) -> Bundle:
@@ -178,6 +180,7 @@ class Bundle:
         exceptions: list[GuardException] = []
         tests: list[Loaded] = []
         attestations: list[ReviewAttestation] = []
+        baselines: list[GuardBaseline] = []
         for item in loaded:
             doc = item.document
             key = (doc.kind, doc.name)
@@ -195,6 +198,8 @@ class Bundle:
                 exceptions.append(doc)
             elif isinstance(doc, GuardPolicyTest):
                 tests.append(item)
+            elif isinstance(doc, GuardBaseline):
+                baselines.append(doc)
             else:
                 attestations.append(doc)
         return cls(
@@ -204,6 +209,7 @@ class Bundle:
             tests=tuple(tests),
             attestations=tuple(attestations),
             sources=seen,
+            baselines=tuple(baselines),
         )
 
 

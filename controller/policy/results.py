@@ -111,6 +111,8 @@ class Subject:
 class WaiverKind(StrEnum):
     exception = "exception"
     break_glass = "break-glass"
+    # Admitted through a baselined owner (``GuardBaseline``): named by the entry.
+    inherited = "inherited"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class Waiver:
     def label(self) -> str:
         if self.kind is WaiverKind.exception:
             return f"exception {self.name}"
+        if self.kind is WaiverKind.inherited:
+            return f"inherited from {self.name}"
         return f"break-glass by {self.name}"
 
 

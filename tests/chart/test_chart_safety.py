@@ -343,13 +343,35 @@ NEEDED = [
     *[
         (verb, "guard.dev", r, "", None)
         for verb in ("list", "watch")
-        for r in ("guardpolicies", "guardtrusts", "guardexceptions", "reviewattestations")
+        for r in (
+            "guardpolicies",
+            "guardtrusts",
+            "guardexceptions",
+            "reviewattestations",
+            "guardbaselines",
+        )
     ],
     ("list", "guard.dev", "reviewattestations", "", "team-a"),
     *[
         ("patch", "guard.dev", r, "status", None)
-        for r in ("guardpolicies", "guardtrusts", "guardexceptions")
+        for r in ("guardpolicies", "guardtrusts", "guardexceptions", "guardbaselines")
     ],
+    # The owner index (watched), and the read of one owner on a miss (a list).
+    *[
+        (verb, group, r, "", None)
+        for verb in ("list", "watch")
+        for group, r in (
+            ("apps", "deployments"),
+            ("apps", "replicasets"),
+            ("apps", "statefulsets"),
+            ("apps", "daemonsets"),
+            ("apps", "controllerrevisions"),
+            ("batch", "jobs"),
+            ("batch", "cronjobs"),
+            ("", "replicationcontrollers"),
+        )
+    ],
+    ("list", "apps", "replicasets", "", "team-a"),
     ("patch", "guard.dev", "reviewattestations", "status", "team-a"),
     ("list", "apiextensions.k8s.io", "customresourcedefinitions", "", None),
     ("watch", "apiextensions.k8s.io", "customresourcedefinitions", "", None),
@@ -364,6 +386,11 @@ FORBIDDEN = [
     ("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", None),
     ("delete", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", None),
     ("create", "guard.dev", "guardexceptions", "", None),
+    # Only cluster admins write baselines: they let unreviewed workloads run.
+    ("create", "guard.dev", "guardbaselines", "", None),
+    ("update", "guard.dev", "guardbaselines", "", None),
+    ("patch", "guard.dev", "guardbaselines", "", None),
+    ("get", "apps", "replicasets", "", "team-a"),
     ("update", "guard.dev", "guardpolicies", "", None),
     ("patch", "guard.dev", "guardpolicies", "", None),
     ("delete", "guard.dev", "reviewattestations", "", "team-a"),
@@ -402,6 +429,19 @@ def test_rbac_grants_what_the_operator_needs(
 def test_rbac_refuses_the_rest(forbidden: tuple[str, str, str, str, str | None]) -> None:
     verb, group, resource, subresource, namespace = forbidden
     assert not _permissions({}).is_granted(verb, group, resource, subresource, namespace)
+
+
+def test_nothing_in_the_chart_lets_anyone_write_a_baseline() -> None:
+    """No role of the chart (aggregated to admin or edit, or bound to anyone)
+    grants writing GuardBaselines: only cluster admins may."""
+    rendered = render_chart({})
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    for role in [*rendered.of_kind("ClusterRole"), *rendered.of_kind("Role")]:
+        for rule in role.get("rules", []):
+            if not {"guard.dev", "*"} & set(rule.get("apiGroups", [])):
+                continue
+            named = {"guardbaselines", "*"} & set(rule.get("resources", []))
+            assert not (named and writes & set(rule.get("verbs", []))), role["metadata"]["name"]
 
 
 def test_rbac_grants_nothing_beyond_the_list() -> None:

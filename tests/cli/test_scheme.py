@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
@@ -52,6 +53,7 @@ def test_the_tree_has_every_command() -> None:
         "tf-config",
         "serve",
         "kube check",
+        "kube baseline",
     }
 
 
@@ -125,8 +127,12 @@ def test_every_command_has_examples_that_parse(
             pytest.fail(f"guard {_name(path)}: example {line!r} does not parse")
         assert callable(args.handler)
         if "--output" in argv or "-o" in argv:
+            # report commands take FORMAT=FILE; attest review/sign write the
+            # envelope, kube baseline the GuardBaseline documents
+            if path == ("kube", "baseline"):
+                assert isinstance(args.output, Path), line
+                continue
             for value in args.output:
-                # report commands take FORMAT=FILE; attest review/sign take the envelope
                 assert "=" in value or (path[0] == "attest" and path[-1] != "verify"), line
 
 
@@ -167,11 +173,13 @@ def test_reports_use_format_and_output_pairs(
     path: tuple[str, ...], parser: argparse.ArgumentParser
 ) -> None:
     """Every command that prints a verdict takes --format and -o FORMAT=FILE;
-    attest review and sign write an envelope with -o FILE (documented)."""
+    attest review and sign write an envelope with -o FILE, kube baseline its
+    documents (documented)."""
     by_flag = {o: a for a in parser._actions for o in a.option_strings}
-    if path in (("attest", "review"), ("attest", "sign")):
+    if path in (("attest", "review"), ("attest", "sign"), ("kube", "baseline")):
         assert by_flag["--output"].metavar == "FILE"
-        assert "-o/--output here names the envelope" in (parser.description or "")
+        assert by_flag["--output"] is by_flag["-o"]
+        assert "-o/--output here names the" in (parser.description or "")
         return
     if path in (("keygen",), ("serve",)):
         assert "--output" not in by_flag

@@ -4,6 +4,7 @@ shown, its policy loads, and it names only flags and fields that exist."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 from controller.cli import main
 from controller.policy.documents import ForgeRules, GuardPolicy
 from controller.policy.loader import parse_documents
+from tests.docs.blocks import blocks
 from tests.forge.fakegithub import FakeGitHub
 from tests.forge.test_github import scenario
-from tests.test_docs import _all_parsers, doc_commands, yaml_blocks
+from tests.test_docs import _all_parsers, yaml_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "forges.md"
@@ -40,16 +42,18 @@ def test_the_page_commands_run_as_shown(
     (tmp_path / "forge-policy.yaml").write_text(yaml_blocks(PAGE)[0])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GITHUB_API_URL", github.api_url)
-    commands = doc_commands(PAGE.read_text())
-    assert [c.words[:3] for c in commands] == [
-        ("guard", "attest", "review"),
-        ("guard", "attest", "verify"),
+    (block,) = [b for b in blocks(PAGE, ROOT) if b.language == "sh"]
+    assert block.marker == "not run"  # the docs runner has no forge: this test is its run
+    commands = [(shlex.split(c.text), c.expect) for c in block.commands()]
+    assert [words[:3] for words, _ in commands] == [
+        ["guard", "attest", "review"],
+        ["guard", "attest", "verify"],
     ]
-    for command in commands:
+    for words, expect in commands:
         capsys.readouterr()
-        code = main(list(command.words[1:]))
+        code = main(words[1:])
         out, err = capsys.readouterr()
-        assert code == command.expect, f"{' '.join(command.words)}: {out}{err}"
+        assert code == expect, f"{' '.join(words)}: {out}{err}"
     assert "verified" in out and "approved by carol" in out
 
 

@@ -46,6 +46,19 @@ GUARD_RESOURCES = {
     "guardtrusts": ("GuardTrust", False),
     "guardexceptions": ("GuardException", False),
     "reviewattestations": ("ReviewAttestation", True),
+    "guardbaselines": ("GuardBaseline", False),
+}
+# Where the emulated API serves the workload kinds the owner index watches.
+WORKLOAD_PLURALS = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
+    "ReplicaSet": "replicasets",
+    "ReplicationController": "replicationcontrollers",
+    "Job": "jobs",
+    "CronJob": "cronjobs",
+    "ControllerRevision": "controllerrevisions",
+    "Pod": "pods",
 }
 
 
@@ -228,6 +241,30 @@ class EmulatedApi:
         key = (
             f"guard.dev/v1alpha1/{plural}",
             obj["metadata"].get("namespace"),
+            obj["metadata"]["name"],
+        )
+
+        async def store() -> None:
+            async with self.emulator._lock:
+                self.emulator.objects[key] = dict(obj)
+
+        self.run(store())
+
+    def _workload_path(self, obj: Mapping[str, Any]) -> tuple[str, str]:
+        api_version = str(obj["apiVersion"])
+        plural = WORKLOAD_PLURALS[str(obj["kind"])]
+        base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+        return f"{base}/namespaces/{obj['metadata']['namespace']}/{plural}", plural
+
+    def create_workload(self, obj: Mapping[str, Any]) -> None:
+        """Create a workload (any kind the owner index watches), with a watch event."""
+        self.run(self._send("POST", self._workload_path(obj)[0], obj))
+
+    def store_workload_silently(self, obj: Mapping[str, Any]) -> None:
+        """Store a workload without a watch event (as if the stream lagged)."""
+        key = (
+            f"{obj['apiVersion']}/{self._workload_path(obj)[1]}",
+            obj["metadata"]["namespace"],
             obj["metadata"]["name"],
         )
 

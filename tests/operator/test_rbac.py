@@ -12,7 +12,9 @@ import json
 
 from tests.chart.helm import render_chart
 from tests.chart.rbac import Permissions, api_request
+from controller.kube.inherit import template_digest
 from tests.kube.helpers import (
+    CONTROLLER_USER,
     IMAGE,
     NO_PRIVILEGED,
     UNATTESTED,
@@ -48,6 +50,29 @@ EXCEPTION = {
 }
 
 
+BASELINE = {
+    "apiVersion": "guard.dev/v1alpha1",
+    "kind": "GuardBaseline",
+    "metadata": {"name": "rbac-legacy"},
+    "spec": {
+        "owner": "platform-team",
+        "reason": "ran before guard",
+        "expires": "2099-01-01",
+        "entries": [
+            {
+                "kind": "ReplicaSet",
+                "namespace": "legacy",
+                "name": "legacy-rs",
+                "uid": "rs-uid-1",
+                "templateDigest": template_digest(
+                    "ReplicaSet", workload("ReplicaSet", "legacy-rs", "legacy", UNATTESTED)
+                ),
+            }
+        ],
+    },
+}
+
+
 def exercise(guard: RunningGuard, cast: Cast) -> None:
     """Make the operator do everything it does in production, once."""
     # Status reports on every kind of document.
@@ -62,11 +87,13 @@ def exercise(guard: RunningGuard, cast: Cast) -> None:
     guard.api.create("guardpolicies", broken)
     guard.api.create("guardtrusts", TRUST)
     guard.api.create("guardexceptions", EXCEPTION)
+    guard.api.create("guardbaselines", BASELINE)
     for kind, namespace, name in (
         ("ReviewAttestation", "prod", "rbac"),
         ("GuardPolicy", None, "rbac-broken"),
         ("GuardTrust", None, "extra-people"),
         ("GuardException", None, "legacy-batch"),
+        ("GuardBaseline", None, "rbac-legacy"),
     ):
         assert guard.runtime.watch_log.wait_for(kind, namespace, name, "MODIFIED", WAIT), kind
     # The fallback read: an attestation the index has not seen yet.
@@ -79,6 +106,21 @@ def exercise(guard: RunningGuard, cast: Cast) -> None:
         admission_review(workload("Deployment", "w", "prod-rbac", f"{IMAGE}@{racing}"))
     )
     assert answer.allowed, answer.message
+    # The owner read on an index miss: a controller's Pod of a ReplicaSet
+    # the owner index has not seen (its owners are watched from the start).
+    silent = workload("ReplicaSet", "legacy-rs", "legacy", UNATTESTED)
+    silent["metadata"]["uid"] = "rs-uid-1"
+    guard.api.store_workload_silently(silent)
+    pod = workload("Pod", "legacy-rs-1", "legacy", UNATTESTED)
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "legacy-rs", "uid": "rs-uid-1",
+         "controller": True}
+    ]  # fmt: skip
+    assert guard.post(admission_review(pod, user=CONTROLLER_USER)).allowed
+    assert (
+        "GET",
+        "/apis/apps/v1/namespaces/legacy/replicasets?fieldSelector=metadata.name%3Dlegacy-rs",
+    ) in guard.api.requests
     # A denial, which posts an Event on the policy.
     assert not guard.post(admission_review(workload("Deployment", "w", "prod", UNATTESTED))).allowed
     assert guard.runtime.events.idle.wait(WAIT)

@@ -24,6 +24,7 @@ from controller.policy.documents import (
     GuardPolicySpec,
     GuardTrustSpec,
     LabelSelectorRequirement,
+    Review,
     Rule,
     TrustedKey,
 )
@@ -59,6 +60,12 @@ REVIEW = {
     "repositories": ["github.com/a/b"],
     "targetRefs": ["refs/heads/main"],
 }
+PROVENANCE = {
+    "builders": ["github"],
+    "repositories": [{"name": "github.com/a/b", "id": "1"}],
+    "refs": ["refs/heads/main"],
+}
+VSA = {"verifiers": ["source"]}
 
 # (model, examples): each example is (object, accepted?). The model is asked too.
 EXAMPLES: dict[type[BaseModel], list[tuple[dict[str, Any], bool]]] = {
@@ -83,6 +90,13 @@ EXAMPLES: dict[type[BaseModel], list[tuple[dict[str, Any], bool]]] = {
         ({"name": "bob", "publicKey": PEM, "role": "person", "principal": "github:2"}, True),
         ({"name": "bob", "publicKey": PEM, "role": "person"}, False),
         ({"name": "bob", "publicKey": PEM, "role": "person", "principal": ""}, False),
+    ],
+    Review: [
+        (REVIEW, True),
+        ({**REVIEW, "maxAge": "30d", "provenance": PROVENANCE}, True),
+        ({**REVIEW, "maxAge": "30d", "provenance": PROVENANCE, "acceptSourceVSA": VSA}, True),
+        ({**REVIEW, "maxAge": "30d", "acceptSourceVSA": VSA}, False),
+        ({**REVIEW, "provenance": PROVENANCE, "acceptSourceVSA": VSA}, False),
     ],
     GuardPolicySpec: [
         ({"match": MATCH, "review": REVIEW}, True),
