@@ -8,6 +8,7 @@ subjects and reviews it builds are judged once.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from pathlib import Path
 
@@ -32,5 +33,9 @@ def test_the_engine_benchmark_subjects_are_judged() -> None:
 
 
 def test_the_admission_benchmark_sends_reviews() -> None:
-    bodies = bench_admission.review_bodies(2)
-    assert len(bodies) == 2 and all(b"AdmissionReview" in body for body in bodies)
+    for workload in bench_admission.workloads():
+        bodies = bench_admission.review_bodies(workload, 2)
+        assert len(bodies) == 2 and all(b"AdmissionReview" in body for body in bodies)
+        # Every request carries a different object: no cache keyed by it may flatter guard.
+        objects = [json.loads(body)["request"]["object"] for body in bodies]
+        assert objects[0] != objects[1]
