@@ -25,7 +25,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controller"
 # it loads) takes seconds to import and only ``guard serve`` needs it, so
 # every other command would start seconds slower. The import contract still
 # checks it.
-LAZY_IMPORTS = {"controller/cli/kube.py:serve_command"}
+LAZY_IMPORTS = {
+    "controller/cli/kube.py:serve_command",
+    # python-hcl2 and lark (about a tenth of a second) serve only tf-config
+    # and tf-plan --config-dir; tf-plan itself is measured against json.load.
+    "controller/cli/terraform.py:_hcl_config",
+}
 
 
 def test_no_module_imports_inside_a_function() -> None:
@@ -52,6 +57,16 @@ def test_commands_other_than_serve_start_without_kopf() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "False"
+
+
+def test_the_cli_starts_without_heavy_libraries_it_may_not_need() -> None:
+    """Start-up time: the CEL library's own shell (typer, rich,
+    prompt_toolkit) is never loaded, and the HCL parser only when a command
+    reads ``.tf`` files."""
+    heavy = ("cel.cli", "prompt_toolkit", "typer", "hcl2", "lark")
+    code = f"import sys, controller.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
 
 
 def test_domain_packages_hold_no_command_line_code() -> None:

@@ -11,19 +11,57 @@ each rule runs on its test cases (see ``controller.policy.testing``).
 from __future__ import annotations
 
 import fnmatch
+import importlib.machinery
+import importlib.util
 import ipaddress
 import json
 import logging
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from types import ModuleType
 from typing import Any
-
-import cel
 
 from controller.errors import InputError
 from controller.policy.documents import Target
+
+
+def _load_cel() -> ModuleType:
+    """The CEL library's compiled module, without its package's command line.
+
+    ``import cel`` runs the package's ``__init__``, which imports the
+    library's interactive shell (typer, rich, prompt_toolkit): about a fifth
+    of a second added to every ``guard`` command for nothing guard uses. The
+    compiled extension ``cel.cel`` is the whole library; it is loaded by
+    itself and registered under its own name, so a later ``import cel``
+    (by a user's code in the same process) reuses it instead of
+    initialising the extension a second time, which it refuses.
+    """
+    loaded = sys.modules.get("cel.cel")
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("cel")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("the CEL library (common-expression-language) is not installed")
+    spec = importlib.machinery.PathFinder.find_spec("cel", package.submodule_search_locations)
+    if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+        raise ImportError("the CEL library's compiled module (cel.cel) is missing")
+    # The extension's init function is named after the last part of the name.
+    spec = importlib.util.spec_from_file_location("cel.cel", spec.origin)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cel.cel"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["cel.cel"]
+        raise
+    return module
+
+
+cel = _load_cel()
 
 # The library logs every failed helper call; those failures already come back
 # as rule errors (or unknowns), so the log lines would only be noise.
