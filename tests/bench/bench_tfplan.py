@@ -141,10 +141,10 @@ class Measure:
     code: int
 
 
-def measure(command: list[str]) -> Measure:
+def measure(command: list[str], cwd: Path = REPO) -> Measure:
     """Wall time, CPU time and peak RSS of one child process (its own rusage, via wait4)."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     if child.stderr is not None:
@@ -180,6 +180,9 @@ FLOORS = {
     ),
 }
 ROUNDS = int(os.environ.get("GUARD_BENCH_ROUNDS", "3"))
+# Another checkout of guard (``GUARD_BENCH_BASELINE=/path``) run in the same
+# rounds, with the same interpreter: before/after figures under the same load.
+BASELINE = os.environ.get("GUARD_BENCH_BASELINE")
 
 
 def phases(plan: Path) -> dict[str, float]:
@@ -229,6 +232,10 @@ def main() -> None:
         for name, code in FLOORS.items()
     }
     commands["guard"] = _guard_command
+    folders = {name: REPO for name in commands}
+    if BASELINE:
+        commands["baseline"] = _guard_command
+        folders["baseline"] = Path(BASELINE)
     print(
         f"{ROUNDS} alternating rounds (order rotates); each figure is one child process; "
         "ratios are guard / json.load per round, min / median / max"
@@ -248,7 +255,7 @@ def main() -> None:
             runs: dict[str, list[Measure]] = {name: [] for name in names}
             for round_ in range(ROUNDS):
                 for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-                    runs[name].append(measure(commands[name](plan)))
+                    runs[name].append(measure(commands[name](plan), folders[name]))
             med = {
                 name: Measure(
                     statistics.median(m.seconds for m in ms),
