@@ -69,6 +69,31 @@ def test_the_cli_starts_without_heavy_libraries_it_may_not_need() -> None:
     assert probe.stdout.strip() == "[]"
 
 
+# orjson keeps the last of two equal keys and reads what the strict reader
+# refuses: it may read and write only the AdmissionReview and the audit line.
+ORJSON_MODULES = {
+    "controller/kube/request.py",
+    "controller/kube/record.py",
+    "controller/kube/webhook.py",
+}
+
+
+def test_orjson_reads_only_what_the_api_server_sends() -> None:
+    users = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] == "orjson" for name in names):
+                users.add(str(path.relative_to(PACKAGE.parent)))
+    assert users == ORJSON_MODULES
+
+
 def test_domain_packages_hold_no_command_line_code() -> None:
     for package in ("policy", "attest", "terraform", "kube", "report"):
         assert not (PACKAGE / package / "commands.py").exists()
