@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import ModuleType
@@ -336,11 +336,21 @@ def compile_expression(source: str, target: Target) -> Compiled:
     return Compiled(source=source, program=program)
 
 
-def new_context(variables: Mapping[str, Any]) -> Any:
-    """A context with the helpers and the given variables, built once per subject."""
+def helpers_used(program: Any) -> frozenset[str]:
+    """The registered helpers a compiled expression calls."""
+    return frozenset(name for name in program.functions() if name in HELPERS)
+
+
+def new_context(variables: Mapping[str, Any], helpers: Iterable[str] | None = None) -> Any:
+    """A context with the given variables and helpers (all of them by default),
+    built once per subject.
+
+    Registering a helper costs about as much as converting a small value, so
+    the engine names only the helpers its rules call.
+    """
     context = cel.Context()
-    for name, function in HELPERS.items():
-        context.add_function(name, function)
+    for name in HELPERS if helpers is None else helpers:
+        context.add_function(name, HELPERS[name])
     for name, value in variables.items():
         context.add_variable(name, value)
     return context
