@@ -222,8 +222,29 @@ def _join(items: list[Any], separator: str = "") -> str:
     return str(separator).join(str(i) for i in items)
 
 
+# Compiled glob patterns (a policy's lists are few and fixed; the bound keeps
+# patterns that come from the judged objects themselves from growing it).
+_GLOBS: dict[str, Callable[[str], Any]] = {}
+_GLOBS_MAX = 4096
+
+
 def _glob(text: str, pattern: str) -> bool:
-    return fnmatch.fnmatchcase(str(text), str(pattern))
+    """``glob(s, pattern)``: shell-style, case-sensitive (``fnmatch.fnmatchcase``).
+
+    Called once per element from inside CEL comprehensions, so the pattern's
+    compiled form is kept; a pattern without wildcards is a comparison.
+    """
+    pattern = str(pattern)
+    test = _GLOBS.get(pattern)
+    if test is None:
+        if any(c in pattern for c in "*?["):
+            test = re.compile(fnmatch.translate(pattern)).match
+        else:
+            test = pattern.__eq__
+        if len(_GLOBS) >= _GLOBS_MAX:
+            _GLOBS.clear()
+        _GLOBS[pattern] = test
+    return bool(test(str(text)))
 
 
 # Terraform plans carry IAM policies, bucket policies and container definitions
