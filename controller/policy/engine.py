@@ -236,6 +236,8 @@ class Engine:
     # Every policy that can match, stand-ins included, in name order: fixed
     # at construction, read for every subject.
     _candidates: tuple[GuardPolicy, ...] = field(init=False, repr=False, compare=False)
+    # Every label key a candidate's selector reads: the only labels matching depends on.
+    _label_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _matching: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
@@ -282,6 +284,14 @@ class Engine:
         stand_ins = [invalid.stand_in for invalid in self.invalid]
         candidates = sorted([*self.policies, *stand_ins], key=lambda p: p.name)
         object.__setattr__(self, "_candidates", tuple(candidates))
+        keys: set[str] = set()
+        for policy in candidates:
+            kube = policy.spec.match.kubernetes
+            selector = kube.label_selector if kube is not None else None
+            if selector is not None:
+                keys.update(selector.match_labels)
+                keys.update(req.key for req in selector.match_expressions)
+        object.__setattr__(self, "_label_keys", tuple(sorted(keys)))
 
     def restricted_to(self, policies: Sequence[GuardPolicy]) -> Engine:
         """The same engine over fewer policies, reusing their compiled form."""
@@ -294,14 +304,18 @@ class Engine:
     def matching(self, subject: Subject) -> tuple[GuardPolicy, ...]:
         """The policies that judge a subject, broken ones included.
 
-        It depends only on kind, namespace and labels (Kubernetes) or on
-        type, action and whether the subject is the plan itself (Terraform),
-        which subjects repeat constantly: it is remembered per shape, keyed
-        by exactly those, for the life of this (immutable) engine.
+        It depends only on kind, namespace and the labels some selector
+        reads (Kubernetes) or on type, action and whether the subject is the
+        plan itself (Terraform), which subjects repeat constantly: it is
+        remembered per shape, keyed by exactly those, for the life of this
+        (immutable) engine. Labels no selector reads (``pod-template-hash``,
+        a release number) do not make a new shape.
         """
         key: tuple[Any, ...]
         if subject.target is Target.kubernetes:
-            key = (subject.kind, subject.namespace, tuple(sorted(subject.labels.items())))
+            labels = subject.labels
+            read = tuple((k, k in labels, labels.get(k)) for k in self._label_keys)
+            key = (subject.kind, subject.namespace, read)
         else:
             key = (Target.terraform, subject.kind == "plan", subject.type, subject.action)
         found = self._matching.get(key)

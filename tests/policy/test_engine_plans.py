@@ -17,11 +17,38 @@ from hypothesis import strategies as st
 from controller.policy.bundled import bundled_policies_path
 from controller.policy.documents import Target
 from controller.policy.engine import Engine
-from controller.policy.loader import load_bundle
+from controller.policy.loader import load_bundle, parse_documents
 from controller.policy.matching import matches
 from controller.policy.results import Subject
 
-POLICIES = load_bundle(bundled_policies_path(), tests=False).policies
+SELECTORS = """\
+apiVersion: guard.dev/v1alpha1
+kind: GuardPolicy
+metadata: {name: selected-by-label}
+spec:
+  match:
+    kubernetes:
+      labelSelector:
+        matchLabels: {app: a}
+        matchExpressions: [{key: owner, operator: NotIn, values: [b]}]
+  rules:
+    - {name: r, target: kubernetes, expression: "false", message: selected}
+---
+apiVersion: guard.dev/v1alpha1
+kind: GuardPolicy
+metadata: {name: selected-without-owner}
+spec:
+  match:
+    kubernetes:
+      labelSelector:
+        matchExpressions: [{key: owner, operator: DoesNotExist}]
+  rules:
+    - {name: r, target: kubernetes, expression: "false", message: no owner}
+"""
+POLICIES = (
+    *load_bundle(bundled_policies_path(), tests=False).policies,
+    *(loaded.document for loaded in parse_documents(SELECTORS, "selectors.yaml")),
+)
 SHARED = Engine(POLICIES)
 
 _terraform = st.builds(
@@ -54,7 +81,11 @@ _kubernetes = st.builds(
     ),
     st.sampled_from(("Pod", "Deployment", "CronJob")),
     st.sampled_from(("default", "kube-system", "shop")),
-    st.dictionaries(st.sampled_from(("owner", "app")), st.sampled_from(("a", "b")), max_size=2),
+    st.dictionaries(
+        st.sampled_from(("owner", "app", "pod-template-hash")),
+        st.sampled_from(("a", "b")),
+        max_size=3,
+    ),
     st.sampled_from(("ghcr.io/example/app:1", "docker.io/library/nginx@sha256:" + "a" * 64)),
 )
 
@@ -74,6 +105,11 @@ def _pod_object(kind: str, labels: dict[str, str], image: str) -> dict[str, Any]
 @given(st.one_of(_terraform, _kubernetes))
 def test_remembered_shapes_decide_as_a_fresh_engine_does(subject: Subject) -> None:
     expected = tuple(p for p in SHARED._candidates if matches(p, subject))
+    if subject.target is Target.kubernetes and subject.namespace != "kube-system":
+        # The generated labels do select the label-selected policies sometimes.
+        assert ("selected-without-owner" in {p.name for p in expected}) is (
+            "owner" not in subject.labels
+        )
     assert SHARED.matching(subject) == expected
     fresh = Engine(POLICIES).evaluate(subject)
     shared = SHARED.evaluate(subject)
