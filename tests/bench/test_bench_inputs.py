@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 from pathlib import Path
 
 from controller.policy.bundled import bundled_policies_path
@@ -39,3 +40,19 @@ def test_the_admission_benchmark_sends_reviews() -> None:
         # Every request carries a different object: no cache keyed by it may flatter guard.
         objects = [json.loads(body)["request"]["object"] for body in bodies]
         assert objects[0] != objects[1]
+
+
+def test_the_performance_doc_names_only_benchmarks_and_settings_that_exist() -> None:
+    """docs/performance.md names benchmark modules and environment variables;
+    each must exist, so the doc cannot drift from the benchmarks."""
+    root = Path(bench_engine.__file__).resolve().parents[2]
+    text = (root / "docs" / "performance.md").read_text(encoding="utf-8")
+    folder = Path(bench_engine.__file__).parent
+    modules = {m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(folder)])}
+    named = set(re.findall(r"python -m tests\.bench ([a-z]+)", text))
+    named |= set(re.findall(r"`(admission|tfplan|engine|attest)`", text))
+    assert named and named <= modules
+    sources = "".join(p.read_text(encoding="utf-8") for p in folder.glob("bench_*.py"))
+    variables = set(re.findall(r"GUARD_BENCH_[A-Z]+", text))
+    assert variables and all(v in sources for v in variables)
+    assert "make bench" in text and "bench:" in (root / "Makefile").read_text(encoding="utf-8")
