@@ -51,16 +51,26 @@ POLICIES = (
 )
 SHARED = Engine(POLICIES)
 
-_terraform = st.builds(
-    lambda kind, rtype, action, acl: Subject(
-        target=Target.terraform,
-        address=f"{rtype}.x",
+
+def _subject(
+    target: Target, kind: str, rtype: str, namespace: str | None, action: str, obj: Any, **more: Any
+) -> Subject:
+    return Subject(
+        target=target,
+        address=f"{rtype} {namespace}/x" if namespace else f"{rtype}.x",
         kind=kind,
         type=rtype,
         name="x",
-        namespace=None,
+        namespace=namespace,
         action=action,
-        object={"acl": acl, "tags": {"owner": "a"}, "bucket": "b"},
+        object=obj,
+        **more,
+    )
+
+
+_terraform = st.builds(
+    lambda kind, rtype, action, acl: _subject(
+        Target.terraform, kind, rtype, None, action, {"acl": acl, "tags": {"owner": "a"}}
     ),
     st.sampled_from(("resource", "plan")),
     st.sampled_from(("aws_s3_bucket", "aws_security_group", "aws_db_instance", "null_resource")),
@@ -68,15 +78,13 @@ _terraform = st.builds(
     st.sampled_from(("private", "public-read")),
 )
 _kubernetes = st.builds(
-    lambda kind, namespace, labels, image: Subject(
-        target=Target.kubernetes,
-        address=f"{kind} {namespace}/x",
-        kind=kind,
-        type=kind,
-        name="x",
-        namespace=namespace,
-        action="create",
-        object=_pod_object(kind, labels, image),
+    lambda kind, namespace, labels, image: _subject(
+        Target.kubernetes,
+        kind,
+        kind,
+        namespace,
+        "create",
+        _pod_object(kind, labels, image),
         labels=labels,
     ),
     st.sampled_from(("Pod", "Deployment", "CronJob")),
