@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,11 +106,19 @@ class CompiledRule:
 def _overlaps(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
     """Whether a read path is a prefix of ``dotted`` or lies inside it."""
     parts = tuple(part for part in dotted.split(".") if part)
-    for read in paths:
-        shorter = min(len(read), len(parts))
-        if read[:shorter] == parts[:shorter]:
-            return True
-    return False
+    reads, inside = _path_index(paths)
+    # A read path is a prefix of ``parts``, or ``parts`` is a prefix of one:
+    # set lookups instead of comparing with every read path (run for every
+    # unknown value of every resource of a plan).
+    return parts in inside or any(parts[:n] in reads for n in range(len(parts) + 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_index(
+    paths: frozenset[tuple[str, ...]],
+) -> tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]]:
+    """The read paths, and every prefix of them (frozensets cache their hash)."""
+    return paths, frozenset(read[:n] for read in paths for n in range(len(read) + 1))
 
 
 @dataclass(frozen=True)
