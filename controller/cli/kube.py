@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from controller.cli.audit import register_audit
 from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
@@ -215,6 +216,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     add_warn_only_option(check)
     check.set_defaults(handler=kube_check_command)
     _register_baseline(kube)
+    register_audit(kube)
 
 
 def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:

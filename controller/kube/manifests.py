@@ -34,7 +34,9 @@ from controller.kube.envelopes import (
     gather,
     index_entries,
 )
+from controller.kube.inherit import Inheritance
 from controller.kube.request import WORKLOADS, AdmissionRequest, Workload, valid_namespace
+from controller.kube.result import AdmissionResult
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.shapes import MAX_DEPTH, ShapeError, check_workload, too_deep
 from controller.kube.state import PolicySet
@@ -230,6 +232,45 @@ def check_manifests(
     return Decision.of(findings, subjects=judged, notes=notes), skipped
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a run judges, as ``check_manifests`` decides it: each workload
+    on its own, or through its owner in the input; what is not judged."""
+
+    alone: tuple[Manifest, ...]
+    # (address, owner's address) of the objects judged through their owner.
+    through_owner: tuple[tuple[str, str], ...]
+    # Workload kinds at an apiVersion guard does not judge: denying findings.
+    unsupported: tuple[Finding, ...]
+    # "Kind namespace/name (apiVersion)" of every object that is not a workload.
+    not_workloads: tuple[str, ...]
+
+
+def select(
+    items: Sequence[Manifest], enforcement: Action, namespace: str = DEFAULT_NAMESPACE
+) -> Selection:
+    """Classify every object of the input (``guard kube audit`` and the
+    background scan judge what this selects, one workload at a time)."""
+    objects = [_classify(item, namespace) for item in items]
+    owners = _judged_through_owner(objects)
+    return Selection(
+        alone=tuple(
+            o.item
+            for position, o in enumerate(objects)
+            if o.workload is not None and position not in owners
+        ),
+        through_owner=tuple(
+            (objects[position].address, owner.address) for position, owner in owners.items()
+        ),
+        unsupported=tuple(_unsupported(o, enforcement) for o in objects if o.unsupported),
+        not_workloads=tuple(
+            f"{o.address} ({o.api_version})"
+            for o in objects
+            if o.workload is None and o.unsupported is None
+        ),
+    )
+
+
 def judge_one(
     item: Manifest,
     policies: PolicySet,
@@ -375,6 +416,46 @@ def _judge(
     moment: dt.datetime,
     wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None,
 ) -> Decision:
+    result, notes = _admission(current, position, policies, attestations, requester,
+                               controller_identities, moment, wrap_review, None)  # fmt: skip
+    decision = result.decision
+    assert decision is not None  # a judged request always has one
+    return Decision.of(decision.findings, subjects=1, notes=[*notes, *decision.notes])
+
+
+def judge_manifest(
+    item: Manifest,
+    policies: PolicySet,
+    attestations: Mapping[str, Sequence[IndexedEnvelope]],
+    requester: Requester,
+    *,
+    now: dt.datetime,
+    controller_identities: frozenset[str] = frozenset(),
+    wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None = None,
+    inheritance: Inheritance | None = None,
+) -> tuple[AdmissionResult, list[str]] | None:
+    """One object played as a CREATE by ``requester``, with the whole answer
+    (subject, matched policies, decision) and the notes on its envelopes;
+    None when it is not a workload guard judges. ``inheritance`` is passed
+    to ``decide.judge`` (a baselined owner, for the background scan)."""
+    current = _classify(item, DEFAULT_NAMESPACE)
+    if current.workload is None:
+        return None
+    return _admission(current, 0, policies, attestations, requester, controller_identities,
+                      now, wrap_review, inheritance)  # fmt: skip
+
+
+def _admission(
+    current: _Object,
+    position: int,
+    policies: PolicySet,
+    attestations: Mapping[str, Sequence[IndexedEnvelope]],
+    requester: Requester,
+    controller_identities: frozenset[str],
+    moment: dt.datetime,
+    wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None,
+    inheritance: Inheritance | None,
+) -> tuple[AdmissionResult, list[str]]:
     workload = current.workload
     assert workload is not None
     obj = current.item.obj
@@ -415,10 +496,8 @@ def _judge(
         reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
         if wrap_review is not None:
             reviewer = wrap_review(reviewer)
-    result = decide.judge(request, policies, reviewer, subject=subject)
-    decision = result.decision
-    assert decision is not None  # a judged request always has one
-    return Decision.of(decision.findings, subjects=1, notes=[*notes, *decision.notes])
+    result = decide.judge(request, policies, reviewer, subject=subject, inheritance=inheritance)
+    return result, notes
 
 
 def _run_notes(
