@@ -161,17 +161,16 @@ def _in_namespace(items: Sequence[Manifest], namespace: str | None) -> list[Mani
     ]
 
 
-def _baselines(paths: Sequence[Path]) -> Baselines:
-    if not paths:
-        return Baselines()
+def _baselines(paths: Sequence[Path], files: FileInputs) -> Baselines:
+    """The --baseline files' GuardBaselines and those among the policies."""
     documents = [
         loaded.document
         for loaded in load_paths(paths)
         if isinstance(loaded.document, GuardBaseline)
     ]
-    if not documents:
+    if paths and not documents:
         raise InputError(f"--baseline {', '.join(map(str, paths))}: no GuardBaseline documents")
-    return Baselines(documents)
+    return Baselines([*files.baselines, *documents])
 
 
 def decision_of(result: Scan) -> Decision:
@@ -197,7 +196,7 @@ def kube_audit_command(args: argparse.Namespace) -> int:
     files = FileInputs.load(policy_paths(args.policies), tuple(args.trust))
     policies = build_policy_set(files, (), enforcement=Action.deny)
     attestations = read_attestations(attestation_files(args.attestation))
-    baselines = _baselines(args.baseline)
+    baselines = _baselines(args.baseline, files)
     inventory = _inventory(args)
     items = _in_namespace(inventory.objects, args.namespace if args.filename else None)
     now = dt.datetime.now(dt.UTC)
