@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from controller.attest.statement import utc
 from controller.kube import policyreport
 from controller.kube.envelopes import IndexedEnvelope, index_entries
 from controller.kube.inherit import Baselines, template_digest
@@ -23,7 +24,6 @@ from controller.kube.scan import (
     Scan,
     scan,
 )
-from controller.attest.statement import utc
 from controller.kube.state import FileInputs, PolicySet, build_policy_set
 from controller.policy.baseline import GuardBaseline
 from controller.policy.documents import Action, GuardPolicy, GuardTrust
