@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from controller.cli.options import (
     EXIT_DENIED,
@@ -127,10 +129,7 @@ def register_audit(kube: Commands[argparse.ArgumentParser]) -> None:
 def _window(text: str) -> dt.timedelta:
     if text.strip() in ("0", "0s", "0d"):
         return dt.timedelta(0)
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise InputError(f"--expiring-within: {exc}") from None
+    return _duration("--expiring-within", text)
 
 
 def _inventory(args: argparse.Namespace) -> Inventory:
@@ -223,3 +222,60 @@ def kube_audit_command(args: argparse.Namespace) -> int:
 
     write_outputs(renderer, outputs, summary=summary_line(decision, context), quiet=quiet)
     return EXIT_OK if decision.allowed else EXIT_DENIED
+
+
+# --------------------------------------------------------------------------- guard serve
+
+
+def add_report_serve_options(serve: argparse.ArgumentParser) -> None:
+    """``guard serve``'s background scan and policy reports."""
+    serve.add_argument(
+        "--reports",
+        choices=sorted(policyreport.APIS),
+        default="",
+        help="write policy reports of a background scan: openreports.io Reports or "
+        "wgpolicyk8s.io PolicyReports (default: none)",
+    )
+    serve.add_argument(
+        "--scan-period",
+        default="10m",
+        metavar="DURATION",
+        help="re-scan everything at least this often, changed or not (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--expiring-within",
+        default="14d",
+        metavar="DURATION",
+        help="warn about reviews and baseline entries that stop applying within DURATION "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "guard"),
+        metavar="NS",
+        help="the namespace of the report writer's Lease (default: $POD_NAMESPACE or guard)",
+    )
+    serve.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME", ""),
+        metavar="NAME",
+        help="this replica's name in the Lease (default: $POD_NAME or the host name)",
+    )
+
+
+def report_serve_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``ServeSettings`` fields of the options above."""
+    return {
+        "reports": args.reports,
+        "scan_period": _duration("--scan-period", args.scan_period).total_seconds(),
+        "expiring_within": _window(args.expiring_within).total_seconds(),
+        "lease_namespace": args.lease_namespace,
+        "identity": args.identity,
+    }
+
+
+def _duration(flag: str, text: str) -> dt.timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise InputError(f"{flag}: {exc}") from None

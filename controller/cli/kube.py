@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller.cli.audit import register_audit
+from controller.cli.audit import add_report_serve_options, register_audit, report_serve_settings
 from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
@@ -156,6 +156,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         help="a Kubernetes controller's username (repeatable; default: the kube-system "
         "controllers and system:kube-controller-manager)",
     )
+    add_report_serve_options(serve)
     serve.set_defaults(handler=serve_command)
 
     kube = add_group(
@@ -383,6 +384,7 @@ def serve_command(args: argparse.Namespace) -> int:
         audit_backups=args.audit_backups,
         namespaces=tuple(args.namespace),
         controller_identities=tuple(args.controller_identity) or DEFAULT_CONTROLLER_IDENTITIES,
+        **report_serve_settings(args),
     )
     # Imported here, not at the top: Kopf (and the Kubernetes client it loads
     # when installed) takes seconds to import, and only guard serve needs it;
@@ -403,7 +405,9 @@ def serve_command(args: argparse.Namespace) -> int:
         logging.getLogger("guard").warning(
             "No --trust given: review requirements fail closed until a GuardTrust exists"
         )
-    service = GuardService(settings, files, registry=create_registry())
+    service = GuardService(
+        settings, files, registry=create_registry(reports=bool(settings.reports))
+    )
     asyncio.run(service.run())
     return EXIT_OK
 
