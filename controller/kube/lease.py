@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class LeaseApi(Protocol):
-    """get/create/replace of one Lease (``kubeapi.call`` in the operator)."""
+    """get/create/replace of one Lease (``LeaseResource`` in the operator)."""
 
     async def get(self) -> Mapping[str, Any] | None: ...
 
@@ -179,4 +179,8 @@ class LeaseResource:
         return await self._call("post", self._collection, body)
 
     async def replace(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        return await self._call("put", self._object, body)
+        # A merge patch that names the resourceVersion read: the API server
+        # refuses it (409) if another replica wrote the Lease in between.
+        return await self._call(
+            "patch", self._object, body, content_type="application/merge-patch+json"
+        )

@@ -27,6 +27,8 @@ import json
 import logging
 import secrets
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +108,11 @@ class ReportStore:
         found: dict[tuple[str, str], str] = {}
         for item in (data or {}).get("items") or ():
             metadata = item.get("metadata") or {}
-            found[(str(metadata.get("namespace")), str(metadata.get("name")))] = ""
+            labels = metadata.get("labels") or {}
+            name = str(metadata.get("name"))
+            # Only guard's own: never touch another tool's reports.
+            if labels.get("app.kubernetes.io/managed-by") == "guard" and name.startswith("guard-"):
+                found[(str(metadata.get("namespace")), name)] = ""
         return found
 
     async def write(self, report: Mapping[str, Any], exists: bool) -> None:
@@ -211,8 +217,12 @@ class BackgroundScan:
         self._deletes: list[tuple[str, str]] = []
         self._announced: set[tuple[str, str, str]] = set()
         self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._posting: set[asyncio.Future[None]] = set()
         self.rounds = 0
+        # Notified after every round, for callers on other threads (tests,
+        # demos) that wait for the reports to settle without sleeping.
+        self.round_done = threading.Condition()
         self.scans = 0
         self.writes = 0
         self.last: tuple[WorkloadResult, ...] = ()
@@ -229,13 +239,18 @@ class BackgroundScan:
         self.wake()
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        """Start the next round now (safe from any thread)."""
+        if self._wake is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     # ------------------------------------------------------------------ rounds
 
-    async def round(self, inputs: Inputs | None) -> None:
-        """Renew the Lease; scan when due; write what differs, up to the cap."""
+    async def round(self, inputs: Callable[[], Inputs | None]) -> None:
+        """Renew the Lease; scan when due; write what differs, up to the cap.
+
+        ``inputs`` is read only when the scan starts, after the awaits before
+        it, so a change that arrives meanwhile is never lost: it is either
+        in the inputs or marks the next scan."""
         self.rounds += 1
         if not await self.elector.hold():
             # A follower forgets what it wrote: the leader may have changed it.
@@ -248,10 +263,14 @@ class BackgroundScan:
             self._dirty = True
         now = self.now()
         due = self._last_scan is None or now - self._last_scan >= self.settings.period
-        if inputs is not None and (self._dirty or due) and not self._pending:
+        if (self._dirty or due) and not self._pending:
             self._dirty = False
-            self._last_scan = now
-            self._plan(inputs, now)
+            current = inputs()
+            if current is None:
+                self._dirty = True  # not ready yet: scan as soon as it is
+            else:
+                self._last_scan = now
+                self._plan(current, now)
         await self._flush()
 
     def _plan(self, inputs: Inputs, now: dt.datetime) -> None:
@@ -334,18 +353,31 @@ class BackgroundScan:
 
     # ------------------------------------------------------------------ loop
 
+    def wait_until(self, check: Callable[[], bool], timeout: float) -> bool:
+        """Block (another thread) until ``check()`` holds after a round."""
+        deadline = time.monotonic() + timeout
+        with self.round_done:
+            while not check():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.round_done.wait(remaining):
+                    return check()
+        return True
+
     async def run(self, inputs: Callable[[], Inputs | None]) -> None:
         """Rounds until cancelled; releases the Lease on the way out."""
         self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         try:
             while True:
                 self._wake.clear()
                 try:
-                    await self.round(inputs())
+                    await self.round(inputs)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # never let the writer die: log, retry next round
                     logger.exception("background scan round failed")
+                with self.round_done:
+                    self.round_done.notify_all()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), timeout=self.settings.interval.total_seconds()

@@ -1,0 +1,208 @@
+"""Policy reports from the running operator's background scan, against kmock.
+
+Reports appear, change and disappear as workloads, policies, attestations,
+baselines and time change; the clock is the runtime's (replaced by the
+test), and the test waits on the scanner's rounds, never with sleeps. Two
+operators against one emulated API: one writes, the other takes over when
+it stops, and both serve admission.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from controller.kube.inherit import template_digest
+from tests.kube.helpers import (
+    NOW,
+    UNATTESTED,
+    WEB,
+    Cast,
+    admission_review,
+    attestation_resource,
+    envelope,
+    workload,
+)
+from tests.operator.harness import RunningGuard
+
+WAIT = 20.0
+NS = "prod-reports"
+REPORTS = f"/apis/openreports.io/v1alpha1/namespaces/{NS}/reports"
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/guard/leases/guard-report-writer"
+
+
+def live(obj: dict[str, Any]) -> dict[str, Any]:
+    obj = copy.deepcopy(obj)
+    obj["metadata"]["uid"] = str(uuid.uuid4())
+    return obj
+
+
+def report(guard: RunningGuard, name: str = f"guard-{NS}") -> dict[str, Any] | None:
+    try:
+        return guard.api.send("GET", f"{REPORTS}/{name}")
+    except RuntimeError as exc:
+        if " 404 " in str(exc):
+            return None
+        raise
+
+
+def results(guard: RunningGuard) -> dict[tuple[str, str, str], str]:
+    found = report(guard)
+    return {
+        (r["resources"][0]["name"], r["policy"], r.get("rule", "")): r["result"]
+        for r in (found or {}).get("results", [])
+    }
+
+
+def settle(guard: RunningGuard, check: Callable[[dict[tuple[str, str, str], str]], bool]) -> None:
+    scanner = guard.service.scanner
+    assert scanner is not None
+    assert scanner.wait_until(lambda: check(results(guard)), WAIT), results(guard)
+
+
+def at(guard: RunningGuard, moment: dt.datetime) -> None:
+    """Move the operator's clock, and let the scanner see it at once."""
+    guard.runtime.now = lambda: moment
+    scanner = guard.service.scanner
+    assert scanner is not None
+    scanner.invalidate()
+
+
+@pytest.fixture()
+def reporting(start_guard: Callable[..., RunningGuard]) -> RunningGuard:
+    return start_guard(reports="openreports", report_interval=0.05, identity="guard-a",
+                       scan_period=3600.0)  # fmt: skip
+
+
+def test_reports_follow_workloads_attestations_policies_baselines_and_time(
+    reporting: RunningGuard, cast: Cast
+) -> None:
+    guard = reporting
+    guard.runtime.now = lambda: NOW
+    web = live(workload("Deployment", "web", NS, WEB))
+    legacy = live(workload("Deployment", "legacy", NS, UNATTESTED))
+    guard.api.create_workload(web)
+    guard.api.create_workload(legacy)
+    attestation = attestation_resource("web-review", NS, envelope(cast.ci))
+    guard.api.create("reviewattestations", attestation)
+    settle(guard, lambda r: r.get(("web", "require-review", "")) == "pass"
+           and r.get(("legacy", "require-review", "review")) == "fail")  # fmt: skip
+    written = report(guard)
+    assert written is not None and written["source"] == "guard"
+    assert written["summary"]["fail"] >= 1
+
+    # The attestation is gone: the report never keeps pass.
+    guard.api.delete("reviewattestations", "web-review", NS)
+    settle(guard, lambda r: r.get(("web", "require-review", "review")) == "fail")
+    guard.api.create("reviewattestations", attestation)
+    settle(guard, lambda r: r.get(("web", "require-review", "")) == "pass")
+
+    # Time passes: expiring soon (a warning and an Event), then expired.
+    at(guard, NOW + dt.timedelta(days=20))
+    settle(guard, lambda r: r.get(("web", "require-review", "review-expiring")) == "warn")
+    assert guard.service.scanner.wait_until(
+        lambda: any(e.get("reason") == "GuardExpiringSoon" for e in guard.api.events(NS)), WAIT
+    )
+    at(guard, NOW + dt.timedelta(days=31))
+    settle(guard, lambda r: r.get(("web", "require-review", "review")) == "fail")
+    at(guard, NOW)
+
+    # A new policy judges them too.
+    guard.api.create("guardpolicies", TEAM_OWNER)
+    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "fail")
+    guard.api.delete("guardpolicies", "needs-owner")
+    settle(guard, lambda r: ("web", "needs-owner", "has-owner") not in r)
+
+    # A baseline waives the legacy Deployment, until it expires.
+    guard.api.create("guardbaselines", baseline_of(legacy, NOW.date() + dt.timedelta(days=60)))
+    settle(guard, lambda r: r.get(("legacy", "require-review", "review")) == "skip")
+    at(guard, NOW + dt.timedelta(days=61))
+    settle(guard, lambda r: r.get(("legacy", "require-review", "review")) == "fail")
+    at(guard, NOW)
+
+    # Deleted workloads leave the report; the last one takes the report with it.
+    guard.api.delete_workload(legacy)
+    settle(guard, lambda r: not any(k[0] == "legacy" for k in r) and bool(r))
+    guard.api.delete_workload(web)
+    assert guard.service.scanner.wait_until(lambda: report(guard) is None, WAIT)
+
+
+TEAM_OWNER: dict[str, Any] = {
+    "apiVersion": "guard.dev/v1alpha1",
+    "kind": "GuardPolicy",
+    "metadata": {"name": "needs-owner"},
+    "spec": {
+        "severity": "low",
+        "action": "deny",
+        "match": {"kubernetes": {"namespaces": {"include": [NS]}}},
+        "rules": [
+            {
+                "name": "has-owner",
+                "target": "kubernetes",
+                "expression": "has(object.metadata.labels) && 'owner' in object.metadata.labels",
+                "message": "the workload has no owner label",
+            }
+        ],
+    },
+}
+
+
+def baseline_of(owner: dict[str, Any], expires: dt.date) -> dict[str, Any]:
+    return {
+        "apiVersion": "guard.dev/v1alpha1",
+        "kind": "GuardBaseline",
+        "metadata": {"name": "pre-enforcement"},
+        "spec": {
+            "owner": "platform",
+            "reason": "ran before guard",
+            "expires": expires.isoformat(),
+            "entries": [
+                {
+                    "kind": owner["kind"],
+                    "namespace": owner["metadata"]["namespace"],
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "templateDigest": template_digest(owner["kind"], owner),
+                }
+            ],
+        },
+    }
+
+
+def test_one_writer_and_failover(start_guard: Callable[..., RunningGuard]) -> None:
+    first = start_guard(reports="openreports", report_interval=0.05, identity="guard-a")
+    second = start_guard(reports="openreports", report_interval=0.05, identity="guard-b")
+    scanners = [g.service.scanner for g in (first, second)]
+    assert all(s is not None for s in scanners)
+    a, b = scanners[0], scanners[1]
+    assert a is not None and b is not None
+    assert a.wait_until(lambda: a.elector.leading or b.elector.leading, WAIT)
+    leader, follower = (first, second) if a.elector.leading else (second, first)
+    lease = leader.api.send("GET", LEASE)
+    assert lease["spec"]["holderIdentity"] == leader.service.settings.identity
+    pod = live(workload("Deployment", "solo", NS, UNATTESTED))
+    leader.api.create_workload(pod)
+    settle(leader, lambda r: ("solo", "require-review", "review") in r)
+    follower_scanner = follower.service.scanner
+    assert follower_scanner is not None
+    # Rounds pass on the follower without a single write.
+    rounds = follower_scanner.rounds
+    assert follower_scanner.wait_until(lambda: follower_scanner.rounds > rounds + 3, WAIT)
+    assert follower_scanner.writes == 0 and not follower_scanner.elector.leading
+    # Both serve admission.
+    review = admission_review(workload("Deployment", "x", NS, UNATTESTED))
+    assert not follower.post(review).allowed and not leader.post(review).allowed
+
+    leader.stop()  # releases the Lease: the follower takes over at its next round
+    assert follower_scanner.wait_until(lambda: follower_scanner.elector.leading, WAIT)
+    assert follower.api.send("GET", LEASE)["spec"]["holderIdentity"] == (
+        follower.service.settings.identity
+    )
+    follower.api.delete_workload(pod)
+    assert follower_scanner.wait_until(lambda: report(follower) is None, WAIT)
+    assert follower_scanner.writes >= 1
