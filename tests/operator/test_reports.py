@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +29,13 @@ from tests.kube.helpers import (
     envelope,
     workload,
 )
-from tests.operator.harness import RunningGuard
+from tests.operator.harness import EmulatedApi, RunningGuard, Tls, serve_settings
+from tests.operator.test_rbac import exercise, recorded_against_chart
 
 WAIT = 20.0
 NS = "prod-reports"
 REPORTS = f"/apis/openreports.io/v1alpha1/namespaces/{NS}/reports"
+RBAC_NAMESPACE = "guard-system"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/guard/leases/guard-report-writer"
 
 
@@ -206,3 +209,42 @@ def test_one_writer_and_failover(start_guard: Callable[..., RunningGuard]) -> No
     follower.api.delete_workload(pod)
     assert follower_scanner.wait_until(lambda: report(follower) is None, WAIT)
     assert follower_scanner.writes >= 1
+
+
+def test_chart_rbac_with_reports_grants_exactly_what_the_operator_uses(
+    guard_tls: Tls, guard_files: tuple[Path, Path], tmp_path: Path, cast: Cast
+) -> None:
+    """The recorded-requests proof of test_rbac, with the scan and its writes:
+    reports listed, created, patched and deleted, the Lease read, created and
+    renewed, Pods watched, Events posted about expiring reviews."""
+    api = EmulatedApi()
+    api.start()
+    policies, trust = guard_files
+    settings = serve_settings(policies, trust, guard_tls, tmp_path / "audit.jsonl",
+                              reports="openreports", report_interval=0.05, identity="guard-0",
+                              lease_namespace=RBAC_NAMESPACE)  # fmt: skip
+    guard = RunningGuard(api, guard_tls, settings)
+    try:
+        guard.start()
+        guard.runtime.now = lambda: NOW + dt.timedelta(days=20)  # the review expires soon
+        exercise(guard, cast)
+        web = live(workload("Deployment", "web", NS, WEB))
+        guard.api.create_workload(web)
+        guard.api.create_workload(live(workload("Pod", "bare", NS, UNATTESTED)))
+        guard.api.create("reviewattestations", attestation_resource("web", NS, envelope(cast.ci)))
+        settle(guard, lambda r: r.get(("web", "require-review", "review-expiring")) == "warn")
+        guard.api.delete_workload(web)
+        settle(guard, lambda r: bool(r) and not any(k[0] == "web" for k in r))
+        guard.api.send("DELETE", f"/api/v1/namespaces/{NS}/pods/bare")
+        scanner = guard.service.scanner
+        assert scanner is not None
+        assert scanner.wait_until(lambda: report(guard) is None, WAIT)
+        assert any(e.get("reason") == "GuardExpiringSoon" for e in guard.api.events(NS))
+        requests = list(api.requests)
+    finally:
+        guard.stop()
+        api.stop()
+    values = {"reports": {"enabled": True}}
+    refused, unused = recorded_against_chart(requests, values, RBAC_NAMESPACE)
+    assert refused == [], "the operator needs permissions the chart does not grant"
+    assert unused == [], "the chart grants permissions the operator never uses"
