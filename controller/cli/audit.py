@@ -182,10 +182,16 @@ def _review_line(result: Scan) -> str:
     reviewed = [w for w in result.workloads if w.reviews]
     if not reviewed:
         return "not required"
-    failed = sum(1 for w in reviewed if any(f.rule == "review" for f in w.findings))
-    return (
-        f"passed for {len(reviewed) - failed} of {len(reviewed)} workload(s), failed for {failed}"
-    )
+    failed = waived = 0
+    for workload in reviewed:
+        reviews = [f for f in workload.findings if f.rule == "review"]
+        if any(f.waiver is None for f in reviews):
+            failed += 1
+        elif reviews:
+            waived += 1
+    line = f"passed for {len(reviewed) - failed - waived} of {len(reviewed)} workload(s)"
+    line += f", failed for {failed}"
+    return line + (f", waived for {waived} (baselined or excepted)" if waived else "")
 
 
 def kube_audit_command(args: argparse.Namespace) -> int:
