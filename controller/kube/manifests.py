@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from controller.attest.verify import SignatureCache
 from controller.errors import InputError
 from controller.kube import decide
 from controller.kube.envelopes import (
@@ -433,16 +434,18 @@ def judge_manifest(
     controller_identities: frozenset[str] = frozenset(),
     wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None = None,
     inheritance: Inheritance | None = None,
+    cache: SignatureCache | None = None,
 ) -> tuple[AdmissionResult, list[str]] | None:
     """One object played as a CREATE by ``requester``, with the whole answer
     (subject, matched policies, decision) and the notes on its envelopes;
     None when it is not a workload guard judges. ``inheritance`` is passed
-    to ``decide.judge`` (a baselined owner, for the background scan)."""
+    to ``decide.judge`` (a baselined owner, for the background scan);
+    ``cache`` keeps signature verdicts across calls, as the webhook does."""
     current = _classify(item, DEFAULT_NAMESPACE)
     if current.workload is None:
         return None
     return _admission(current, 0, policies, attestations, requester, controller_identities,
-                      now, wrap_review, inheritance)  # fmt: skip
+                      now, wrap_review, inheritance, cache)  # fmt: skip
 
 
 def _admission(
@@ -455,6 +458,7 @@ def _admission(
     moment: dt.datetime,
     wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None,
     inheritance: Inheritance | None,
+    cache: SignatureCache | None = None,
 ) -> tuple[AdmissionResult, list[str]]:
     workload = current.workload
     assert workload is not None
@@ -493,7 +497,7 @@ def _admission(
         commits = built_from(candidates)
         if commits:
             candidates = combine(candidates, gather(commits, attestations, inline))
-        reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
+        reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment, cache=cache)
         if wrap_review is not None:
             reviewer = wrap_review(reviewer)
     result = decide.judge(request, policies, reviewer, subject=subject, inheritance=inheritance)

@@ -33,15 +33,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controller.attest.verify import SignatureCache
 from controller.kube import policyreport
 from controller.kube.envelopes import IndexedEnvelope
 from controller.kube.inherit import Baselines
 from controller.kube.kubeapi import ApiConflict, call
 from controller.kube.lease import LeaderElector, LeaseResource
-from controller.kube.manifests import Manifest
+from controller.kube.manifests import Manifest, select
 from controller.kube.policyreport import ReportApi
 from controller.kube.runtime import GuardRuntime
-from controller.kube.scan import WorkloadResult, scan
+from controller.kube.scan import WorkloadResult, judge_each
 from controller.kube.settings import ServeSettings
 from controller.kube.state import PolicySet
 
@@ -210,6 +211,8 @@ class BackgroundScan:
         self.post_event = post_event
         self.identity = identity
         self.workloads = WorkloadStore()
+        # Signature verdicts across scans (the cache is bounded).
+        self._signatures = SignatureCache()
         self._dirty = True
         self._last_scan: dt.datetime | None = None
         self._written: dict[tuple[str, str], str] | None = None
@@ -270,24 +273,27 @@ class BackgroundScan:
                 self._dirty = True  # not ready yet: scan as soon as it is
             else:
                 self._last_scan = now
-                self._plan(current, now)
+                await self._plan(current, now)
         await self._flush()
 
-    def _plan(self, inputs: Inputs, now: dt.datetime) -> None:
+    async def _plan(self, inputs: Inputs, now: dt.datetime) -> None:
         assert self._written is not None
-        found = scan(
-            self.workloads.items(),
-            inputs.policies,
-            inputs.attestations,
-            inputs.baselines,
-            now=now,
-            window=self.settings.window,
-        )
+        items = self.workloads.items()
+        selection = select(items, inputs.policies.engine.enforcement)
+        found: list[WorkloadResult] = []
+        judged = judge_each(items, selection, inputs.policies, inputs.attestations,
+                            inputs.baselines, now=now, window=self.settings.window,
+                            cache=self._signatures)  # fmt: skip
+        for result in judged:
+            found.append(result)
+            # The scan shares the event loop with the webhook: after each
+            # workload (a few milliseconds), let waiting admissions be answered.
+            await asyncio.sleep(0)
         self.scans += 1
-        self.last = found.workloads
+        self.last = tuple(found)
         specs = policyreport.policy_specs(inputs.policies.policies)
         wanted = policyreport.namespace_reports(
-            found.workloads, specs, now, self.settings.api, max_results=self.settings.max_results
+            found, specs, now, self.settings.api, max_results=self.settings.max_results
         )
         names = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in wanted}
         self._pending = [
@@ -296,7 +302,7 @@ class BackgroundScan:
             if self._written.get((r["metadata"]["namespace"], r["metadata"]["name"])) != _digest(r)
         ]
         self._deletes = sorted(set(self._written) - names)
-        self._announce(found.workloads)
+        self._announce(found)
 
     async def _flush(self) -> None:
         assert self._written is not None

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.attest.review import AttestationReview
+from controller.attest.verify import SignatureCache
 from controller.kube.envelopes import IndexedEnvelope
 from controller.kube.inherit import (
     CHAIN,
@@ -213,15 +214,38 @@ def scan(
     *,
     now: dt.datetime,
     window: dt.timedelta = DEFAULT_WINDOW,
+    cache: SignatureCache | None = None,
 ) -> Scan:
-    """Judge every workload of ``items`` not covered by an owner among them."""
+    """Judge every workload of ``items`` not covered by an owner among them.
+
+    Signature verdicts are kept in ``cache`` (a new one per scan by
+    default): thousands of workloads share a few attestations."""
     selection = select(items, policies.engine.enforcement)
+    judged = judge_each(items, selection, policies, attestations, baselines, now=now,
+                        window=window, cache=cache)  # fmt: skip
+    return Scan(tuple(judged), selection, now)
+
+
+def judge_each(
+    items: Sequence[Manifest],
+    selection: Selection,
+    policies: PolicySet,
+    attestations: Mapping[str, Sequence[IndexedEnvelope]],
+    baselines: Baselines,
+    *,
+    now: dt.datetime,
+    window: dt.timedelta = DEFAULT_WINDOW,
+    cache: SignatureCache | None = None,
+) -> Iterator[WorkloadResult]:
+    """The results one at a time, so the operator can let admission requests
+    in between (a scan of a large cluster takes seconds of CPU)."""
     owners = _owners_by_uid(items)
-    results = [
-        judge_workload(item, policies, attestations, baselines, owners, now=now, window=window)
-        for item in selection.alone
-    ]
-    return Scan(tuple(r for r in results if r is not None), selection, now)
+    cache = cache if cache is not None else SignatureCache()
+    for item in selection.alone:
+        result = judge_workload(item, policies, attestations, baselines, owners, now=now,
+                                window=window, cache=cache)  # fmt: skip
+        if result is not None:
+            yield result
 
 
 def judge_workload(
@@ -233,6 +257,7 @@ def judge_workload(
     *,
     now: dt.datetime,
     window: dt.timedelta = DEFAULT_WINDOW,
+    cache: SignatureCache | None = None,
 ) -> WorkloadResult | None:
     """One workload's scan result (None when it is not a workload guard judges)."""
     obj = item.obj
@@ -256,7 +281,7 @@ def judge_workload(
 
     judged = judge_manifest(
         item, policies, attestations, SCAN_REQUESTER, now=now, wrap_review=wrap,
-        inheritance=inheritance,
+        inheritance=inheritance, cache=cache,
     )  # fmt: skip
     if judged is None:
         return None
