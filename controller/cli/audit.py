@@ -64,9 +64,8 @@ def register_audit(kube: Commands[argparse.ArgumentParser]) -> None:
         "Exit 0 when nothing would be denied, 1 when something would, 2 on bad input.",
         examples=[
             (
-                "from a dump, before installing guard",
-                f"{AUDIT_DUMP_COMMAND} > cluster.yaml\n"
-                "  guard kube audit -f cluster.yaml --trust trust.yaml",
+                "from a dump made with kubectl, before installing guard",
+                "guard kube audit -f cluster.yaml --trust trust.yaml",
             ),
             (
                 "one namespace of the current context, as Report YAML",
@@ -78,21 +77,7 @@ def register_audit(kube: Commands[argparse.ArgumentParser]) -> None:
             ),
         ],
     )
-    audit.add_argument(
-        "-f",
-        "--filename",
-        metavar="DUMP",
-        help="a dump of the cluster's workloads (YAML or JSON, - for stdin); without it the "
-        "cluster of --kubeconfig/--context is read",
-    )
-    audit.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="the kubeconfig to read the cluster with (default: KUBECONFIG or ~/.kube/config)",
-    )
-    audit.add_argument(
-        "--context", metavar="NAME", help="the kubeconfig context (default: its current one)"
-    )
+    add_cluster_source_options(audit)
     scope = audit.add_mutually_exclusive_group()
     scope.add_argument(
         "-n",
@@ -124,6 +109,25 @@ def register_audit(kube: Commands[argparse.ArgumentParser]) -> None:
     )
     add_report_options(audit, AUDIT_FORMATS)
     audit.set_defaults(handler=kube_audit_command)
+
+
+def add_cluster_source_options(parser: argparse.ArgumentParser) -> None:
+    """``-f DUMP`` or ``--kubeconfig``/``--context``: where a cluster is read from."""
+    parser.add_argument(
+        "-f",
+        "--filename",
+        metavar="DUMP",
+        help="a dump of the cluster's workloads (YAML or JSON, - for stdin); without it the "
+        "cluster of --kubeconfig/--context is read",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="the kubeconfig to read the cluster with (default: KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig context (default: its current one)"
+    )
 
 
 def _window(text: str) -> dt.timedelta:

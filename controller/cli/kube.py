@@ -10,7 +10,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller.cli.audit import add_report_serve_options, register_audit, report_serve_settings
+from controller.cli.audit import (
+    add_cluster_source_options,
+    add_report_serve_options,
+    register_audit,
+    report_serve_settings,
+)
 from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
@@ -252,21 +257,7 @@ def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:
             ),
         ],
     )
-    baseline.add_argument(
-        "-f",
-        "--filename",
-        metavar="DUMP",
-        help="a dump of the cluster's workloads (YAML or JSON, - for stdin); without it the "
-        "cluster of --kubeconfig/--context is read",
-    )
-    baseline.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="the kubeconfig to read the cluster with (default: KUBECONFIG or ~/.kube/config)",
-    )
-    baseline.add_argument(
-        "--context", metavar="NAME", help="the kubeconfig context (default: its current one)"
-    )
+    add_cluster_source_options(baseline)
     add_policies_option(baseline)
     add_trust_option(baseline)
     add_attestation_option(baseline)

@@ -223,8 +223,8 @@ def check_manifests(
         if owner is not None:
             notes.append(f"{current.address}: judged through its owner {owner.address}")
             continue
-        decision = _judge(current, position, policies, attestations, requester,
-                          controller_identities, moment, wrap_review)  # fmt: skip
+        decision = _decision(*_admission(current, position, policies, attestations, requester,
+                                         controller_identities, moment, wrap_review, None))  # fmt: skip
         judged += 1
         findings.extend(decision.findings)
         notes.extend(n for n in decision.notes if n not in notes)
@@ -284,12 +284,16 @@ def judge_one(
 ) -> Decision | None:
     """One object judged as ``check_manifests`` judges each (a CREATE by
     ``requester``), or None when it is not a workload guard judges."""
-    current = _classify(item, namespace)
-    if current.workload is None:
-        return None
-    moment = now or dt.datetime.now(dt.UTC)
-    return _judge(current, 0, policies, attestations, requester, controller_identities,
-                  moment, None)  # fmt: skip
+    judged = judge_manifest(item, policies, attestations, requester, namespace=namespace,
+                            now=now or dt.datetime.now(dt.UTC),
+                            controller_identities=controller_identities)  # fmt: skip
+    return None if judged is None else _decision(*judged)
+
+
+def _decision(result: AdmissionResult, notes: Sequence[str]) -> Decision:
+    decision = result.decision
+    assert decision is not None  # a judged request always has one
+    return Decision.of(decision.findings, subjects=1, notes=[*notes, *decision.notes])
 
 
 def _classify(item: Manifest, namespace: str) -> _Object:
@@ -407,23 +411,6 @@ def _runs_only_owner_images(current: _Object, owner: _Object) -> bool:
     return owned <= set(images_of(owner.kind, owner.item.obj))
 
 
-def _judge(
-    current: _Object,
-    position: int,
-    policies: PolicySet,
-    attestations: Mapping[str, Sequence[IndexedEnvelope]],
-    requester: Requester,
-    controller_identities: frozenset[str],
-    moment: dt.datetime,
-    wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None,
-) -> Decision:
-    result, notes = _admission(current, position, policies, attestations, requester,
-                               controller_identities, moment, wrap_review, None)  # fmt: skip
-    decision = result.decision
-    assert decision is not None  # a judged request always has one
-    return Decision.of(decision.findings, subjects=1, notes=[*notes, *decision.notes])
-
-
 def judge_manifest(
     item: Manifest,
     policies: PolicySet,
@@ -431,6 +418,7 @@ def judge_manifest(
     requester: Requester,
     *,
     now: dt.datetime,
+    namespace: str = DEFAULT_NAMESPACE,
     controller_identities: frozenset[str] = frozenset(),
     wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None = None,
     inheritance: Inheritance | None = None,
@@ -441,7 +429,7 @@ def judge_manifest(
     None when it is not a workload guard judges. ``inheritance`` is passed
     to ``decide.judge`` (a baselined owner, for the background scan);
     ``cache`` keeps signature verdicts across calls, as the webhook does."""
-    current = _classify(item, DEFAULT_NAMESPACE)
+    current = _classify(item, namespace)
     if current.workload is None:
         return None
     return _admission(current, 0, policies, attestations, requester, controller_identities,

@@ -45,20 +45,12 @@ from controller.kube.runtime import GuardRuntime
 from controller.kube.scan import WorkloadResult, judge_each
 from controller.kube.settings import ServeSettings
 from controller.kube.state import PolicySet
+from controller.policy.baseline import OWNER_KINDS
 
 logger = logging.getLogger(__name__)
 
 # Workload kinds the scan reads (Pods: only those no controller owns).
-SCANNED_KINDS = (
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "ReplicationController",
-    "Job",
-    "CronJob",
-    "Pod",
-)
+SCANNED_KINDS = (*OWNER_KINDS, "Pod")
 # What the store keeps of a workload: enough to judge it, nothing else.
 _KEPT_METADATA = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences")
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -22,12 +19,7 @@ from tests.kube.helpers import (
     workload,
     write_documents,
 )
-
-
-def live(obj: dict[str, Any]) -> dict[str, Any]:
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["uid"] = str(uuid.uuid4())
-    return obj
+from tests.operator.test_baseline import owned
 
 
 @pytest.fixture()
@@ -38,8 +30,8 @@ def dump(tmp_path: Path) -> tuple[list[str], Path]:
     attestation = tmp_path / "web.json"
     attestation.write_text(envelope(cast.ci, [WEB_DIGEST]))
     objects = [
-        live(workload("Deployment", "web", "prod-a", WEB)),
-        live(workload("Deployment", "legacy", "prod-b", UNATTESTED)),
+        owned(workload("Deployment", "web", "prod-a", WEB), None),
+        owned(workload("Deployment", "legacy", "prod-b", UNATTESTED), None),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "prod-a"}},
     ]
     path = tmp_path / "cluster.yaml"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import yaml
 
 from controller.attest.statement import utc
 from controller.kube import policyreport
-from controller.kube.envelopes import IndexedEnvelope, index_entries
+from controller.kube.envelopes import IndexedEnvelope
 from controller.kube.inherit import Baselines, template_digest
 from controller.kube.manifests import Manifest
 from controller.kube.scan import (
@@ -38,6 +37,8 @@ from tests.kube.helpers import (
     expired_envelope,
     workload,
 )
+from tests.kube.test_manifests import _index as index_of
+from tests.operator.test_baseline import owned
 
 CRDS = Path(__file__).parents[2] / "charts" / "guard" / "files" / "report-crds"
 NS = "prod-shop"
@@ -57,29 +58,12 @@ def policies(cast: Cast) -> PolicySet:
 
 
 def _index(*texts: str) -> dict[str, list[IndexedEnvelope]]:
-    index: dict[str, list[IndexedEnvelope]] = {}
-    for position, text in enumerate(texts):
-        entries, problem = index_entries(text, f"envelope-{position}")
-        assert problem is None
-        for digest, entry in entries.items():
-            index.setdefault(digest, []).append(entry)
-    return index
+    return index_of(list(texts))
 
 
 def live(obj: dict[str, Any], owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["uid"] = str(uuid.uuid4())
-    if owner is not None:
-        obj["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "controller": True,
-            }
-        ]
-    return obj
+    """``obj`` as the API server keeps it: with a uid, controlled by ``owner``."""
+    return owned(obj, owner)
 
 
 def items(*objects: Mapping[str, Any]) -> list[Manifest]:

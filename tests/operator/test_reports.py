@@ -9,9 +9,7 @@ it stops, and both serve admission.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from tests.kube.helpers import (
     workload,
 )
 from tests.operator.harness import EmulatedApi, RunningGuard, Tls, serve_settings
+from tests.operator.test_baseline import owned
 from tests.operator.test_rbac import exercise, recorded_against_chart
 
 WAIT = 20.0
@@ -37,12 +36,6 @@ NS = "prod-reports"
 REPORTS = f"/apis/openreports.io/v1alpha1/namespaces/{NS}/reports"
 RBAC_NAMESPACE = "guard-system"
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/guard/leases/guard-report-writer"
-
-
-def live(obj: dict[str, Any]) -> dict[str, Any]:
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["uid"] = str(uuid.uuid4())
-    return obj
 
 
 def report(guard: RunningGuard, name: str = f"guard-{NS}") -> dict[str, Any] | None:
@@ -87,8 +80,8 @@ def test_reports_follow_workloads_attestations_policies_baselines_and_time(
 ) -> None:
     guard = reporting
     guard.runtime.now = lambda: NOW
-    web = live(workload("Deployment", "web", NS, WEB))
-    legacy = live(workload("Deployment", "legacy", NS, UNATTESTED))
+    web = owned(workload("Deployment", "web", NS, WEB), None)
+    legacy = owned(workload("Deployment", "legacy", NS, UNATTESTED), None)
     guard.api.create_workload(web)
     guard.api.create_workload(legacy)
     attestation = attestation_resource("web-review", NS, envelope(cast.ci))
@@ -188,7 +181,7 @@ def test_one_writer_and_failover(start_guard: Callable[..., RunningGuard]) -> No
     leader, follower = (first, second) if a.elector.leading else (second, first)
     lease = leader.api.send("GET", LEASE)
     assert lease["spec"]["holderIdentity"] == leader.service.settings.identity
-    pod = live(workload("Deployment", "solo", NS, UNATTESTED))
+    pod = owned(workload("Deployment", "solo", NS, UNATTESTED), None)
     leader.api.create_workload(pod)
     settle(leader, lambda r: ("solo", "require-review", "review") in r)
     follower_scanner = follower.service.scanner
@@ -228,9 +221,9 @@ def test_chart_rbac_with_reports_grants_exactly_what_the_operator_uses(
         guard.start()
         guard.runtime.now = lambda: NOW + dt.timedelta(days=20)  # the review expires soon
         exercise(guard, cast)
-        web = live(workload("Deployment", "web", NS, WEB))
+        web = owned(workload("Deployment", "web", NS, WEB), None)
         guard.api.create_workload(web)
-        guard.api.create_workload(live(workload("Pod", "bare", NS, UNATTESTED)))
+        guard.api.create_workload(owned(workload("Pod", "bare", NS, UNATTESTED), None))
         guard.api.create("reviewattestations", attestation_resource("web", NS, envelope(cast.ci)))
         settle(guard, lambda r: r.get(("web", "require-review", "review-expiring")) == "warn")
         guard.api.delete_workload(web)
