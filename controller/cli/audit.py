@@ -80,14 +80,13 @@ def register_audit(kube: Commands[argparse.ArgumentParser]) -> None:
     add_cluster_source_options(audit)
     scope = audit.add_mutually_exclusive_group()
     scope.add_argument(
-        "-n",
         "--namespace",
         metavar="NS",
         help="only this namespace (default: every namespace of a dump; the context's "
         "namespace of a cluster, as kubectl)",
     )
     scope.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="every namespace of the cluster"
+        "--all-namespaces", action="store_true", help="every namespace of the cluster"
     )
     add_policies_option(audit)
     add_trust_option(audit)
@@ -261,13 +260,11 @@ def add_report_serve_options(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "guard"),
         metavar="NS",
         help="the namespace of the report writer's Lease (default: $POD_NAMESPACE or guard)",
     )
     serve.add_argument(
         "--identity",
-        default=os.environ.get("POD_NAME", ""),
         metavar="NAME",
         help="this replica's name in the Lease (default: $POD_NAME or the host name)",
     )
@@ -279,8 +276,8 @@ def report_serve_settings(args: argparse.Namespace) -> dict[str, Any]:
         "reports": args.reports,
         "scan_period": _duration("--scan-period", args.scan_period).total_seconds(),
         "expiring_within": _window(args.expiring_within).total_seconds(),
-        "lease_namespace": args.lease_namespace,
-        "identity": args.identity,
+        "lease_namespace": args.lease_namespace or os.environ.get("POD_NAMESPACE") or "guard",
+        "identity": args.identity or os.environ.get("POD_NAME", ""),
     }
 
 

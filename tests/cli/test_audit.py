@@ -51,7 +51,7 @@ def test_the_audit_names_what_deny_would_block(
     assert denied == {("Deployment prod-b/legacy", "require-review")}
     assert "ConfigMap prod-a/c (v1): not judged (not a workload)" in report["notes"]
     # One namespace only: nothing there would be denied.
-    code = main(["kube", "audit", "-f", str(path), *common, "-n", "prod-a", "-q"])
+    code = main(["kube", "audit", "-f", str(path), *common, "--namespace", "prod-a", "-q"])
     assert code == 0
 
 
@@ -79,7 +79,7 @@ def test_openreports_and_policyreport_documents(
     ("args", "expected"),
     [
         (["--expiring-within", "soon"], "--expiring-within: invalid duration"),
-        (["-n", "Not_A_Namespace"], "not a namespace name"),
+        (["--namespace", "Not_A_Namespace"], "not a namespace name"),
         (["--kubeconfig", "k"], "give -f DUMP or --kubeconfig/--context, not both"),
         (["--format", "openreports", "-o", "yaml"], "expected FORMAT=FILE"),
     ],
