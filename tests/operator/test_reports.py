@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from controller.cli import main
 from controller.kube.inherit import template_digest
 from tests.kube.helpers import (
     NOW,
@@ -241,3 +243,67 @@ def test_chart_rbac_with_reports_grants_exactly_what_the_operator_uses(
     refused, unused = recorded_against_chart(requests, values, RBAC_NAMESPACE)
     assert refused == [], "the operator needs permissions the chart does not grant"
     assert unused == [], "the chart grants permissions the operator never uses"
+
+
+def test_the_audit_of_a_dump_says_what_the_operator_reports(
+    reporting: RunningGuard,
+    cast: Cast,
+    guard_files: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    guard = reporting
+    guard.runtime.now = lambda: NOW
+    namespace = "prod-same"
+    objects = [
+        owned(workload("Deployment", "web", namespace, WEB), None),
+        owned(workload("StatefulSet", "db", namespace, UNATTESTED, privileged=True), None),
+        owned(workload("CronJob", "nightly", namespace, WEB, labels={}), None),
+    ]
+    for obj in objects:
+        guard.api.create_workload(obj)
+    text = envelope(cast.ci)
+    guard.api.create("reviewattestations", attestation_resource("same", namespace, text))
+    path = f"/apis/openreports.io/v1alpha1/namespaces/{namespace}/reports/guard-{namespace}"
+
+    def written() -> dict[str, Any] | None:
+        try:
+            return guard.api.send("GET", path)
+        except RuntimeError:
+            return None
+
+    scanner = guard.service.scanner
+    assert scanner is not None
+    assert scanner.wait_until(
+        lambda: (
+            (found := written()) is not None
+            and {r["resources"][0]["name"] for r in found["results"]} == {"web", "db", "nightly"}
+            and any(
+                r["result"] == "pass" and r["policy"] == "require-review" for r in found["results"]
+            )
+        ),
+        WAIT,
+    )
+    dump = tmp_path / "dump.yaml"
+    dump.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": objects}))
+    attestation = tmp_path / "web.json"
+    attestation.write_text(text)
+    policies, trust = guard_files
+    main(["kube", "audit", "-f", str(dump), "--policies", str(policies), "--trust", str(trust),
+          "--attestation", str(attestation), "--format", "openreports"])  # fmt: skip
+    (audited,) = yaml.safe_load_all(capsys.readouterr().out)
+    operator = written()
+    assert operator is not None
+    assert _comparable(audited) == _comparable(operator)
+    assert audited["summary"] == operator["summary"]
+
+
+def _comparable(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Results without when they were made and where the envelope was read from."""
+    found = []
+    for result in report["results"]:
+        properties = {k: v for k, v in result.get("properties", {}).items() if k != "envelopes"}
+        found.append((result["resources"][0]["name"], result["policy"], result.get("rule"),
+                      result["result"], result["severity"], result["message"],
+                      sorted(properties.items())))  # fmt: skip
+    return sorted(found)
