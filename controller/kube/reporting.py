@@ -42,8 +42,9 @@ from controller.kube.lease import LeaderElector, LeaseResource
 from controller.kube.manifests import Manifest, select
 from controller.kube.policyreport import ReportApi
 from controller.kube.runtime import GuardRuntime
-from controller.kube.scan import WorkloadResult, judge_each
+from controller.kube.scan import WorkloadResult, judge_each, unreadable
 from controller.kube.settings import ServeSettings
+from controller.kube.shapes import MAX_DEPTH, ShapeError, check_workload, too_deep
 from controller.kube.state import PolicySet
 from controller.policy.baseline import OWNER_KINDS
 
@@ -142,6 +143,9 @@ class WorkloadStore:
 
     def __init__(self) -> None:
         self._objects: dict[str, Manifest] = {}
+        # Objects guard cannot read (nested too deep, fields of the wrong
+        # shape), with why: reported as errors, never judged, never dropped.
+        self._broken: dict[str, tuple[Manifest, str]] = {}
         self.changes = 0
 
     def __len__(self) -> int:
@@ -157,8 +161,19 @@ class WorkloadStore:
             return False
         if event == "DELETED" or (kind == "Pod" and _controlled(metadata)):
             removed = self._objects.pop(uid, None) is not None
+            removed = self._broken.pop(uid, None) is not None or removed
             self.changes += removed
             return removed
+        problem = _unreadable(kind, body)
+        if problem:
+            self._objects.pop(uid, None)
+            self._broken[uid] = (
+                Manifest(dict(body), f"{kind} {metadata.get('namespace')}", 0),
+                problem,
+            )
+            self.changes += 1
+            return True
+        self._broken.pop(uid, None)
         kept = {
             "apiVersion": body.get("apiVersion"),
             "kind": kind,
@@ -173,6 +188,20 @@ class WorkloadStore:
 
     def items(self) -> list[Manifest]:
         return list(self._objects.values())
+
+    def broken(self) -> list[tuple[Manifest, str]]:
+        return list(self._broken.values())
+
+
+def _unreadable(kind: str, body: Mapping[str, Any]) -> str:
+    """Why guard cannot judge this object, or "" (the admission path's checks)."""
+    if too_deep(body):
+        return f"nested more than {MAX_DEPTH} levels deep"
+    try:
+        check_workload(kind, body, "")
+    except ShapeError as exc:
+        return str(exc)
+    return ""
 
 
 def _controlled(metadata: Mapping[str, Any]) -> bool:
@@ -276,6 +305,7 @@ class BackgroundScan:
         judged = judge_each(items, selection, inputs.policies, inputs.attestations,
                             inputs.baselines, now=now, window=self.settings.window,
                             cache=self._signatures)  # fmt: skip
+        found.extend(unreadable(item, problem) for item, problem in self.workloads.broken())
         for result in judged:
             found.append(result)
             # The scan shares the event loop with the webhook: after each

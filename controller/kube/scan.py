@@ -37,6 +37,7 @@ from typing import Any
 
 from controller.attest.review import AttestationReview
 from controller.attest.verify import SignatureCache
+from controller.errors import InputError
 from controller.kube.envelopes import IndexedEnvelope
 from controller.kube.inherit import (
     CHAIN,
@@ -47,10 +48,10 @@ from controller.kube.inherit import (
     owner_record,
 )
 from controller.kube.manifests import Manifest, Selection, judge_manifest, select
-from controller.kube.result import AdmissionResult
+from controller.kube.result import AdmissionResult, Reason
 from controller.kube.state import PolicySet
 from controller.policy.documents import Action, Severity, Target
-from controller.policy.results import Finding, Requester, Result, Subject
+from controller.policy.results import Decision, Finding, Requester, Result, Subject
 from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
 
 DEFAULT_WINDOW = dt.timedelta(days=14)
@@ -242,10 +243,41 @@ def judge_each(
     owners = _owners_by_uid(items)
     cache = cache if cache is not None else SignatureCache()
     for item in selection.alone:
-        result = judge_workload(item, policies, attestations, baselines, owners, now=now,
-                                window=window, cache=cache)  # fmt: skip
+        try:
+            result = judge_workload(item, policies, attestations, baselines, owners, now=now,
+                                    window=window, cache=cache)  # fmt: skip
+        except InputError as exc:
+            # One unreadable object must not stop the scan, nor vanish from
+            # it: it is reported as an error (never a pass).
+            result = unreadable(item, str(exc))
         if result is not None:
             yield result
+
+
+def unreadable(item: Manifest, problem: str) -> WorkloadResult:
+    """A workload the scan could not judge, as one error result."""
+    obj = item.obj
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    kind, namespace, name = (str(v or "") for v in
+                             (obj.get("kind"), metadata.get("namespace"), metadata.get("name")))  # fmt: skip
+    finding = Finding(
+        policy="guard",
+        rule="readable",
+        severity=Severity.high,
+        action=Action.deny,
+        result=Result.error,
+        target=Target.kubernetes,
+        address=f"{kind} {namespace}/{name}",
+        message=f"not judged: {problem[:500]}",
+    )
+    answer = AdmissionResult(
+        uid="", allowed=False, code=400, message=finding.message, reason=Reason.malformed,
+        decision=Decision.of([finding], subjects=1),
+    )  # fmt: skip
+    return WorkloadResult(kind=kind, api_version=str(obj.get("apiVersion") or ""),
+                          namespace=namespace, name=name, uid=str(metadata.get("uid") or ""),
+                          result=answer)  # fmt: skip
 
 
 def judge_workload(

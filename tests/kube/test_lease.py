@@ -8,8 +8,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from controller.kube.kubeapi import ApiConflict
-from controller.kube.lease import LeaderElector, state_of
+from controller.kube.lease import LeaderElector, micro_time, state_of
 
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 DURATION = dt.timedelta(seconds=15)
@@ -117,3 +120,37 @@ def test_an_unreachable_api_means_not_leading() -> None:
             raise OSError("connection refused")
 
     assert not asyncio.run(elector(Broken(), "a", Clock()).hold())
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+SPEC_KEYS = st.sampled_from(["holderIdentity", "renewTime", "acquireTime",
+                             "leaseDurationSeconds", "leaseTransitions"])  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.dictionaries(SPEC_KEYS, JSON | st.datetimes().map(str)), metadata=JSON)
+def test_any_lease_body_gives_an_answer_and_a_foreign_fresh_holder_is_never_displaced(
+    spec: dict[str, Any], metadata: Any
+) -> None:
+    """Whatever another writer (or a broken client) left in the Lease, a round
+    answers leading or not, never raises; and a Lease another identity renewed
+    just now, for a positive duration, is never taken over."""
+    api = FakeLeases()
+    api.lease = {"metadata": {"resourceVersion": "7"}, "spec": spec}
+    if isinstance(metadata, dict):
+        api.lease["metadata"].update({k: v for k, v in metadata.items() if k != "resourceVersion"})
+    clock = Clock()
+    leading = asyncio.run(elector(api, "a", clock).hold())
+    assert isinstance(leading, bool)
+    fresh = FakeLeases()
+    fresh.lease = {
+        "metadata": {"resourceVersion": "1"},
+        "spec": {"holderIdentity": "b", "renewTime": micro_time(T0), "leaseDurationSeconds": 15},
+    }
+    assert not asyncio.run(elector(fresh, "a", clock).hold())

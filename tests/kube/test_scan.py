@@ -11,17 +11,23 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller.attest.statement import utc
+from controller.errors import InputError
 from controller.kube import policyreport
 from controller.kube.envelopes import IndexedEnvelope
 from controller.kube.inherit import Baselines, template_digest
-from controller.kube.manifests import Manifest
+from controller.kube.manifests import Manifest, judge_one
+from controller.kube.reporting import WorkloadStore
 from controller.kube.scan import (
     BASELINE_EXPIRY_RULE,
     REVIEW_EXPIRY_RULE,
+    SCAN_REQUESTER,
     Scan,
     scan,
+    unreadable,
 )
 from controller.kube.state import FileInputs, PolicySet, build_policy_set
 from controller.policy.baseline import GuardBaseline
@@ -37,6 +43,7 @@ from tests.kube.helpers import (
     expired_envelope,
     workload,
 )
+from tests.kube.mutations import mutated
 from tests.kube.test_manifests import _index as index_of
 from tests.operator.test_baseline import owned
 
@@ -260,3 +267,35 @@ def test_a_namespace_whose_workloads_are_gone_gets_an_empty_report(policies: Pol
     assert [(r["metadata"]["name"], r["results"], r["summary"]["pass"]) for r in reports] == [
         ("guard-prod-gone", [], 0)
     ]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_hostile_workload_is_an_error_result_never_a_pass_nor_a_crash(
+    data: st.DataObject, policies: PolicySet
+) -> None:
+    """Whatever shape a stored workload has, the operator's scan reports it
+    once: judged as admission judges it, or one error result where admission
+    would refuse to read it; the other workloads are judged as ever."""
+    base = workload("Deployment", "odd", NS, UNATTESTED)
+    base["metadata"]["uid"] = "odd-uid"
+    body, _, _ = data.draw(mutated(base, ("spec",)))
+    store = WorkloadStore()
+    store.observe("Deployment", body, "ADDED")
+    store.observe("Deployment", live(workload("Deployment", "fine", NS, UNATTESTED)), "ADDED")
+    found = scan(store.items(), policies, {}, Baselines(), now=NOW)
+    results = [*found.workloads, *(unreadable(m, p) for m, p in store.broken())]
+    fine = [w for w in results if w.name == "fine"]
+    assert len(fine) == 1 and not fine[0].result.allowed
+    (odd,) = [w for w in results if w.name == "odd"]
+    try:
+        admission = judge_one(Manifest(body, "odd", 1), policies, {}, SCAN_REQUESTER,
+                              controller_identities=frozenset(), now=NOW)  # fmt: skip
+    except InputError:
+        admission = None
+    if admission is None:
+        assert not odd.result.allowed and odd.result.reason.value == "malformed"
+    else:
+        assert odd.result.allowed == admission.allowed
