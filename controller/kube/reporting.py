@@ -153,6 +153,7 @@ class WorkloadStore:
 
     def observe(self, kind: str, body: Mapping[str, Any], event: str | None) -> bool:
         """Take in one watch event; True when the store changed."""
+        body = dict(body)  # Kopf hands a mapping view; judging reads plain objects
         metadata = body.get("metadata")
         if not isinstance(metadata, Mapping):
             return False
