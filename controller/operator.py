@@ -15,18 +15,26 @@ Indexes (each handler's name is its index's name in handler kwargs):
   reduced to what inheritance reads (``kube.inherit.OwnerRecord``);
 - ``guard_revisions``: ControllerRevisions by (namespace, name), for the Pods
   of older StatefulSet and DaemonSet revisions.
+
+With reports on (``create_registry(reports=True)``), the workloads' watch
+events feed the background scan (``kube.reporting``), every change to what
+a verdict depends on marks it for a new scan, and a startup activity runs
+its loop with the indexes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from controller.kube.envelopes import IndexedEnvelope, index_entries
 from controller.kube.inherit import OWNER_APIS, OwnerRecord, owner_record
+from controller.kube.reporting import SCANNED_KINDS, BackgroundScan, Inputs
 from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult
 from controller.kube.runtime import GuardRuntime
@@ -180,6 +188,7 @@ async def _document_status(
     # Recompile now rather than on the next admission: the load-error gauge
     # (and the compile cost) should not wait for traffic.
     _runtime(memo).policy_set(_resources(indexes))
+    _invalidate(memo)
     _record(memo, kind, body, type)
     if type == "DELETED":
         return
@@ -227,6 +236,7 @@ def attestation_status(
     *, body: kopf.Body, patch: kopf.Patch, type: str | None, memo: Any, **kwargs: Any
 ) -> None:
     """Informational only (for ``kubectl get``): admission never reads it."""
+    _invalidate(memo)
     _record(memo, "ReviewAttestation", body, type)
     if type == "DELETED":
         return
@@ -235,12 +245,67 @@ def attestation_status(
     _set_status(body, patch, status)
 
 
+# --------------------------------------------------------------------------- reports
+
+
+def _scanner(memo: Any) -> BackgroundScan | None:
+    scanner = getattr(memo, "scanner", None)
+    return scanner if isinstance(scanner, BackgroundScan) else None
+
+
+def _invalidate(memo: Any) -> None:
+    scanner = _scanner(memo)
+    if scanner is not None:
+        scanner.invalidate()
+
+
+def _workload_observer(kind: str) -> Any:
+    """The event handler feeding one workload kind to the background scan."""
+
+    def scan_workloads(*, body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+        scanner = _scanner(memo)
+        if scanner is not None:
+            scanner.observe(kind, body, type)
+
+    return scan_workloads
+
+
+async def start_background_scan(*, memo: Any, **kwargs: Any) -> None:
+    """Run the scan's loop beside the operator; it reads the indexes as they fill."""
+    scanner = _scanner(memo)
+    if scanner is None:
+        return
+    runtime = _runtime(memo)
+
+    def inputs() -> Inputs | None:
+        if not runtime.ready_flag.is_set():
+            return None  # judging before the indexes are listed would report false failures
+        return Inputs(
+            policies=runtime.policy_set(_resources(kwargs)),
+            attestations=cast(Any, _index(kwargs, "guard_attestations")),
+            baselines=runtime.baselines(_entries(_index(kwargs, "guard_baselines"))),
+        )
+
+    memo.scan_task = asyncio.create_task(scanner.run(inputs))
+
+
+async def stop_background_scan(*, memo: Any, **_: Any) -> None:
+    task = getattr(memo, "scan_task", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 # --------------------------------------------------------------------------- registry
 
 
-def create_registry(*, login_handler: bool = True) -> kopf.OperatorRegistry:
-    """A registry with every guard handler (and the production login)."""
+def create_registry(*, login_handler: bool = True, reports: bool = False) -> kopf.OperatorRegistry:
+    """A registry with every guard handler (and the production login); with
+    ``reports``, the background scan's too."""
     registry = kopf.OperatorRegistry()
+    if reports:
+        _register_scan(registry)
     if login_handler:
         kopf.on.login(registry=registry)(login)
     kopf.on.startup(id="serve-admissions", registry=registry)(serve_admissions)
@@ -268,3 +333,15 @@ def create_registry(*, login_handler: bool = True) -> kopf.OperatorRegistry:
                 _owner_indexer(kind)
             )
     return registry
+
+
+def _register_scan(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(registry=registry)(start_background_scan)
+    kopf.on.cleanup(registry=registry)(stop_background_scan)
+    for kind in SCANNED_KINDS:
+        api = OWNER_APIS.get(kind)
+        group, _, version = (api.api_version if api else "v1").rpartition("/")
+        plural = api.plural if api else "pods"
+        kopf.on.event(group, version, plural, id=f"scan-{plural}", registry=registry)(
+            _workload_observer(kind)
+        )

@@ -10,6 +10,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from controller.cli.audit import (
+    add_cluster_source_options,
+    add_report_serve_options,
+    register_audit,
+    report_serve_settings,
+)
 from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
@@ -155,6 +161,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         help="a Kubernetes controller's username (repeatable; default: the kube-system "
         "controllers and system:kube-controller-manager)",
     )
+    add_report_serve_options(serve)
     serve.set_defaults(handler=serve_command)
 
     kube = add_group(
@@ -215,6 +222,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     add_warn_only_option(check)
     check.set_defaults(handler=kube_check_command)
     _register_baseline(kube)
+    register_audit(kube)
 
 
 def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:
@@ -249,21 +257,7 @@ def _register_baseline(kube: Commands[argparse.ArgumentParser]) -> None:
             ),
         ],
     )
-    baseline.add_argument(
-        "-f",
-        "--filename",
-        metavar="DUMP",
-        help="a dump of the cluster's workloads (YAML or JSON, - for stdin); without it the "
-        "cluster of --kubeconfig/--context is read",
-    )
-    baseline.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="the kubeconfig to read the cluster with (default: KUBECONFIG or ~/.kube/config)",
-    )
-    baseline.add_argument(
-        "--context", metavar="NAME", help="the kubeconfig context (default: its current one)"
-    )
+    add_cluster_source_options(baseline)
     add_policies_option(baseline)
     add_trust_option(baseline)
     add_attestation_option(baseline)
@@ -381,6 +375,7 @@ def serve_command(args: argparse.Namespace) -> int:
         audit_backups=args.audit_backups,
         namespaces=tuple(args.namespace),
         controller_identities=tuple(args.controller_identity) or DEFAULT_CONTROLLER_IDENTITIES,
+        **report_serve_settings(args),
     )
     # Imported here, not at the top: Kopf (and the Kubernetes client it loads
     # when installed) takes seconds to import, and only guard serve needs it;
@@ -401,7 +396,9 @@ def serve_command(args: argparse.Namespace) -> int:
         logging.getLogger("guard").warning(
             "No --trust given: review requirements fail closed until a GuardTrust exists"
         )
-    service = GuardService(settings, files, registry=create_registry())
+    service = GuardService(
+        settings, files, registry=create_registry(reports=bool(settings.reports))
+    )
     asyncio.run(service.run())
     return EXIT_OK
 

@@ -33,8 +33,27 @@ INVENTORY_KINDS = tuple(OWNER_APIS)
 _POD_API = ("v1", "pods")
 
 
-def _path(api_version: str, plural: str) -> str:
-    return f"/apis/{api_version}/{plural}" if "/" in api_version else f"/api/{api_version}/{plural}"
+def _path(api_version: str, plural: str, namespace: str | None = None) -> str:
+    root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
+
+
+def context_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace kubectl uses for this context when given no ``-n``."""
+    try:
+        contexts, active = kubernetes.config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
+        where = kubeconfig or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot use {where}: {detail}") from None
+    chosen = active
+    if context is not None:
+        chosen = next((c for c in contexts or () if c.get("name") == context), None)
+    details = (chosen or {}).get("context") or {}
+    namespace = details.get("namespace") if isinstance(details, Mapping) else None
+    return namespace if isinstance(namespace, str) and namespace else "default"
 
 
 def _client(kubeconfig: str | None, context: str | None) -> Any:
@@ -55,8 +74,10 @@ def read_cluster(
     kinds: Iterable[str] = INVENTORY_KINDS,
     pods: bool = False,
     page_size: int = PAGE_SIZE,
+    namespace: str | None = None,
 ) -> Inventory:
-    """Every object of ``kinds`` (and Pods with ``pods``) in every namespace."""
+    """Every object of ``kinds`` (and Pods with ``pods``) in ``namespace``, or
+    in every namespace."""
     client = _client(kubeconfig, context)
     host = str(client.configuration.host)
     objects: list[Manifest] = []
@@ -65,7 +86,7 @@ def read_cluster(
         apis.append((*_POD_API, "Pod"))
     try:
         for api_version, plural, kind in apis:
-            for item in _list(client, api_version, plural, page_size):
+            for item in _list(client, _path(api_version, plural, namespace), plural, page_size):
                 body = {"apiVersion": api_version, "kind": kind, **item}
                 objects.append(Manifest(body, f"{host} {plural}", 0))
     finally:
@@ -73,15 +94,13 @@ def read_cluster(
     return Inventory(tuple(objects), host)
 
 
-def _list(
-    client: Any, api_version: str, plural: str, page_size: int
-) -> Iterator[Mapping[str, Any]]:
+def _list(client: Any, path: str, plural: str, page_size: int) -> Iterator[Mapping[str, Any]]:
     token = ""
     while True:
         query: list[tuple[str, Any]] = [("limit", page_size)]
         if token:
             query.append(("continue", token))
-        data = _get(client, _path(api_version, plural), query)
+        data = _get(client, path, query)
         items = data.get("items")
         if not isinstance(items, list):
             raise InputError(f"listing {plural}: the API server's answer has no items list")

@@ -4,10 +4,11 @@ Kopf keeps the credentials (the login handlers, re-authentication on 401) in
 a per-operator vault that only its internal client can use; the public
 surface has no "list these objects" call. This module is the one place that
 touches that internal client (kopf is pinned to 1.45.x in pyproject), so an
-upgrade has one file to check. Three calls are made: lists of guard.dev
-resources, the bounded read of one workload owner by name (a list with a
-field selector, so the list and watch the owner index needs are all the
-permission it takes), and creation of core/v1 Events (see ``events``).
+upgrade has one file to check. The calls: lists of guard.dev resources, the
+bounded read of one workload owner by name (a list with a field selector,
+so the list and watch the owner index needs are all the permission it
+takes), creation of core/v1 Events (see ``events``), and the report
+writer's reads and writes of policy reports and of its Lease (``call``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 import aiohttp
 import kopf
 from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import errors as kopf_errors
 
+from controller.errors import GuardError
 from controller.policy.documents import API_GROUP
 
 API_VERSION = "v1alpha1"
@@ -123,3 +126,53 @@ async def post_event(
         backoffs=[],
         logger=logger,
     )
+
+
+# --------------------------------------------------------------------------- objects
+# The report writer's calls: policy reports and its Lease. Each is one request,
+# no retries: the writer's next round retries, and admission never waits on them.
+
+
+class ApiConflict(GuardError):
+    """The object changed (or was created) since it was read: 409."""
+
+
+def object_path(api_version: str, plural: str, namespace: str, name: str | None = None) -> str:
+    """The URL of a namespaced collection or of one object in it, any API group;
+    every segment is checked as in ``list_path``."""
+    for segment in (plural, namespace, *api_version.split("/"), *([name] if name else [])):
+        if not segment or ".." in segment or not _SEGMENT_RE.fullmatch(segment):
+            raise ValueError(f"{segment[:80]!r} is not a valid path segment")
+    base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+async def call(
+    settings: kopf.OperatorSettings,
+    method: str,
+    path: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    content_type: str = "application/json",
+    timeout: float = 5.0,
+) -> Mapping[str, Any] | None:
+    """One request; the answer's JSON object, None on 404, ``ApiConflict`` on 409."""
+    try:
+        response = await kopf_api.request(
+            method,
+            path,
+            payload=dict(payload) if payload is not None else None,
+            headers={"Content-Type": content_type} if payload is not None else None,
+            settings=settings,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            backoffs=[],
+            logger=logger,
+        )
+    except kopf_errors.APINotFoundError:
+        return None
+    except kopf_errors.APIConflictError as exc:
+        raise ApiConflict(f"{method.upper()} {path}: conflict") from exc
+    async with response:
+        data = await response.json()
+    return data if isinstance(data, Mapping) else {}

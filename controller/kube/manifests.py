@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from controller.attest.verify import SignatureCache
 from controller.errors import InputError
 from controller.kube import decide
 from controller.kube.envelopes import (
@@ -34,7 +35,9 @@ from controller.kube.envelopes import (
     gather,
     index_entries,
 )
+from controller.kube.inherit import Inheritance
 from controller.kube.request import WORKLOADS, AdmissionRequest, Workload, valid_namespace
+from controller.kube.result import AdmissionResult
 from controller.kube.settings import DEFAULT_CONTROLLER_IDENTITIES
 from controller.kube.shapes import MAX_DEPTH, ShapeError, check_workload, too_deep
 from controller.kube.state import PolicySet
@@ -220,14 +223,53 @@ def check_manifests(
         if owner is not None:
             notes.append(f"{current.address}: judged through its owner {owner.address}")
             continue
-        decision = _judge(current, position, policies, attestations, requester,
-                          controller_identities, moment, wrap_review)  # fmt: skip
+        decision = _decision(*_admission(current, position, policies, attestations, requester,
+                                         controller_identities, moment, wrap_review, None))  # fmt: skip
         judged += 1
         findings.extend(decision.findings)
         notes.extend(n for n in decision.notes if n not in notes)
     notes.extend(_run_notes(objects, namespace, judged, findings))
     skipped = sum(1 for o in objects if o.workload is None and o.unsupported is None) + len(owners)
     return Decision.of(findings, subjects=judged, notes=notes), skipped
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a run judges, as ``check_manifests`` decides it: each workload
+    on its own, or through its owner in the input; what is not judged."""
+
+    alone: tuple[Manifest, ...]
+    # (address, owner's address) of the objects judged through their owner.
+    through_owner: tuple[tuple[str, str], ...]
+    # Workload kinds at an apiVersion guard does not judge: denying findings.
+    unsupported: tuple[Finding, ...]
+    # "Kind namespace/name (apiVersion)" of every object that is not a workload.
+    not_workloads: tuple[str, ...]
+
+
+def select(
+    items: Sequence[Manifest], enforcement: Action, namespace: str = DEFAULT_NAMESPACE
+) -> Selection:
+    """Classify every object of the input (``guard kube audit`` and the
+    background scan judge what this selects, one workload at a time)."""
+    objects = [_classify(item, namespace) for item in items]
+    owners = _judged_through_owner(objects)
+    return Selection(
+        alone=tuple(
+            o.item
+            for position, o in enumerate(objects)
+            if o.workload is not None and position not in owners
+        ),
+        through_owner=tuple(
+            (objects[position].address, owner.address) for position, owner in owners.items()
+        ),
+        unsupported=tuple(_unsupported(o, enforcement) for o in objects if o.unsupported),
+        not_workloads=tuple(
+            f"{o.address} ({o.api_version})"
+            for o in objects
+            if o.workload is None and o.unsupported is None
+        ),
+    )
 
 
 def judge_one(
@@ -242,12 +284,16 @@ def judge_one(
 ) -> Decision | None:
     """One object judged as ``check_manifests`` judges each (a CREATE by
     ``requester``), or None when it is not a workload guard judges."""
-    current = _classify(item, namespace)
-    if current.workload is None:
-        return None
-    moment = now or dt.datetime.now(dt.UTC)
-    return _judge(current, 0, policies, attestations, requester, controller_identities,
-                  moment, None)  # fmt: skip
+    judged = judge_manifest(item, policies, attestations, requester, namespace=namespace,
+                            now=now or dt.datetime.now(dt.UTC),
+                            controller_identities=controller_identities)  # fmt: skip
+    return None if judged is None else _decision(*judged)
+
+
+def _decision(result: AdmissionResult, notes: Sequence[str]) -> Decision:
+    decision = result.decision
+    assert decision is not None  # a judged request always has one
+    return Decision.of(decision.findings, subjects=1, notes=[*notes, *decision.notes])
 
 
 def _classify(item: Manifest, namespace: str) -> _Object:
@@ -365,7 +411,32 @@ def _runs_only_owner_images(current: _Object, owner: _Object) -> bool:
     return owned <= set(images_of(owner.kind, owner.item.obj))
 
 
-def _judge(
+def judge_manifest(
+    item: Manifest,
+    policies: PolicySet,
+    attestations: Mapping[str, Sequence[IndexedEnvelope]],
+    requester: Requester,
+    *,
+    now: dt.datetime,
+    namespace: str = DEFAULT_NAMESPACE,
+    controller_identities: frozenset[str] = frozenset(),
+    wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None = None,
+    inheritance: Inheritance | None = None,
+    cache: SignatureCache | None = None,
+) -> tuple[AdmissionResult, list[str]] | None:
+    """One object played as a CREATE by ``requester``, with the whole answer
+    (subject, matched policies, decision) and the notes on its envelopes;
+    None when it is not a workload guard judges. ``inheritance`` is passed
+    to ``decide.judge`` (a baselined owner, for the background scan);
+    ``cache`` keeps signature verdicts across calls, as the webhook does."""
+    current = _classify(item, namespace)
+    if current.workload is None:
+        return None
+    return _admission(current, 0, policies, attestations, requester, controller_identities,
+                      now, wrap_review, inheritance, cache)  # fmt: skip
+
+
+def _admission(
     current: _Object,
     position: int,
     policies: PolicySet,
@@ -374,7 +445,9 @@ def _judge(
     controller_identities: frozenset[str],
     moment: dt.datetime,
     wrap_review: Callable[[ReviewEvaluator], ReviewEvaluator] | None,
-) -> Decision:
+    inheritance: Inheritance | None,
+    cache: SignatureCache | None = None,
+) -> tuple[AdmissionResult, list[str]]:
     workload = current.workload
     assert workload is not None
     obj = current.item.obj
@@ -412,13 +485,11 @@ def _judge(
         commits = built_from(candidates)
         if commits:
             candidates = combine(candidates, gather(commits, attestations, inline))
-        reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment)
+        reviewer = decide.reviewer_for(policies, candidates, now=lambda: moment, cache=cache)
         if wrap_review is not None:
             reviewer = wrap_review(reviewer)
-    result = decide.judge(request, policies, reviewer, subject=subject)
-    decision = result.decision
-    assert decision is not None  # a judged request always has one
-    return Decision.of(decision.findings, subjects=1, notes=[*notes, *decision.notes])
+    result = decide.judge(request, policies, reviewer, subject=subject, inheritance=inheritance)
+    return result, notes
 
 
 def _run_notes(

@@ -22,6 +22,7 @@ from controller.errors import InputError
 from controller.kube.audit import AuditLog
 from controller.kube.kubeapi import list_objects, post_event, read_named
 from controller.kube.probes import start_probes
+from controller.kube.reporting import background_scan
 from controller.kube.runtime import GuardRuntime
 from controller.kube.settings import ServeSettings
 from controller.kube.state import FileInputs
@@ -139,6 +140,7 @@ class GuardService:
         # nothing below the operator imports it.
         self.registry = registry
         self.probes_port: int | None = None
+        self.scanner = background_scan(settings, self.kopf_settings, self.runtime, self._post_event)
 
     async def _list(self, plural: str, namespace: str | None) -> list[Mapping[str, Any]]:
         return await list_objects(self.kopf_settings, plural, namespace)
@@ -169,7 +171,7 @@ class GuardService:
                 standalone=True,
                 clusterwide=self.settings.clusterwide,
                 namespaces=list(self.settings.namespaces),
-                memo=kopf.Memo(runtime=self.runtime),
+                memo=kopf.Memo(runtime=self.runtime, scanner=self.scanner),
                 stop_flag=stop_flag,
             )
         finally:

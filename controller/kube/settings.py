@@ -81,6 +81,18 @@ class ServeSettings:
     event_burst: float = 5.0
     event_global_rate: float = 1.0
     event_global_burst: float = 30.0
+    # Background scan and policy reports (``kube.reporting``): off unless a
+    # report API is named ("openreports" or "wgpolicy").
+    reports: str = ""
+    scan_period: float = 600.0
+    report_interval: float = 5.0
+    expiring_within: float = 14 * 86400.0
+    report_max_writes: int = 50
+    # The report writer's Lease: in guard's own namespace, held by this Pod.
+    lease_name: str = "guard-report-writer"
+    lease_namespace: str = "guard"
+    lease_duration: float = 15.0
+    identity: str = ""
 
     @property
     def clusterwide(self) -> bool:

@@ -69,6 +69,8 @@ def scenarios() -> dict[str, dict[str, Any]]:
             }
         },
         "warn": {"enforcement": "warn"},
+        "reports": {"enforcement": "audit", "reports": {"enabled": True, "installCRDs": True}},
+        "reports-wgpolicy": {"reports": {"enabled": True, "installCRDs": True, "api": "wgpolicy"}},
         "audit": {"enforcement": "audit"},
         "ignore-users": {"webhook": {"failurePolicy": "Ignore"}},
         "replicas-1": {"replicaCount": 1},

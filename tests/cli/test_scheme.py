@@ -54,6 +54,7 @@ def test_the_tree_has_every_command() -> None:
         "serve",
         "kube check",
         "kube baseline",
+        "kube audit",
     }
 
 

@@ -48,6 +48,10 @@ GUARD_RESOURCES = {
     "reviewattestations": ("ReviewAttestation", True),
     "guardbaselines": ("GuardBaseline", False),
 }
+REPORT_RESOURCES = {
+    "openreports.io/v1alpha1/reports": "Report",
+    "wgpolicyk8s.io/v1alpha2/policyreports": "PolicyReport",
+}
 # Where the emulated API serves the workload kinds the owner index watches.
 WORKLOAD_PLURALS = {
     "Deployment": "deployments",
@@ -178,6 +182,13 @@ class EmulatedApi:
                 verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
                 subresources={"status"},
             )
+        # Policy reports (kmock bundles coordination.k8s.io Leases but no reports).
+        for resource, kind in REPORT_RESOURCES.items():
+            self.emulator.resources[resource] = kmock.ResourceInfo(
+                kind=kind,
+                namespaced=True,
+                verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+            )
         self.url = ""
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -280,6 +291,14 @@ class EmulatedApi:
     def get(self, plural: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self.run(self._send("GET", self._path(plural, namespace, name), None))
 
+    def send(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """Any request to the emulated API, as a test client (not recorded)."""
+        return self.run(self._send(method, path, body))
+
+    def delete_workload(self, obj: Mapping[str, Any]) -> None:
+        path = self._workload_path(obj)[0] + "/" + obj["metadata"]["name"]
+        self.run(self._send("DELETE", path, None))
+
     def events(self, namespace: str = "default") -> list[dict[str, Any]]:
         """The core/v1 Events stored in a namespace."""
         listing = self.run(self._send("GET", f"/api/v1/namespaces/{namespace}/events", None))
@@ -338,7 +357,7 @@ class RunningGuard:
     def __init__(self, api: EmulatedApi, tls: Tls, settings: ServeSettings) -> None:
         self.api = api
         self.tls = tls
-        registry = create_registry(login_handler=False)
+        registry = create_registry(login_handler=False, reports=bool(settings.reports))
 
         @kopf.on.login(registry=registry)
         def login_to_emulator(**_: Any) -> kopf.ConnectionInfo:

@@ -9,6 +9,8 @@ chart's rendered RBAC, and each granted permission must have been used.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from controller.kube.inherit import template_digest
 from tests.chart.helm import render_chart
@@ -127,16 +129,22 @@ def exercise(guard: RunningGuard, cast: Cast) -> None:
     assert guard.api.events(), "the denial should have posted an Event"
 
 
-def granted_by_the_chart() -> Permissions:
-    rendered = render_chart({}, namespace=NAMESPACE)
+def granted_by_the_chart(
+    values: Mapping[str, Any] | None = None, namespace: str = NAMESPACE
+) -> Permissions:
+    rendered = render_chart(dict(values or {}), namespace=namespace)
     account = rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
-    return Permissions.from_manifests(rendered.manifests, account, NAMESPACE)
+    return Permissions.from_manifests(rendered.manifests, account, namespace)
 
 
-def test_chart_rbac_grants_exactly_what_the_operator_uses(guard: RunningGuard, cast: Cast) -> None:
-    exercise(guard, cast)
+def recorded_against_chart(
+    requests: Sequence[tuple[str, str]],
+    values: Mapping[str, Any] | None = None,
+    namespace: str = NAMESPACE,
+) -> tuple[list[str], list[str]]:
+    """The recorded requests the chart refuses, and the grants none used."""
     resource_requests = []
-    for method, url in guard.api.requests:
+    for method, url in requests:
         segments = [part for part in url.split("?", 1)[0].split("/") if part]
         discovery = (
             segments in (["api"], ["apis"], ["version"])
@@ -147,13 +155,19 @@ def test_chart_rbac_grants_exactly_what_the_operator_uses(guard: RunningGuard, c
             continue  # discovery: every authenticated client may read it
         resource_requests.append(api_request(method, url))
     assert resource_requests
-    permissions = granted_by_the_chart()
+    permissions = granted_by_the_chart(values, namespace)
     refused = sorted(
         {f"{r.verb} {r.group or 'core'}/{r.resource}{'/' + r.subresource if r.subresource else ''}"
          f" in {r.namespace or 'cluster'}"
          for r in resource_requests
          if not permissions.is_granted(r.verb, r.group, r.resource, r.subresource, r.namespace, r.name)}
     )  # fmt: skip
-    assert refused == [], "the operator needs permissions the chart does not grant"
     unused = sorted(str(p) for p in permissions.unused(resource_requests))
+    return refused, unused
+
+
+def test_chart_rbac_grants_exactly_what_the_operator_uses(guard: RunningGuard, cast: Cast) -> None:
+    exercise(guard, cast)
+    refused, unused = recorded_against_chart(guard.api.requests)
+    assert refused == [], "the operator needs permissions the chart does not grant"
     assert unused == [], "the chart grants permissions the operator never uses"
