@@ -288,3 +288,14 @@ def test_only_the_exact_controlling_owner_is_inherited_from(
     expected = len(controlling) == 1 and {k: controlling[0][k] for k in exact} == exact
     assert ("inherited" in result.evidence) == expected
     assert result.allowed == expected
+
+
+def test_break_glass_on_an_inherited_pod_is_recorded_with_its_owner(runtime: GuardRuntime) -> None:
+    pod = pod_of(REPLICASET)
+    pod["metadata"]["annotations"] = {"guard.dev/break-glass": "INC-1: copied from the template"}
+    result = admit(runtime, by_controller(pod), DEPLOYMENT, REPLICASET)
+    assert result.allowed, result.message
+    assert result.break_glass is not None
+    record = result.break_glass.record()
+    assert record["owner"] == "ReplicaSet prod/legacy-1"
+    assert record["outcome"] == "inherited"
