@@ -50,23 +50,11 @@ def _image(n: int) -> str:
 def _owner(
     kind: str, name: str, uid: str, image: str, owner: dict[str, Any] | None
 ) -> dict[str, Any]:
-    from tests.kube.helpers import workload
+    from tests.kube.helpers import owned, workload
 
     body = workload(kind, name, "shop", image, labels={"app": name.split("-")[0], "team": "web"})
-    body["metadata"]["uid"] = uid
     body["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] = uid[:10]
-    if owner is not None:
-        body["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": "apps/v1",
-                "kind": owner["kind"],
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-    return body
+    return owned(body, owner, uid)
 
 
 # --------------------------------------------------------------------------- state
@@ -110,44 +98,15 @@ def measure_state() -> tuple[int, int]:
 def _serve(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
     import yaml
 
-    from controller.kube.inherit import template_digest
-    from tests.operator.harness import EmulatedApi, RunningGuard, make_tls, serve_settings
+    from tests.bench.bench_admission import start_guard
+    from tests.kube.helpers import baseline_document
 
-    tls = make_tls(tls_dir)
-    api = EmulatedApi()
-    api.start()
-    settings = serve_settings(
-        ROOT / "policies",
-        ROOT / "examples" / "keys" / "demo-trust.yaml",
-        tls,
-        tls_dir / "audit.jsonl",
-    )
-    guard = RunningGuard(api, tls, settings).start()
+    api, guard = start_guard(tls_dir)
     deployment = _owner("Deployment", "legacy", str(uuid.uuid4()), _image(1), None)
     replicaset = _owner("ReplicaSet", "legacy-1", str(uuid.uuid4()), _image(1), deployment)
     for body in (deployment, replicaset):
         api.create_workload(body)
-    baseline = {
-        "apiVersion": "guard.dev/v1alpha1",
-        "kind": "GuardBaseline",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "owner": "bench",
-            "reason": "bench",
-            "expires": "2099-01-01",
-            "entries": [
-                {
-                    "kind": b["kind"],
-                    "namespace": "shop",
-                    "name": b["metadata"]["name"],
-                    "uid": b["metadata"]["uid"],
-                    "templateDigest": template_digest(str(b["kind"]), b),
-                }
-                for b in (deployment, replicaset)
-            ],
-        },
-    }
-    api.create("guardbaselines", baseline)
+    api.create("guardbaselines", baseline_document("bench", [deployment, replicaset]))
     if not guard.runtime.watch_log.wait_for("GuardBaseline", None, "bench", "ADDED", 30):
         raise RuntimeError("the baseline was not indexed")
     stop = threading.Event()

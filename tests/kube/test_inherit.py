@@ -34,6 +34,8 @@ from tests.kube.helpers import (
     TEST_POLICIES,
     UNATTESTED,
     admission_review,
+    baseline_document,
+    owned,
     workload,
     write_documents,
 )
@@ -44,26 +46,8 @@ PROPERTIES = settings(
 )
 
 
-def with_uid(
-    obj: dict[str, Any], uid: str, owner: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["uid"] = uid
-    if owner is not None:
-        obj["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "controller": True,
-            }
-        ]
-    return obj
-
-
-DEPLOYMENT = with_uid(workload("Deployment", "legacy", "prod", UNATTESTED), "d-1")
-REPLICASET = with_uid(workload("ReplicaSet", "legacy-1", "prod", UNATTESTED), "r-1", DEPLOYMENT)
+DEPLOYMENT = owned(workload("Deployment", "legacy", "prod", UNATTESTED), None, "d-1")
+REPLICASET = owned(workload("ReplicaSet", "legacy-1", "prod", UNATTESTED), DEPLOYMENT, "r-1")
 
 
 def pod_of(owner: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,32 +62,12 @@ def pod_of(owner: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": template["spec"],
     }
-    return with_uid(pod, "p-1", owner)
+    return owned(pod, owner, "p-1")
 
 
 def baseline(*owners: Mapping[str, Any], expires: dt.date | None = None) -> GuardBaseline:
-    return GuardBaseline.model_validate(
-        {
-            "apiVersion": "guard.dev/v1alpha1",
-            "kind": "GuardBaseline",
-            "metadata": {"name": "before-guard"},
-            "spec": {
-                "owner": "platform-team",
-                "reason": "ran before guard",
-                "expires": (expires or TODAY + dt.timedelta(days=30)).isoformat(),
-                "entries": [
-                    {
-                        "kind": o["kind"],
-                        "namespace": o["metadata"]["namespace"],
-                        "name": o["metadata"]["name"],
-                        "uid": o["metadata"]["uid"],
-                        "templateDigest": template_digest(o["kind"], o),
-                    }
-                    for o in owners
-                ],
-            },
-        }
-    )
+    ends = (expires or TODAY + dt.timedelta(days=30)).isoformat()
+    return GuardBaseline.model_validate(baseline_document("before-guard", owners, expires=ends))
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +144,12 @@ def test_an_expired_baseline_applies_no_more() -> None:
 
 
 def test_a_recreated_owner_is_another_owner(runtime: GuardRuntime) -> None:
-    recreated = with_uid(REPLICASET, "r-2", DEPLOYMENT)
+    recreated = owned(REPLICASET, DEPLOYMENT, "r-2")
     result = admit(runtime, by_controller(pod_of(recreated)), DEPLOYMENT, recreated)
     # Its template is the Deployment's, which is baselined: it inherits through it.
     assert result.allowed
     assert result.evidence["inherited"]["via"] == "Deployment prod/legacy"
-    orphan = with_uid(REPLICASET, "r-3")
+    orphan = owned(REPLICASET, None, "r-3")
     result = admit(runtime, by_controller(pod_of(orphan)), orphan)
     assert not result.allowed
     assert any("names an earlier ReplicaSet" in n for n in result.notes)

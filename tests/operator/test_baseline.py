@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.kube.helpers import (
     UNATTESTED,
     admission_review,
     digest_of,
+    owned,
     workload,
 )
 from tests.operator.harness import EmulatedApi, RunningGuard
@@ -56,24 +56,6 @@ POD_ONLY = {
         ],
     },
 }
-
-
-def owned(obj: dict[str, Any], owner: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``obj`` with a uid, controlled by ``owner`` (None: no owner)."""
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["uid"] = str(uuid.uuid4())
-    if owner is not None:
-        obj["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-    return obj
 
 
 def pod_of(
