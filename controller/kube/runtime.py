@@ -281,10 +281,9 @@ class GuardRuntime:
 
     def baseline_changed(self, body: Mapping[str, Any], type: str | None) -> None:
         """A GuardBaseline was created, changed or deleted: an audit line and
-        an Event, naming who changed it as the API server recorded it (the
-        field managers and, when an operator sets it, the annotation
-        ``guard.dev/changed-by``). Called for every watch event; the initial
-        listing is not a change."""
+        an Event, naming who wrote it as the object records it (its field
+        managers: the API server's audit log has the authenticated user).
+        Called for every watch event; the initial listing is not a change."""
         if type not in ("ADDED", "MODIFIED", "DELETED"):
             return
         metadata = body.get("metadata") or {}
