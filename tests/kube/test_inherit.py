@@ -263,3 +263,63 @@ def test_break_glass_on_an_inherited_pod_is_recorded_with_its_owner(runtime: Gua
     record = result.break_glass.record()
     assert record["owner"] == "ReplicaSet prod/legacy-1"
     assert record["outcome"] == "inherited"
+
+
+def test_a_daemonset_pod_of_an_older_revision_inherits_through_its_controller_revision(
+    runtime: GuardRuntime,
+) -> None:
+    daemonset = owned(workload("DaemonSet", "agent", "prod", UNATTESTED), None, "ds-1")
+    older = workload("DaemonSet", "agent", "prod", f"{UNATTESTED[:-4]}beef")
+    revision = owned(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ControllerRevision",
+            "metadata": {"name": "agent-6c9d8", "namespace": "prod"},
+            "data": {"spec": {"template": older["spec"]["template"]}},
+            "revision": 1,
+        },
+        daemonset,
+        "cr-1",
+    )
+    document = baseline_document("agents", [daemonset])
+    document["spec"]["entries"][0]["revisions"] = [template_digest("ControllerRevision", revision)]
+    files = runtime.files
+    own = GuardRuntime(
+        runtime.settings,
+        FileInputs(
+            files.policies,
+            files.exceptions,
+            files.trust_specs,
+            (GuardBaseline.model_validate(document),),
+        ),
+        audit=AuditLog(None, stream=None),
+    )
+    pod = pod_of(daemonset)
+    pod["spec"] = copy.deepcopy(older["spec"]["template"]["spec"])
+    # DaemonSets label their Pods with the revision's hash, not its name.
+    pod["metadata"]["labels"]["controller-revision-hash"] = "6c9d8"
+    record = owner_record("ControllerRevision", revision)
+    assert record is not None
+    request = parse_review(by_controller(pod))
+    result = asyncio.run(
+        own.admit(
+            request,
+            attestations={},
+            resources=(),
+            owners=index(daemonset),
+            revisions={("prod", "agent-6c9d8"): [record]},
+        )
+    )
+    assert result.allowed, result.message
+    assert result.evidence["inherited"]["revision"] == "agent-6c9d8"
+    # Without the baseline, the same Pod is judged in full.
+    unbaselined = asyncio.run(
+        runtime.admit(
+            request,
+            attestations={},
+            resources=(),
+            owners=index(daemonset),
+            revisions={("prod", "agent-6c9d8"): [record]},
+        )
+    )
+    assert not unbaselined.allowed
