@@ -166,6 +166,16 @@ class GuardRuntime:
         reviewer = None
         if decide.needs_review(policies, subject):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
+            if inheritance is not None and inheritance.scope == "owner":
+                # What is inherited needs no evidence: only images the owner's
+                # template lacks are reviewed, so a drain that recreates many
+                # Pods makes no fallback reads for the images they inherit.
+                judged = set(inheritance.injected)
+                digests = [
+                    a.digest
+                    for a in subject.artifacts
+                    if a.digest is not None and a.reference in judged
+                ]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
             candidates = gather(digests, attestations, inline, namespace=request.namespace)

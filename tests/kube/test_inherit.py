@@ -323,3 +323,12 @@ def test_a_daemonset_pod_of_an_older_revision_inherits_through_its_controller_re
         )
     )
     assert not unbaselined.allowed
+
+
+def test_an_inherited_pod_makes_no_fallback_read_for_the_images_it_inherits(
+    runtime: GuardRuntime,
+) -> None:
+    before = runtime.fallback.reads + runtime.fallback.skipped
+    result = admit(runtime, by_controller(pod_of(REPLICASET)), DEPLOYMENT, REPLICASET)
+    assert result.allowed
+    assert runtime.fallback.reads + runtime.fallback.skipped == before
