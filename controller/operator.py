@@ -26,7 +26,7 @@ from typing import Any, cast
 import kopf
 
 from controller.kube.envelopes import IndexedEnvelope, index_entries
-from controller.kube.inherit import OWNER_APIS, OwnerRecord, owner_record
+from controller.kube.owners import OWNER_APIS, OwnerRecord, owner_record
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS
 from controller.kube.runtime import GuardRuntime
 from controller.kube.state import ResourceEntry, entry_from_body

@@ -1,9 +1,11 @@
 """The admission decision: one engine call, plus what only Kubernetes knows.
 
 The engine judges the subject (rules, review, broken policies, exceptions)
-in one call. This module adds the two Kubernetes concerns on top: the review
-of the policies that judge what controllers will make from a person's object
-(``upstream_review_policies``), and governed break-glass. The answer is an
+in one call. This module adds the Kubernetes concerns on top: the review of
+the policies that judge what controllers will make from a person's object
+(``upstream_review_policies``), governed break-glass, and inheritance from a
+baselined owner (``kube.inherit``), which waives what the owner's policies
+find on what controllers make from it. The answer is an
 ``AdmissionResult`` (``kube.result``), worded by ``kube.wording`` and recorded
 by ``kube.record``.
 """

@@ -5,6 +5,11 @@ the compiled policies, the signature cache, the fallback reader, readiness,
 the audit log and the metrics. ``admit`` is the whole admission path for one
 request: gather candidate envelopes (index, annotation, fallback read),
 build the verifier, and call the one decision function.
+
+Its size is the admission path's state in one place: policies, signatures,
+the owner reads and baselines inheritance needs, readiness, and what every
+answer leaves behind (audit line, metrics, Events); split up, a request's
+path would cross several objects that each hold a part of its state.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from controller.kube.events import (
     PostEvent,
 )
 from controller.kube.fallback import FallbackReader
-from controller.kube.inherit import Baselines, OwnerRecord, OwnerSource
+from controller.kube.inherit import Baselines
 from controller.kube.limits import TokenBucket
 from controller.kube.metrics import Metrics
+from controller.kube.owners import OWNER_APIS, OwnerRecord, OwnerSource, owner_record
 from controller.kube.readiness import Readiness, WatchLog
 from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason, refuse
@@ -228,7 +234,7 @@ class GuardRuntime:
     async def _read_owner(self, kind: str, namespace: str, name: str) -> OwnerRecord | None:
         """The bounded read of one owner the index does not hold (yet):
         rate-limited and time-bounded like the attestation fallback."""
-        api = inherit.OWNER_APIS[kind]
+        api = OWNER_APIS[kind]
         if self._reader is None or not self._owner_reads.take():
             self.metrics.owner_reads.labels("skipped").inc()
             return None
@@ -242,7 +248,7 @@ class GuardRuntime:
             self.metrics.owner_reads.labels("failed").inc()
             return None
         self.metrics.owner_reads.labels("found" if body else "none").inc()
-        return inherit.owner_record(kind, body) if body else None
+        return owner_record(kind, body) if body else None
 
     def reviewer(self, policies: PolicySet, candidates: Any) -> AttestationReview:
         return decide.reviewer_for(

@@ -97,7 +97,7 @@ class BaselineEntry(Strict):
         default_factory=list, max_length=256
     )
     # sha256 of the template's security-relevant fields, images included
-    # (``controller.kube.inherit.template_digest``).
+    # (``controller.kube.owners.template_digest``).
     template_digest: Digest
     # StatefulSet and DaemonSet: the digests of the older revisions' templates
     # that Pods still ran from when the baseline was made.

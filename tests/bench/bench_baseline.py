@@ -72,7 +72,7 @@ async def _measure_state() -> tuple[int, int, int]:
     from kopf._core.engines.indexing import OperatorIndexer
     from kopf._core.reactor.inventory import ResourceMemories
 
-    from controller.kube.inherit import owner_record
+    from controller.kube.owners import owner_record
 
     # The indexer Kopf keeps for the ``guard_owners`` handler, and the memory
     # it keeps of every object it watches (a copy of the operator's memo).

@@ -15,7 +15,8 @@ import pkgutil
 from pathlib import Path
 
 from controller.kube.decide import subject_of
-from controller.kube.inherit import Baselines, OwnerSource, owner_record, resolve
+from controller.kube.inherit import Baselines, resolve
+from controller.kube.owners import OwnerSource, owner_record
 from controller.kube.request import parse_review
 from controller.policy.baseline import GuardBaseline
 from controller.policy.bundled import bundled_policies_path

@@ -22,7 +22,7 @@ import yaml
 from controller.attest import dsse
 from controller.attest.keys import PrivateKey, generate
 from controller.attest.statement import CHANGE_REVIEW_PREDICATE, STATEMENT_V1, utc
-from controller.kube.inherit import template_digest
+from controller.kube.owners import template_digest
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 REPOSITORY = "github.com/acme/web"

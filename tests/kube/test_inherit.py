@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from controller.kube.audit import AuditLog
-from controller.kube.inherit import (
-    Baselines,
-    OwnerRecord,
-    TemplateShape,
-    owner_record,
-    template_digest,
-)
+from controller.kube.inherit import Baselines
+from controller.kube.owners import OwnerRecord, TemplateShape, owner_record, template_digest
 from controller.kube.request import parse_review
 from controller.kube.result import AdmissionResult
 from controller.kube.runtime import GuardRuntime
