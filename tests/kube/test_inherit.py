@@ -7,6 +7,7 @@ import asyncio
 import copy
 import datetime as dt
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from controller.kube.audit import AuditLog
+from controller.kube.envelopes import index_entries
 from controller.kube.inherit import Baselines
 from controller.kube.owners import OwnerRecord, TemplateShape, owner_record, template_digest
 from controller.kube.request import parse_review
@@ -28,8 +30,11 @@ from tests.kube.helpers import (
     DEPLOYER,
     TEST_POLICIES,
     UNATTESTED,
+    WEB,
+    Cast,
     admission_review,
     baseline_document,
+    envelope,
     owned,
     workload,
     write_documents,
@@ -327,3 +332,34 @@ def test_an_inherited_pod_makes_no_fallback_read_for_the_images_it_inherits(
     result = admit(runtime, by_controller(pod_of(REPLICASET)), DEPLOYMENT, REPLICASET)
     assert result.allowed
     assert runtime.fallback.reads + runtime.fallback.skipped == before
+
+
+def test_a_controller_without_inheritance_is_refused_an_image_whose_key_was_revoked(
+    tmp_path: Path,
+) -> None:
+    """Today's controller semantics in full: what verifies only under a key
+    the trust no longer holds is refused, however it ran before."""
+    cast = Cast.make()
+    policies = write_documents(tmp_path / "p.yaml", TEST_POLICIES)
+    pod = pod_of(owned(workload("ReplicaSet", "web-1", "prod", WEB), None, "r-9"))
+    text = envelope(cast.ci)
+    entries, problem = index_entries(text, "ReviewAttestation prod/web", "prod")
+    assert problem is None
+    attestations = {digest: [entry] for digest, entry in entries.items()}
+    request = parse_review(by_controller(pod))
+    for trust, allowed in ((cast.trust_document(), True), (revoked(cast), False)):
+        files = FileInputs.load((policies,), (write_documents(tmp_path / "t.yaml", [trust]),))
+        runtime = GuardRuntime(
+            ServeSettings(policy_paths=(policies,), audit_stdout=False),
+            files,
+            audit=AuditLog(None, stream=None),
+        )
+        result = asyncio.run(runtime.admit(request, attestations=attestations, resources=()))
+        assert result.allowed is allowed, result.message
+
+
+def revoked(cast: Cast) -> dict[str, Any]:
+    """The trust after the CI key was removed (another key attests now)."""
+    document = cast.trust_document()
+    document["spec"]["keys"][0]["publicKey"] = cast.stranger.public.pem()
+    return document
