@@ -81,17 +81,13 @@ class Baselines:
     def __len__(self) -> int:
         return sum(len(v) for v in self._entries.values())
 
-    def applying(
-        self, owner: OwnerRecord, today: dt.date, digests: Sequence[str] = ()
-    ) -> tuple[BaselineMatch | None, str]:
-        """The entry that applies to this owner now, or why none does.
-
-        ``digests`` are the template digests the entry must pin (the
-        owner's own by default)."""
+    def applying(self, owner: OwnerRecord, today: dt.date) -> tuple[BaselineMatch | None, str]:
+        """The entry that applies to this owner now (same uid, same template,
+        not expired), or why none does."""
         candidates = self._entries.get((owner.kind, owner.namespace, owner.name))
         if not candidates:
             return None, f"{owner.address} is on no GuardBaseline"
-        wanted = set(digests) or {owner.shape.digest}
+        digest = owner.shape.digest
         reasons: list[str] = []
         for match in candidates:
             entry = match.entry
@@ -99,7 +95,7 @@ class Baselines:
                 reasons.append(f"GuardBaseline {match.baseline} names an earlier {owner.kind}")
             elif match.expires < today:
                 reasons.append(f"GuardBaseline {match.baseline} expired on {match.expires}")
-            elif entry.template_digest not in wanted:
+            elif entry.template_digest != digest:
                 reasons.append(
                     f"its template changed since GuardBaseline {match.baseline} was made"
                 )
