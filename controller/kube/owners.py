@@ -113,8 +113,9 @@ def _digest(value: Any) -> bytes:
 
 
 def _shared(text: str) -> str:
-    # Kinds, apiVersions, namespaces, label keys and container names repeat
-    # across owners: one copy each instead of one per watch event.
+    # Kinds, apiVersions, namespaces, labels and container names repeat
+    # across owners, and a ReplicaSet names its Deployment's name and uid:
+    # one copy each instead of one per watch event.
     return sys.intern(text)
 
 
@@ -198,7 +199,8 @@ class OwnerRecord:
     namespace: str
     name: str
     uid: str
-    labels: tuple[tuple[str, str], ...]
+    # Keys and values in turn (k1, v1, k2, v2...): one tuple, not one per label.
+    labels: tuple[str, ...]
     controller: Reference | None
     shape: TemplateShape
 
@@ -217,7 +219,7 @@ class OwnerRecord:
             namespace=self.namespace,
             action="create",
             object=None,
-            labels=dict(self.labels),
+            labels=dict(zip(self.labels[::2], self.labels[1::2], strict=True)),
         )
 
 
@@ -241,7 +243,7 @@ def controlling_reference(obj: Mapping[str, Any]) -> tuple[Reference | None, str
     if not all(isinstance(v, str) and v for v in fields):
         return None, "its controlling ownerReference is incomplete"
     api_version, kind, name, uid = (str(v) for v in fields)
-    return Reference(_shared(api_version), _shared(kind), name, uid), ""
+    return Reference(_shared(api_version), _shared(kind), _shared(name), _shared(uid)), ""
 
 
 def owner_record(kind: str, obj: Mapping[str, Any]) -> OwnerRecord | None:
@@ -256,9 +258,9 @@ def owner_record(kind: str, obj: Mapping[str, Any]) -> OwnerRecord | None:
         kind=_shared(kind),
         api_version=_shared(str(obj.get("apiVersion") or (api.api_version if api else ""))),
         namespace=_shared(str(metadata.get("namespace") or "")),
-        name=name,
-        uid=uid,
-        labels=tuple(sorted((_shared(k), v) for k, v in labels_of(obj).items())),
+        name=_shared(name),
+        uid=_shared(uid),
+        labels=tuple(_shared(text) for pair in sorted(labels_of(obj).items()) for text in pair),
         controller=reference,
         shape=TemplateShape.of(_template_of(kind, obj)),
     )

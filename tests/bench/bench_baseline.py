@@ -18,7 +18,6 @@ The numbers are printed, never asserted.
 from __future__ import annotations
 
 import asyncio
-import copy
 import gc
 import json
 import multiprocessing
@@ -146,13 +145,12 @@ def _serve(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
                 api.create_workload(body)
                 written.append(body)
             else:
-                body = copy.deepcopy(written[n % len(written)])
-                body["spec"]["replicas"] = n % 7
+                name = written[n % len(written)]["metadata"]["name"]
                 api.run(
                     api._send(
-                        "PUT",
-                        f"/apis/apps/v1/namespaces/shop/replicasets/{body['metadata']['name']}",
-                        body,
+                        "PATCH",
+                        f"/apis/apps/v1/namespaces/shop/replicasets/{name}",
+                        {"spec": {"replicas": n % 7}},
                     )
                 )
             updates[0] += 1
