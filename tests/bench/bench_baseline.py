@@ -18,6 +18,7 @@ The numbers are printed, never asserted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import multiprocessing
@@ -110,28 +111,33 @@ async def _measure_state() -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- churn
 
 
-def _serve(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
-    import yaml
-
-    from tests.bench.bench_admission import start_guard
+def _serve_api(conn: multiprocessing.connection.Connection) -> None:
+    """The API server's part, in its own process as in a cluster: kmock with
+    the baselined Deployment and ReplicaSet, and the ReplicaSet stream."""
     from tests.kube.helpers import baseline_document
+    from tests.operator.harness import EmulatedApi
 
-    api, guard = start_guard(tls_dir)
+    api = EmulatedApi()
+    api.start()
     deployment = _owner("Deployment", "legacy", str(uuid.uuid4()), _image(1), None)
     replicaset = _owner("ReplicaSet", "legacy-1", str(uuid.uuid4()), _image(1), deployment)
     for body in (deployment, replicaset):
         api.create_workload(body)
     api.create("guardbaselines", baseline_document("bench", [deployment, replicaset]))
-    if not guard.runtime.watch_log.wait_for("GuardBaseline", None, "bench", "ADDED", 30):
-        raise RuntimeError("the baseline was not indexed")
     stop = threading.Event()
     streaming = threading.Event()
+    sent = [0]
     updates = [0]
 
+    def done(future: Any) -> None:
+        # Writes still pending when the run ends are cancelled: not counted.
+        if not future.cancelled() and future.exception() is None:
+            updates[0] += 1
+
     def stream() -> None:
-        # 50 ReplicaSet writes a second (new ones and updates of earlier ones),
-        # each a watch event the owner index takes in.
-        written: list[dict[str, Any]] = []
+        # 50 ReplicaSet writes a second (new ones and changes of earlier ones),
+        # each a watch event guard's owner index takes in.
+        written: list[str] = []
         tick = 1.0 / UPDATES_PER_SECOND
         next_at = time.perf_counter()
         while not stop.is_set():
@@ -139,41 +145,63 @@ def _serve(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
                 streaming.wait(0.1)
                 next_at = time.perf_counter()
                 continue
-            n = updates[0]
+            n = sent[0]
             if n % 2 == 0 or not written:
                 body = _owner("ReplicaSet", f"churn-{n}", str(uuid.uuid4()), _image(n), deployment)
-                api.create_workload(body)
-                written.append(body)
+                path = "/apis/apps/v1/namespaces/shop/replicasets"
+                write = api._send("POST", path, body)
+                written.append(body["metadata"]["name"])
             else:
-                name = written[n % len(written)]["metadata"]["name"]
-                api.run(
-                    api._send(
-                        "PATCH",
-                        f"/apis/apps/v1/namespaces/shop/replicasets/{name}",
-                        {"spec": {"replicas": n % 7}},
-                    )
-                )
-            updates[0] += 1
+                name = written[n % len(written)]
+                path = f"/apis/apps/v1/namespaces/shop/replicasets/{name}"
+                write = api._send("PATCH", path, {"spec": {"replicas": n % 7}})
+            # Sent without waiting, as many clients write to an API server at
+            # once: the rate is the one asked for, whatever one write takes.
+            future = asyncio.run_coroutine_threadsafe(write, api.loop)
+            future.add_done_callback(done)
+            sent[0] += 1
             next_at += tick
             time.sleep(max(0.0, next_at - time.perf_counter()))
 
     streamer = threading.Thread(target=stream, name="churn", daemon=True)
     streamer.start()
-    conn.send((guard.port, yaml.safe_dump(replicaset)))
+    conn.send((api.url, replicaset))
     while True:
         message = conn.recv()
         if message == "stream":
             streaming.set()
             conn.send("streaming")
         elif message == "count":
-            conn.send(updates[0])
+            conn.send((sent[0], updates[0]))
         else:
             break
     stop.set()
     streaming.set()
     streamer.join(START_TIMEOUT)
-    guard.stop()
     api.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class _RemoteApi:
+    """What ``RunningGuard`` needs of the emulated API: where it is."""
+
+    url: str
+
+
+def _serve_guard(tls_dir: Path, api_url: str, conn: multiprocessing.connection.Connection) -> None:
+    from tests.operator.harness import RunningGuard, make_tls, serve_settings
+
+    tls = make_tls(tls_dir)
+    settings = serve_settings(
+        ROOT / "policies", ROOT / "examples" / "keys" / "demo-trust.yaml", tls,
+        tls_dir / "audit.jsonl",
+    )  # fmt: skip
+    guard = RunningGuard(_RemoteApi(api_url), tls, settings).start()  # type: ignore[arg-type]
+    if not guard.runtime.watch_log.wait_for("GuardBaseline", None, "bench", "LISTED", 30):
+        raise RuntimeError("the baseline was not indexed")
+    conn.send(guard.port)
+    conn.recv()
+    guard.stop()
 
 
 def _bodies(replicaset: dict[str, Any], count: int) -> list[bytes]:
@@ -233,40 +261,51 @@ def _summary(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, statistics.quantiles(ordered, n=100)[98] * 1000
 
 
-def measure_churn() -> list[tuple[str, float, float, int, float]]:
-    import yaml
-
+def measure_churn() -> list[tuple[str, float, float, int, float, float]]:
     rows = []
+    context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="guard-bench-") as scratch:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        tls_dir = Path(scratch) / "guard"
-        process = context.Process(target=_serve, args=(tls_dir, child), name="guard")
-        process.start()
+        api_conn, api_child = context.Pipe()
+        guard_conn, guard_child = context.Pipe()
+        api = context.Process(target=_serve_api, args=(api_child,), name="kmock")
+        api.start()
+        guard: multiprocessing.process.BaseProcess | None = None
         try:
-            if not parent.poll(START_TIMEOUT):
+            if not api_conn.poll(START_TIMEOUT):
+                raise RuntimeError("kmock did not start")
+            api_url, replicaset = api_conn.recv()
+            tls_dir = Path(scratch) / "guard"
+            guard = context.Process(
+                target=_serve_guard, args=(tls_dir, api_url, guard_child), name="guard"
+            )
+            guard.start()
+            if not guard_conn.poll(START_TIMEOUT):
                 raise RuntimeError("guard did not start")
-            port, replicaset_yaml = parent.recv()
-            bodies = _bodies(yaml.safe_load(replicaset_yaml), WARMUP + REQUESTS)
-            url = f"https://127.0.0.1:{port}/validate"
+            url = f"https://127.0.0.1:{guard_conn.recv()}/validate"
             ca = tls_dir / "ca.crt"
+            bodies = _bodies(replicaset, WARMUP + REQUESTS)
             latencies, allowed = asyncio.run(_latencies(url, ca, bodies))
-            rows.append(("quiet API", *_summary(latencies), allowed, 0.0))
-            parent.send("stream")
-            parent.recv()
-            parent.send("count")
-            before = parent.recv()
+            rows.append(("quiet API", *_summary(latencies), allowed, 0.0, 0.0))
+            api_conn.send("stream")
+            api_conn.recv()
+            api_conn.send("count")
+            sent_before, done_before = api_conn.recv()
             started = time.perf_counter()
             latencies, allowed = asyncio.run(_latencies(url, ca, bodies))
             elapsed = time.perf_counter() - started
-            parent.send("count")
-            rate = (parent.recv() - before) / elapsed
-            rows.append(("ReplicaSet churn", *_summary(latencies), allowed, rate))
+            api_conn.send("count")
+            sent, done = api_conn.recv()
+            issued = (sent - sent_before) / elapsed
+            completed = (done - done_before) / elapsed
+            rows.append(("ReplicaSet churn", *_summary(latencies), allowed, issued, completed))
         finally:
-            parent.send("stop")
-            process.join(START_TIMEOUT)
-            if process.is_alive():
-                process.terminate()
+            for conn, process in ((guard_conn, guard), (api_conn, api)):
+                if process is None:
+                    continue
+                conn.send("stop")
+                process.join(START_TIMEOUT)
+                if process.is_alive():
+                    process.terminate()
     return rows
 
 
@@ -282,9 +321,11 @@ def main() -> None:
         f"ReplicaSets ({owners:,} owners)"
     )
     print(f"{REQUESTS} inherited Pod creations by the replicaset-controller, HTTPS, one at a time")
-    print(f"{'API':<18} {'p50 ms':>8} {'p99 ms':>8} {'allowed':>8} {'updates/s':>10}")
-    for name, p50, p99, allowed, rate in measure_churn():
-        print(f"{name:<18} {p50:>8.2f} {p99:>8.2f} {allowed:>8} {rate:>10.1f}")
+    print(
+        f"{'API':<18} {'p50 ms':>8} {'p99 ms':>8} {'allowed':>8} {'writes/s sent':>14} {'done':>6}"
+    )
+    for name, p50, p99, allowed, issued, completed in measure_churn():
+        print(f"{name:<18} {p50:>8.2f} {p99:>8.2f} {allowed:>8} {issued:>14.1f} {completed:>6.1f}")
 
 
 if __name__ == "__main__":
