@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,14 +266,47 @@ def owner_record(kind: str, obj: Mapping[str, Any]) -> OwnerRecord | None:
     )
 
 
+Key = tuple[str, str]
+
+
+class OwnerIndex:
+    """Owners by (namespace, uid) and ControllerRevisions by (namespace,
+    name), fed by the operator's watch events.
+
+    Plain dicts, not Kopf indexes: a Kopf index keeps a store and a mapping
+    per object besides the value, which doubled what each owner costs; here
+    an owner is one dict entry. Written and read on the operator's event
+    loop only.
+    """
+
+    def __init__(self) -> None:
+        self.owners: dict[Key, OwnerRecord] = {}
+        self.revisions: dict[Key, OwnerRecord] = {}
+
+    def observe(self, kind: str, body: Mapping[str, Any], *, deleted: bool) -> None:
+        record = owner_record(kind, body)
+        if record is None:
+            return
+        revision = kind == "ControllerRevision"
+        table = self.revisions if revision else self.owners
+        key = (record.namespace, record.name if revision else record.uid)
+        if deleted:
+            table.pop(key, None)
+        else:
+            table[key] = record
+
+    def __len__(self) -> int:
+        return len(self.owners) + len(self.revisions)
+
+
 class OwnerSource:
     """Owners and ControllerRevisions: from the index, else one bounded
     read by name (``read``; None when it finds nothing or is not allowed)."""
 
     def __init__(
         self,
-        owners: Mapping[Any, Iterable[OwnerRecord]],
-        revisions: Mapping[Any, Iterable[OwnerRecord]],
+        owners: Mapping[Key, OwnerRecord],
+        revisions: Mapping[Key, OwnerRecord],
         read: Callable[[str, str, str], Awaitable[OwnerRecord | None]] | None = None,
     ) -> None:
         self._owners = owners
@@ -282,13 +315,15 @@ class OwnerSource:
         self.reads: list[str] = []
 
     async def owner(self, namespace: str, reference: Reference) -> OwnerRecord | None:
-        for record in self._owners.get((namespace, reference.uid), ()):
-            return record
+        found = self._owners.get((namespace, reference.uid))
+        if found is not None:
+            return found
         return await self._read_by_name(reference.kind, namespace, reference.name)
 
     async def revision(self, namespace: str, name: str) -> OwnerRecord | None:
-        for record in self._revisions.get((namespace, name), ()):
-            return record
+        found = self._revisions.get((namespace, name))
+        if found is not None:
+            return found
         return await self._read_by_name("ControllerRevision", namespace, name)
 
     async def _read_by_name(self, kind: str, namespace: str, name: str) -> OwnerRecord | None:

@@ -46,7 +46,14 @@ from controller.kube.fallback import FallbackReader
 from controller.kube.inherit import Baselines
 from controller.kube.limits import TokenBucket
 from controller.kube.metrics import Metrics
-from controller.kube.owners import OWNER_APIS, OwnerRecord, OwnerSource, owner_record
+from controller.kube.owners import (
+    OWNER_APIS,
+    Key,
+    OwnerIndex,
+    OwnerRecord,
+    OwnerSource,
+    owner_record,
+)
 from controller.kube.readiness import Readiness, WatchLog
 from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason, refuse
@@ -131,6 +138,8 @@ class GuardRuntime:
             burst=settings.fallback_burst,
         )
         self._reader = reader
+        # Workload owners and ControllerRevisions, fed by the operator's watches.
+        self.owner_index = OwnerIndex()
         # Owner reads on an index miss share the attestation fallback's limits.
         self._owner_reads = TokenBucket(rate=settings.fallback_rate, burst=settings.fallback_burst)
         self._baselines: tuple[tuple[tuple[str, str], ...], Baselines] | None = None
@@ -143,8 +152,8 @@ class GuardRuntime:
         *,
         attestations: Mapping[str, Iterable[IndexedEnvelope]],
         resources: Iterable[ResourceEntry],
-        owners: Mapping[Any, Iterable[OwnerRecord]] | None = None,
-        revisions: Mapping[Any, Iterable[OwnerRecord]] | None = None,
+        owners: Mapping[Key, OwnerRecord] | None = None,
+        revisions: Mapping[Key, OwnerRecord] | None = None,
         baselines: Iterable[ResourceEntry] = (),
     ) -> AdmissionResult:
         """Judge one request that passed the webhook's checks (it is one guard
@@ -158,7 +167,11 @@ class GuardRuntime:
         )
         notes: list[str] = []
         evidence: dict[str, Any] = {}
-        source = OwnerSource(owners or {}, revisions or {}, self._read_owner)
+        source = OwnerSource(
+            self.owner_index.owners if owners is None else owners,
+            self.owner_index.revisions if revisions is None else revisions,
+            self._read_owner,
+        )
         resolution = await inherit.resolve(
             request, subject, source, self.baselines(baselines), self.now().date()
         )

@@ -1,7 +1,8 @@
 """What inheritance costs: the owner index's memory, and admission while it churns.
 
-1. **State**: the owner index as the operator holds it (Kopf's own indexer
-   structures, guard's ``OwnerRecord`` values) for 10,000 Deployments with
+1. **State**: the owner index as the operator holds it (guard's
+   ``OwnerIndex`` of ``OwnerRecord`` values, and the memory Kopf keeps of
+   every object it watches) for 10,000 Deployments with
    10 ReplicaSets each (110,000 owners), measured with ``tracemalloc``:
    bytes per owner and the total. Each ReplicaSet runs its own image (old
    revisions differ), with the labels a real one carries.
@@ -69,14 +70,13 @@ def measure_state() -> tuple[int, int, int]:
 
 async def _measure_state() -> tuple[int, int, int]:
     import kopf
-    from kopf._core.engines.indexing import OperatorIndexer
     from kopf._core.reactor.inventory import ResourceMemories
 
-    from controller.kube.owners import owner_record
+    from controller.kube.owners import OwnerIndex
 
-    # The indexer Kopf keeps for the ``guard_owners`` handler, and the memory
-    # it keeps of every object it watches (a copy of the operator's memo).
-    index = OperatorIndexer()
+    # The runtime's owner index, and the memory Kopf keeps of every object
+    # it watches (a copy of the operator's memo).
+    index = OwnerIndex()
     memories = ResourceMemories()
     memo = kopf.Memo(runtime=object())
     gc.collect()
@@ -91,10 +91,7 @@ async def _measure_state() -> tuple[int, int, int]:
             for r in range(REPLICASETS_EACH)
         ]
         for body in bodies:
-            record = owner_record(str(body["kind"]), body)
-            assert record is not None
-            key = (body["metadata"]["namespace"], body["metadata"]["name"], record.uid)
-            index.replace(key, {(record.namespace, record.uid): record})
+            index.observe(str(body["kind"]), body, deleted=False)
             start = tracemalloc.get_traced_memory()[0]
             await memories.recall(body, memobase=memo, noticed_by_listing=True)
             memory_bytes += tracemalloc.get_traced_memory()[0] - start
@@ -104,7 +101,7 @@ async def _measure_state() -> tuple[int, int, int]:
     gc.collect()
     total = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert len(index.index) == count
+    assert len(index) == count
     return (total - memory_bytes) // count, memory_bytes // count, total
 
 
@@ -315,7 +312,7 @@ def main() -> None:
     per_owner, kopf_per_owner, total = measure_state()
     owners = DEPLOYMENTS * (REPLICASETS_EACH + 1)
     print(
-        f"owner index: {per_owner} bytes per owner (guard's record in Kopf's indexer) + "
+        f"owner index: {per_owner} bytes per owner (guard's record in its index) + "
         f"{kopf_per_owner} bytes of Kopf's memory of each watched object; "
         f"{total / 2**20:.1f} MiB for {DEPLOYMENTS:,} Deployments x {REPLICASETS_EACH} "
         f"ReplicaSets ({owners:,} owners)"

@@ -67,7 +67,7 @@ def test_the_baseline_benchmark_pods_inherit() -> None:
             "spec": {"owner": "o", "reason": "r", "expires": "2099-01-01", "entries": [entry]},
         }
     )
-    source = OwnerSource({("shop", "r-1"): [record]}, {})
+    source = OwnerSource({("shop", "r-1"): record}, {})
     today = dt.datetime.now(dt.UTC).date()
     resolution = asyncio.run(resolve(request, subject, source, Baselines([baseline]), today))
     assert resolution.inheritance is not None, resolution.reason

@@ -82,12 +82,12 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> GuardRuntime:
     return GuardRuntime(settings_, files, audit=AuditLog(stream=None))
 
 
-def index(*owners: Mapping[str, Any]) -> dict[tuple[str, str], list[OwnerRecord]]:
-    found: dict[tuple[str, str], list[OwnerRecord]] = {}
+def index(*owners: Mapping[str, Any]) -> dict[tuple[str, str], OwnerRecord]:
+    found: dict[tuple[str, str], OwnerRecord] = {}
     for owner in owners:
         record = owner_record(str(owner["kind"]), owner)
         assert record is not None
-        found[(record.namespace, record.uid)] = [record]
+        found[(record.namespace, record.uid)] = record
     return found
 
 
@@ -307,7 +307,7 @@ def test_a_daemonset_pod_of_an_older_revision_inherits_through_its_controller_re
             attestations={},
             resources=(),
             owners=index(daemonset),
-            revisions={("prod", "agent-6c9d8"): [record]},
+            revisions={("prod", "agent-6c9d8"): record},
         )
     )
     assert result.allowed, result.message
@@ -319,7 +319,7 @@ def test_a_daemonset_pod_of_an_older_revision_inherits_through_its_controller_re
             attestations={},
             resources=(),
             owners=index(daemonset),
-            revisions={("prod", "agent-6c9d8"): [record]},
+            revisions={("prod", "agent-6c9d8"): record},
         )
     )
     assert not unbaselined.allowed
