@@ -210,15 +210,13 @@ class OwnerRecord:
 
     def subject(self) -> Subject:
         """The owner as policy matching sees it (kind, namespace, labels)."""
+        # In field order: target, address, kind, type, name, namespace, action, object.
+        where = (self.address, self.kind, self.kind, self.name, self.namespace)
         return Subject(
-            target=Target.kubernetes,
-            address=self.address,
-            kind=self.kind,
-            type=self.kind,
-            name=self.name,
-            namespace=self.namespace,
-            action="create",
-            object=None,
+            Target.kubernetes,
+            *where,
+            "create",
+            None,
             labels=dict(zip(self.labels[::2], self.labels[1::2], strict=True)),
         )
 

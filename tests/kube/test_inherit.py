@@ -301,27 +301,22 @@ def test_a_daemonset_pod_of_an_older_revision_inherits_through_its_controller_re
     record = owner_record("ControllerRevision", revision)
     assert record is not None
     request = parse_review(by_controller(pod))
-    result = asyncio.run(
-        own.admit(
-            request,
-            attestations={},
-            resources=(),
-            owners=index(daemonset),
-            revisions={("prod", "agent-6c9d8"): record},
+    revisions = {("prod", "agent-6c9d8"): record}
+    # With the baseline it inherits; without it the same Pod is judged in full.
+    baselined, unbaselined = (
+        asyncio.run(
+            judge.admit(
+                request,
+                attestations={},
+                resources=(),
+                owners=index(daemonset),
+                revisions=revisions,
+            )
         )
+        for judge in (own, runtime)
     )
-    assert result.allowed, result.message
-    assert result.evidence["inherited"]["revision"] == "agent-6c9d8"
-    # Without the baseline, the same Pod is judged in full.
-    unbaselined = asyncio.run(
-        runtime.admit(
-            request,
-            attestations={},
-            resources=(),
-            owners=index(daemonset),
-            revisions={("prod", "agent-6c9d8"): record},
-        )
-    )
+    assert baselined.allowed, baselined.message
+    assert baselined.evidence["inherited"]["revision"] == "agent-6c9d8"
     assert not unbaselined.allowed
 
 
