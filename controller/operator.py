@@ -10,11 +10,12 @@ Indexes (each handler's name is its index's name in handler kwargs):
 - ``guard_attestations``: ReviewAttestation envelopes by claimed subject digest;
 - ``guard_policies``, ``guard_trusts``, ``guard_exceptions``, ``guard_baselines``:
   documents by name;
-- ``guard_owners``: workload owners (Deployments, ReplicaSets, StatefulSets,
-  DaemonSets, Jobs, CronJobs, ReplicationControllers) by (namespace, uid),
-  reduced to what inheritance reads (``kube.inherit.OwnerRecord``);
-- ``guard_revisions``: ControllerRevisions by (namespace, name), for the Pods
-  of older StatefulSet and DaemonSet revisions.
+
+Watches that feed the runtime's own owner index (``kube.owners.OwnerIndex``,
+plain dicts, half the memory of a Kopf index per object): workload owners
+(Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs,
+ReplicationControllers) by (namespace, uid), and ControllerRevisions by
+(namespace, name), reduced to what inheritance reads.
 
 With reports on (``create_registry(reports=True)``), the workloads' watch
 events feed the background scan (``kube.reporting``), every change to what
@@ -33,7 +34,7 @@ from typing import Any, cast
 import kopf
 
 from controller.kube.envelopes import IndexedEnvelope, index_entries
-from controller.kube.inherit import OWNER_APIS, OwnerRecord, owner_record
+from controller.kube.owners import OWNER_APIS
 from controller.kube.reporting import SCANNED_KINDS, BackgroundScan, Inputs
 from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult
@@ -81,8 +82,6 @@ def serve_admissions(*, memo: Any, **kwargs: Any) -> None:
             request,
             attestations=_index(kwargs, "guard_attestations"),
             resources=_resources(kwargs),
-            owners=_index(kwargs, "guard_owners"),
-            revisions=_index(kwargs, "guard_revisions"),
             baselines=_entries(_index(kwargs, "guard_baselines")),
         )
 
@@ -144,19 +143,13 @@ def guard_baselines(*, body: kopf.Body, name: str, memo: Any, **_: Any) -> dict[
     return _index_resource("GuardBaseline", body, name, memo)
 
 
-def _owner_indexer(kind: str) -> Any:
-    """The ``guard_owners`` handler of one owner kind (list items carry no kind)."""
+def _owner_watcher(kind: str) -> Any:
+    """The watch handler of one owner kind (list items carry no kind)."""
 
-    def guard_owners(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], OwnerRecord]:
-        record = owner_record(kind, body)
-        return {} if record is None else {(record.namespace, record.uid): record}
+    async def watch_owner(*, body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+        _runtime(memo).owner_index.observe(kind, body, deleted=type == "DELETED")
 
-    return guard_owners
-
-
-def guard_revisions(*, body: kopf.Body, **_: Any) -> dict[tuple[str, str], OwnerRecord]:
-    record = owner_record("ControllerRevision", body)
-    return {} if record is None else {(record.namespace, record.name): record}
+    return watch_owner
 
 
 # --------------------------------------------------------------------------- statuses
@@ -321,17 +314,12 @@ def create_registry(*, login_handler: bool = True, reports: bool = False) -> kop
         kopf.on.event(API_GROUP, VERSION, plural, id=f"status-{plural}", registry=registry)(
             status_fn
         )
-    # The owners inheritance looks up (one index over every owner kind).
+    # The owners inheritance looks up, and the ControllerRevisions.
     for kind, api in OWNER_APIS.items():
         group, _, version = api.api_version.rpartition("/")
-        if kind == "ControllerRevision":
-            kopf.index(group, version, api.plural, id="guard_revisions", registry=registry)(
-                guard_revisions
-            )
-        else:
-            kopf.index(group, version, api.plural, id="guard_owners", registry=registry)(
-                _owner_indexer(kind)
-            )
+        kopf.on.event(group, version, api.plural, id=f"owners-{api.plural}", registry=registry)(
+            _owner_watcher(kind)
+        )
     return registry
 
 

@@ -21,9 +21,9 @@ import kubernetes
 import urllib3
 
 from controller.errors import InputError
-from controller.kube.inherit import OWNER_APIS
 from controller.kube.inventory import Inventory
 from controller.kube.manifests import Manifest
+from controller.kube.owners import OWNER_APIS
 
 PAGE_SIZE = 500
 REQUEST_TIMEOUT = 30.0

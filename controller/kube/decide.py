@@ -1,9 +1,11 @@
 """The admission decision: one engine call, plus what only Kubernetes knows.
 
 The engine judges the subject (rules, review, broken policies, exceptions)
-in one call. This module adds the two Kubernetes concerns on top: the review
-of the policies that judge what controllers will make from a person's object
-(``upstream_review_policies``), and governed break-glass. The answer is an
+in one call. This module adds the Kubernetes concerns on top: the review of
+the policies that judge what controllers will make from a person's object
+(``upstream_review_policies``), governed break-glass, and inheritance from a
+baselined owner (``kube.inherit``), which waives what the owner's policies
+find on what controllers make from it. The answer is an
 ``AdmissionResult`` (``kube.result``), worded by ``kube.wording`` and recorded
 by ``kube.record``.
 """
@@ -172,8 +174,6 @@ def judge(
     engine = policies.engine
     evaluation = engine.evaluate(subject, review=review)
     findings: list[Finding] = list(evaluation.findings)
-    if inheritance is not None:
-        findings = inherited_findings(engine, subject, findings, inheritance, review)
     upstream_all = made_from(policies, subject)
     upstream = [p for p in upstream_all if p.spec.review is not None]
     broken_upstream = [p for p in upstream_all if p.name in engine.problems]
@@ -194,13 +194,25 @@ def judge(
         enforcement=engine.enforcement,
         inheriting=upstream,
     )
+    if inheritance is not None:
+        # After break-glass, so that its refusals by the owner's policies are
+        # inherited too, and a container the template lacks is judged as is.
+        findings = inherited_findings(engine, subject, findings, inheritance, review)
     all_notes = [*notes, *evaluation.notes, *policies.unenforced]
     if glass is not None and glass.problem and not glass.refused_by:
         all_notes.append(f"{breakglass.ANNOTATION}: {glass.problem}")
     notice = ""
     if inheritance is not None:
         if glass is not None and inheritance.scope == "owner":
-            glass = dataclasses.replace(glass, owner=inheritance.owner.address)
+            # The annotation came with the owner's template: the owner is
+            # baselined, so what its policies would refuse is inherited too.
+            glass = dataclasses.replace(
+                glass,
+                outcome=breakglass.Outcome.inherited,
+                owner=inheritance.owner.address,
+                refused_by=(),
+                problem="",
+            )
         notice = _baseline_notice(inheritance)
         all_notes.append(notice)
     decision = Decision.of(findings, subjects=1, notes=all_notes)

@@ -29,283 +29,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.kube.breakglass import REVIEW_RULE
+from controller.kube.owners import (
+    CHAIN,
+    OWNER_APIS,
+    OwnerRecord,
+    OwnerSource,
+    TemplateShape,
+    controlling_reference,
+    metadata_of,
+    owner_record,
+)
 from controller.kube.request import AdmissionRequest
-from controller.kube.subjects import address_of, labels_of
+from controller.kube.subjects import labels_of
 from controller.policy.baseline import BaselineEntry, GuardBaseline
-from controller.policy.documents import Target
 from controller.policy.engine import Engine
 from controller.policy.results import Finding, Subject, Waiver, WaiverKind
 from controller.policy.reviewer import ReviewEvaluator
 from controller.policy.variables import pod_spec_of
 
-# Which owner kinds make objects of which kind. Never Node (mirror pods are
-# the kubelet's, see ``mirror_pod``) and never a custom resource.
-CHAIN: Mapping[str, frozenset[str]] = {
-    "Pod": frozenset({"ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController"}),
-    "ReplicaSet": frozenset({"Deployment"}),
-    "Job": frozenset({"CronJob"}),
-}
-
-
-@dataclass(frozen=True)
-class OwnerApi:
-    api_version: str
-    group: str
-    plural: str
-
-
-# Where the API serves each owner kind (and the ControllerRevisions that
-# hold a StatefulSet's or DaemonSet's older templates).
-OWNER_APIS: Mapping[str, OwnerApi] = {
-    "Deployment": OwnerApi("apps/v1", "apps", "deployments"),
-    "StatefulSet": OwnerApi("apps/v1", "apps", "statefulsets"),
-    "DaemonSet": OwnerApi("apps/v1", "apps", "daemonsets"),
-    "ReplicaSet": OwnerApi("apps/v1", "apps", "replicasets"),
-    "ReplicationController": OwnerApi("v1", "", "replicationcontrollers"),
-    "Job": OwnerApi("batch/v1", "batch", "jobs"),
-    "CronJob": OwnerApi("batch/v1", "batch", "cronjobs"),
-    "ControllerRevision": OwnerApi("apps/v1", "apps", "controllerrevisions"),
-}
 REVISION_LABEL = "controller-revision-hash"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-
-# --------------------------------------------------------------------------- shapes
-
-
-def _present(value: Any) -> bool:
-    # The API server defaults some fields to empty or false; absent and
-    # empty mean the same here, so a defaulted Pod matches its template.
-    return value not in (None, False, "", {}, [])
-
-
-def container_fields(container: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of one container that decide what runs and with what rights."""
-    return {
-        key: container[key]
-        for key in ("image", "command", "args", "securityContext")
-        if _present(container.get(key))
-    }
-
-
-def pod_fields(pod_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The pod-level fields that decide its rights: security context, host
-    namespaces, host paths and image volumes, identity and runtime."""
-    found = {
-        key: pod_spec[key]
-        for key in (
-            "securityContext",
-            "hostNetwork",
-            "hostPID",
-            "hostIPC",
-            "automountServiceAccountToken",
-            "runtimeClassName",
-        )
-        if _present(pod_spec.get(key))
-    }
-    # The ServiceAccount admission plugin sets "default" on Pods that name none.
-    account = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
-    found["serviceAccountName"] = account
-    volumes = pod_spec.get("volumes")
-    kept = [
-        {"name": v.get("name"), **{k: v[k] for k in ("hostPath", "image") if k in v}}
-        for v in (volumes if isinstance(volumes, list) else ())
-        if isinstance(v, Mapping) and ("hostPath" in v or "image" in v)
-    ]
-    if kept:
-        found["volumes"] = sorted(kept, key=_canonical)
-    return found
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
-
-
-def _digest(value: Any) -> bytes:
-    return hashlib.sha256(_canonical(value)).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateShape:
-    """A pod spec reduced to what inheritance compares: one digest of the
-    pod-level fields and one per container, by name."""
-
-    pod: bytes
-    containers: tuple[tuple[str, bytes], ...]
-
-    @classmethod
-    def of(cls, pod_spec: Mapping[str, Any]) -> TemplateShape:
-        containers: dict[str, bytes] = {}
-        for key in ("initContainers", "containers"):
-            items = pod_spec.get(key)
-            for container in items if isinstance(items, list) else ():
-                if isinstance(container, Mapping):
-                    name = str(container.get("name") or "")
-                    containers[name] = _digest(container_fields(container))
-        return cls(_digest(pod_fields(pod_spec)), tuple(sorted(containers.items())))
-
-    @property
-    def digest(self) -> str:
-        """``sha256:<hex>``: what a baseline entry pins (images included)."""
-        hasher = hashlib.sha256(self.pod)
-        for name, digest in self.containers:
-            hasher.update(name.encode("utf-8") + b"\0" + digest)
-        return "sha256:" + hasher.hexdigest()
-
-    def produces(self, child: TemplateShape) -> tuple[bool, tuple[str, ...]]:
-        """Whether ``child`` is what this template makes, and the names of
-        the child's containers the template does not have (injected)."""
-        if child.pod != self.pod:
-            return False, ()
-        own = dict(self.containers)
-        injected: list[str] = []
-        for name, digest in child.containers:
-            expected = own.get(name)
-            if expected is None:
-                injected.append(name)
-            elif expected != digest:
-                return False, ()
-        return True, tuple(injected)
-
-
-def template_digest(kind: str, obj: Mapping[str, Any]) -> str:
-    """The digest a baseline entry pins for an owner of ``kind``."""
-    return TemplateShape.of(_template_of(kind, obj)).digest
-
-
-def _template_of(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    if kind == "ControllerRevision":
-        node: Any = obj.get("data")
-        for part in ("spec", "template", "spec"):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        return node if isinstance(node, Mapping) else {}
-    return pod_spec_of(kind, obj)
-
-
-# --------------------------------------------------------------------------- owners
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """An ``ownerReferences`` entry with ``controller: true``."""
-
-    api_version: str
-    kind: str
-    name: str
-    uid: str
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerRecord:
-    """What the owner index keeps of one workload owner (or ControllerRevision):
-    only what the decision reads, so 100,000 owners stay small."""
-
-    kind: str
-    api_version: str
-    namespace: str
-    name: str
-    uid: str
-    labels: tuple[tuple[str, str], ...]
-    controller: Reference | None
-    shape: TemplateShape
-
-    @property
-    def address(self) -> str:
-        return address_of(self.kind, self.namespace, self.name)
-
-    def subject(self) -> Subject:
-        """The owner as policy matching sees it (kind, namespace, labels)."""
-        return Subject(
-            target=Target.kubernetes,
-            address=self.address,
-            kind=self.kind,
-            type=self.kind,
-            name=self.name,
-            namespace=self.namespace,
-            action="create",
-            object=None,
-            labels=dict(self.labels),
-        )
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
-
-
-def controlling_reference(obj: Mapping[str, Any]) -> tuple[Reference | None, str]:
-    """The one controlling owner an object names, or why there is none."""
-    references = _metadata(obj).get("ownerReferences")
-    found = [
-        r
-        for r in (references if isinstance(references, list) else ())
-        if isinstance(r, Mapping) and r.get("controller") is True
-    ]
-    if len(found) != 1:
-        return None, f"it names {len(found)} controlling owners (exactly one is inherited from)"
-    ref = found[0]
-    fields = [ref.get(k) for k in ("apiVersion", "kind", "name", "uid")]
-    if not all(isinstance(v, str) and v for v in fields):
-        return None, "its controlling ownerReference is incomplete"
-    return Reference(*(str(v) for v in fields)), ""
-
-
-def owner_record(kind: str, obj: Mapping[str, Any]) -> OwnerRecord | None:
-    """The index entry for one owner body, or None when it has no uid."""
-    metadata = _metadata(obj)
-    uid, name = metadata.get("uid"), metadata.get("name")
-    if not (isinstance(uid, str) and uid and isinstance(name, str) and name):
-        return None
-    reference, _ = controlling_reference(obj)
-    api = OWNER_APIS.get(kind)
-    return OwnerRecord(
-        kind=kind,
-        api_version=str(obj.get("apiVersion") or (api.api_version if api else "")),
-        namespace=str(metadata.get("namespace") or ""),
-        name=name,
-        uid=uid,
-        labels=tuple(sorted(labels_of(obj).items())),
-        controller=reference,
-        shape=TemplateShape.of(_template_of(kind, obj)),
-    )
-
-
-class OwnerSource:
-    """Owners and ControllerRevisions: from the index, else one bounded
-    read by name (``read``; None when it finds nothing or is not allowed)."""
-
-    def __init__(
-        self,
-        owners: Mapping[Any, Iterable[OwnerRecord]],
-        revisions: Mapping[Any, Iterable[OwnerRecord]],
-        read: Callable[[str, str, str], Awaitable[OwnerRecord | None]] | None = None,
-    ) -> None:
-        self._owners = owners
-        self._revisions = revisions
-        self._read = read
-        self.reads: list[str] = []
-
-    async def owner(self, namespace: str, reference: Reference) -> OwnerRecord | None:
-        for record in self._owners.get((namespace, reference.uid), ()):
-            return record
-        return await self._read_by_name(reference.kind, namespace, reference.name)
-
-    async def revision(self, namespace: str, name: str) -> OwnerRecord | None:
-        for record in self._revisions.get((namespace, name), ()):
-            return record
-        return await self._read_by_name("ControllerRevision", namespace, name)
-
-    async def _read_by_name(self, kind: str, namespace: str, name: str) -> OwnerRecord | None:
-        if self._read is None:
-            return None
-        self.reads.append(address_of(kind, namespace, name))
-        return await self._read(kind, namespace, name)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -333,17 +81,13 @@ class Baselines:
     def __len__(self) -> int:
         return sum(len(v) for v in self._entries.values())
 
-    def applying(
-        self, owner: OwnerRecord, today: dt.date, digests: Sequence[str] = ()
-    ) -> tuple[BaselineMatch | None, str]:
-        """The entry that applies to this owner now, or why none does.
-
-        ``digests`` are the template digests the entry must pin (the
-        owner's own by default)."""
+    def applying(self, owner: OwnerRecord, today: dt.date) -> tuple[BaselineMatch | None, str]:
+        """The entry that applies to this owner now (same uid, same template,
+        not expired), or why none does."""
         candidates = self._entries.get((owner.kind, owner.namespace, owner.name))
         if not candidates:
             return None, f"{owner.address} is on no GuardBaseline"
-        wanted = set(digests) or {owner.shape.digest}
+        digest = owner.shape.digest
         reasons: list[str] = []
         for match in candidates:
             entry = match.entry
@@ -351,7 +95,7 @@ class Baselines:
                 reasons.append(f"GuardBaseline {match.baseline} names an earlier {owner.kind}")
             elif match.expires < today:
                 reasons.append(f"GuardBaseline {match.baseline} expired on {match.expires}")
-            elif entry.template_digest not in wanted:
+            elif entry.template_digest != digest:
                 reasons.append(
                     f"its template changed since GuardBaseline {match.baseline} was made"
                 )
@@ -616,7 +360,7 @@ def mirror_pod(request: AdmissionRequest) -> str | None:
     if not username.startswith("system:node:"):
         return None
     node = username.removeprefix("system:node:")
-    annotations = _metadata(request.object).get("annotations")
+    annotations = metadata_of(request.object).get("annotations")
     if not isinstance(annotations, Mapping) or MIRROR_ANNOTATION not in annotations:
         return None
     reference, _ = controlling_reference(request.object)

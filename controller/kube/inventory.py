@@ -26,8 +26,8 @@ import yaml
 
 from controller.errors import InputError
 from controller.kube.envelopes import IndexedEnvelope
-from controller.kube.inherit import OWNER_APIS, template_digest
 from controller.kube.manifests import Manifest, judge_one, manifests, read_text
+from controller.kube.owners import OWNER_APIS, template_digest
 from controller.kube.request import valid_namespace
 from controller.kube.state import PolicySet
 from controller.kube.subjects import images_of

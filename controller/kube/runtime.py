@@ -5,6 +5,11 @@ the compiled policies, the signature cache, the fallback reader, readiness,
 the audit log and the metrics. ``admit`` is the whole admission path for one
 request: gather candidate envelopes (index, annotation, fallback read),
 build the verifier, and call the one decision function.
+
+Its size is the admission path's state in one place: policies, signatures,
+the owner reads and baselines inheritance needs, readiness, and what every
+answer leaves behind (audit line, metrics, Events); split up, a request's
+path would cross several objects that each hold a part of its state.
 """
 
 from __future__ import annotations
@@ -42,9 +47,17 @@ from controller.kube.events import (
     PostEvent,
 )
 from controller.kube.fallback import FallbackReader
-from controller.kube.inherit import Baselines, OwnerRecord, OwnerSource
+from controller.kube.inherit import Baselines
 from controller.kube.limits import TokenBucket
 from controller.kube.metrics import Metrics
+from controller.kube.owners import (
+    OWNER_APIS,
+    Key,
+    OwnerIndex,
+    OwnerRecord,
+    OwnerSource,
+    owner_record,
+)
 from controller.kube.readiness import Readiness, WatchLog
 from controller.kube.request import AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason, refuse
@@ -134,6 +147,8 @@ class GuardRuntime:
             burst=settings.fallback_burst,
         )
         self._reader = reader
+        # Workload owners and ControllerRevisions, fed by the operator's watches.
+        self.owner_index = OwnerIndex()
         # Owner reads on an index miss share the attestation fallback's limits.
         self._owner_reads = TokenBucket(rate=settings.fallback_rate, burst=settings.fallback_burst)
         self._baselines: tuple[tuple[tuple[str, str], ...], Baselines] | None = None
@@ -146,8 +161,8 @@ class GuardRuntime:
         *,
         attestations: Mapping[str, Iterable[IndexedEnvelope]],
         resources: Iterable[ResourceEntry],
-        owners: Mapping[Any, Iterable[OwnerRecord]] | None = None,
-        revisions: Mapping[Any, Iterable[OwnerRecord]] | None = None,
+        owners: Mapping[Key, OwnerRecord] | None = None,
+        revisions: Mapping[Key, OwnerRecord] | None = None,
         baselines: Iterable[ResourceEntry] = (),
     ) -> AdmissionResult:
         """Judge one request that passed the webhook's checks (it is one guard
@@ -161,7 +176,11 @@ class GuardRuntime:
         )
         notes: list[str] = []
         evidence: dict[str, Any] = {}
-        source = OwnerSource(owners or {}, revisions or {}, self._read_owner)
+        source = OwnerSource(
+            self.owner_index.owners if owners is None else owners,
+            self.owner_index.revisions if revisions is None else revisions,
+            self._read_owner,
+        )
         resolution = await inherit.resolve(
             request, subject, source, self.baselines(baselines), self.now().date()
         )
@@ -175,6 +194,16 @@ class GuardRuntime:
         reviewer = None
         if decide.needs_review(policies, subject):
             digests = [a.digest for a in subject.artifacts if a.digest is not None]
+            if inheritance is not None and inheritance.scope == "owner":
+                # What is inherited needs no evidence: only images the owner's
+                # template lacks are reviewed, so a drain that recreates many
+                # Pods makes no fallback reads for the images they inherit.
+                judged = set(inheritance.injected)
+                digests = [
+                    a.digest
+                    for a in subject.artifacts
+                    if a.digest is not None and a.reference in judged
+                ]
             inline, problems = annotation_envelopes(request.kind, request.object)
             notes.extend(problems)
             candidates = await self._gather(digests, attestations, inline, request.namespace, None)
@@ -249,7 +278,7 @@ class GuardRuntime:
     async def _read_owner(self, kind: str, namespace: str, name: str) -> OwnerRecord | None:
         """The bounded read of one owner the index does not hold (yet):
         rate-limited and time-bounded like the attestation fallback."""
-        api = inherit.OWNER_APIS[kind]
+        api = OWNER_APIS[kind]
         if self._reader is None or not self._owner_reads.take():
             self.metrics.owner_reads.labels("skipped").inc()
             return None
@@ -263,7 +292,7 @@ class GuardRuntime:
             self.metrics.owner_reads.labels("failed").inc()
             return None
         self.metrics.owner_reads.labels("found" if body else "none").inc()
-        return inherit.owner_record(kind, body) if body else None
+        return owner_record(kind, body) if body else None
 
     def reviewer(self, policies: PolicySet, candidates: Any) -> AttestationReview:
         return decide.reviewer_for(
@@ -315,10 +344,9 @@ class GuardRuntime:
 
     def baseline_changed(self, body: Mapping[str, Any], type: str | None) -> None:
         """A GuardBaseline was created, changed or deleted: an audit line and
-        an Event, naming who changed it as the API server recorded it (the
-        field managers and, when an operator sets it, the annotation
-        ``guard.dev/changed-by``). Called for every watch event; the initial
-        listing is not a change."""
+        an Event, naming who wrote it as the object records it (its field
+        managers: the API server's audit log has the authenticated user).
+        Called for every watch event; the initial listing is not a change."""
         if type not in ("ADDED", "MODIFIED", "DELETED"):
             return
         metadata = body.get("metadata") or {}

@@ -39,15 +39,9 @@ from controller.attest.review import AttestationReview
 from controller.attest.verify import SignatureCache
 from controller.errors import InputError
 from controller.kube.envelopes import IndexedEnvelope
-from controller.kube.inherit import (
-    CHAIN,
-    BaselineMatch,
-    Baselines,
-    Inheritance,
-    OwnerRecord,
-    owner_record,
-)
+from controller.kube.inherit import BaselineMatch, Baselines, Inheritance
 from controller.kube.manifests import Manifest, Selection, judge_manifest, select
+from controller.kube.owners import CHAIN, OwnerRecord, owner_record
 from controller.kube.result import AdmissionResult, Reason
 from controller.kube.state import PolicySet
 from controller.policy.documents import Action, Severity, Target

@@ -206,7 +206,8 @@ def _control(conn: multiprocessing.connection.Connection) -> None:
         conn.send(time.process_time())
 
 
-def _serve_guard(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
+def start_guard(tls_dir: Path) -> tuple[Any, Any]:
+    """kmock and ``guard serve`` (the default bundle, the demo trust), started."""
     from tests.operator.harness import EmulatedApi, RunningGuard, make_tls, serve_settings
 
     tls = make_tls(tls_dir)
@@ -218,7 +219,11 @@ def _serve_guard(tls_dir: Path, conn: multiprocessing.connection.Connection) -> 
         tls,
         tls_dir / "audit.jsonl",
     )
-    guard = RunningGuard(api, tls, settings).start()
+    return api, RunningGuard(api, tls, settings).start()
+
+
+def _serve_guard(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
+    api, guard = start_guard(tls_dir)
     attestation = yaml.safe_load((ROOT / "examples/attestations/app-reviewed.yaml").read_text())
     attestation["metadata"]["namespace"] = "shop"
     api.create("reviewattestations", attestation)

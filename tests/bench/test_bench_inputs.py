@@ -7,16 +7,24 @@ subjects and reviews it builds are judged once.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import importlib
 import json
 import pkgutil
 import re
 from pathlib import Path
 
+from controller.kube.decide import subject_of
+from controller.kube.inherit import Baselines, resolve
+from controller.kube.owners import OwnerSource, owner_record
+from controller.kube.request import parse_review
+from controller.policy.baseline import GuardBaseline
 from controller.policy.bundled import bundled_policies_path
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle
-from tests.bench import bench_admission, bench_engine
+from tests.bench import bench_admission, bench_baseline, bench_engine
+from tests.kube.helpers import CONTROLLER_USER
 
 
 def test_every_benchmark_module_imports() -> None:
@@ -56,3 +64,31 @@ def test_the_performance_doc_names_only_benchmarks_and_settings_that_exist() -> 
     variables = set(re.findall(r"GUARD_BENCH_[A-Z]+", text))
     assert variables and all(v in sources for v in variables)
     assert "make bench" in text and "bench:" in (root / "Makefile").read_text(encoding="utf-8")
+
+
+def test_the_baseline_benchmark_pods_inherit() -> None:
+    """The Pods the churn benchmark sends are what its ReplicaSet makes."""
+    deployment = bench_baseline._owner(
+        "Deployment", "legacy", "d-1", bench_baseline._image(1), None
+    )
+    replicaset = bench_baseline._owner(
+        "ReplicaSet", "legacy-1", "r-1", bench_baseline._image(1), deployment
+    )
+    record = owner_record("ReplicaSet", replicaset)
+    assert record is not None
+    request = parse_review(json.loads(bench_baseline._bodies(replicaset, 1)[0]))
+    subject = subject_of(request, controller_identities=frozenset({CONTROLLER_USER}))
+    entry = {"kind": "ReplicaSet", "namespace": "shop", "name": "legacy-1", "uid": "r-1",
+             "templateDigest": record.shape.digest}  # fmt: skip
+    baseline = GuardBaseline.model_validate(
+        {
+            "apiVersion": "guard.dev/v1alpha1",
+            "kind": "GuardBaseline",
+            "metadata": {"name": "b"},
+            "spec": {"owner": "o", "reason": "r", "expires": "2099-01-01", "entries": [entry]},
+        }
+    )
+    source = OwnerSource({("shop", "r-1"): record}, {})
+    today = dt.datetime.now(dt.UTC).date()
+    resolution = asyncio.run(resolve(request, subject, source, Baselines([baseline]), today))
+    assert resolution.inheritance is not None, resolution.reason

@@ -22,6 +22,7 @@ import yaml
 from controller.attest import dsse
 from controller.attest.keys import PrivateKey, generate
 from controller.attest.statement import CHANGE_REVIEW_PREDICATE, STATEMENT_V1, utc
+from controller.kube.owners import template_digest
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 REPOSITORY = "github.com/acme/web"
@@ -376,3 +377,53 @@ def admission_review(
         request["subResource"] = sub_resource
         request["requestSubResource"] = sub_resource
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def owned(
+    obj: Mapping[str, Any], owner: Mapping[str, Any] | None, uid: str | None = None
+) -> dict[str, Any]:
+    """``obj`` with a uid (a fresh one by default), controlled by ``owner``
+    (None: no owner), as the API server stores a controller-made object."""
+    made = copy.deepcopy(dict(obj))
+    made["metadata"]["uid"] = uid or str(uuid.uuid4())
+    if owner is not None:
+        made["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return made
+
+
+def baseline_document(
+    name: str, owners: Sequence[Mapping[str, Any]], *, expires: str = "2099-01-01"
+) -> dict[str, Any]:
+    """A GuardBaseline naming ``owners`` as they are now."""
+    return {
+        "apiVersion": "guard.dev/v1alpha1",
+        "kind": "GuardBaseline",
+        "metadata": {"name": name},
+        "spec": {
+            "owner": "platform-team",
+            "reason": "ran before guard",
+            "expires": expires,
+            "entries": [
+                {
+                    "kind": o["kind"],
+                    "namespace": o["metadata"]["namespace"],
+                    "name": o["metadata"]["name"],
+                    "uid": o["metadata"]["uid"],
+                    "templateDigest": template_digest(str(o["kind"]), o),
+                }
+                for o in owners
+            ],
+        },
+    }

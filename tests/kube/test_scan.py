@@ -18,8 +18,9 @@ from controller.attest.statement import utc
 from controller.errors import InputError
 from controller.kube import policyreport
 from controller.kube.envelopes import IndexedEnvelope
-from controller.kube.inherit import Baselines, template_digest
+from controller.kube.inherit import Baselines
 from controller.kube.manifests import Manifest, judge_one
+from controller.kube.owners import template_digest
 from controller.kube.reporting import WorkloadStore
 from controller.kube.scan import (
     BASELINE_EXPIRY_RULE,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.kube.helpers import (
     UNATTESTED,
     admission_review,
     digest_of,
+    owned,
     workload,
 )
 from tests.operator.harness import EmulatedApi, RunningGuard
@@ -56,24 +56,6 @@ POD_ONLY = {
         ],
     },
 }
-
-
-def owned(obj: dict[str, Any], owner: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``obj`` with a uid, controlled by ``owner`` (None: no owner)."""
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["uid"] = str(uuid.uuid4())
-    if owner is not None:
-        obj["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-    return obj
 
 
 def pod_of(
@@ -190,6 +172,14 @@ def baseline(
     applied["spec"]["entries"] = [
         e for e in applied["spec"]["entries"] if e["name"] != "orphan-7c9"
     ]
+    # As kubectl apply writes it: the field manager is who the record names.
+    applied["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl-client-side-apply",
+            "operation": "Update",
+            "apiVersion": "guard.dev/v1alpha1",
+        }
+    ]
     for document in (applied, orphans):
         guard.api.create("guardbaselines", document)
         assert guard.runtime.watch_log.wait_for(
@@ -283,6 +273,28 @@ def test_an_unusable_kubeconfig_is_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert "cannot use" in err and "Traceback" not in err
+
+
+def test_applying_a_baseline_is_audited_and_posted_as_an_event(
+    guard: RunningGuard, baseline: list[dict[str, Any]]
+) -> None:
+    name = baseline[0]["metadata"]["name"]
+    assert guard.service.settings.audit_file is not None
+    lines = [
+        json.loads(line) for line in guard.service.settings.audit_file.read_text().splitlines()
+    ]
+    changes = [r for r in lines if r.get("event") == "baseline" and r["baseline"] == name]
+    assert changes and changes[0]["action"] == "created"
+    assert changes[0]["managers"] == ["kubectl-client-side-apply"]
+    assert changes[0]["expires"] == TOMORROW
+    assert guard.runtime.events.idle.wait(WAIT)
+    events = [e for e in guard.api.events() if e["reason"] == "BaselineChanged"]
+    assert any(
+        e["involvedObject"]["kind"] == "GuardBaseline"
+        and e["involvedObject"]["name"] == name
+        and "created by kubectl-client-side-apply" in e["message"]
+        for e in events
+    ), events
 
 
 def test_a_recreated_pod_of_a_baselined_workload_is_admitted_as_inherited(

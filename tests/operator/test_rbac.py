@@ -12,7 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.kube.inherit import template_digest
 from tests.chart.helm import render_chart
 from tests.chart.rbac import Permissions, api_request
 from tests.kube.helpers import (
@@ -23,8 +22,10 @@ from tests.kube.helpers import (
     Cast,
     admission_review,
     attestation_resource,
+    baseline_document,
     digest_of,
     envelope,
+    owned,
     workload,
 )
 from tests.operator.harness import RunningGuard
@@ -52,27 +53,8 @@ EXCEPTION = {
 }
 
 
-BASELINE = {
-    "apiVersion": "guard.dev/v1alpha1",
-    "kind": "GuardBaseline",
-    "metadata": {"name": "rbac-legacy"},
-    "spec": {
-        "owner": "platform-team",
-        "reason": "ran before guard",
-        "expires": "2099-01-01",
-        "entries": [
-            {
-                "kind": "ReplicaSet",
-                "namespace": "legacy",
-                "name": "legacy-rs",
-                "uid": "rs-uid-1",
-                "templateDigest": template_digest(
-                    "ReplicaSet", workload("ReplicaSet", "legacy-rs", "legacy", UNATTESTED)
-                ),
-            }
-        ],
-    },
-}
+SILENT_REPLICASET = owned(workload("ReplicaSet", "legacy-rs", "legacy", UNATTESTED), None, "rs-1")
+BASELINE = baseline_document("rbac-legacy", [SILENT_REPLICASET])
 
 
 def exercise(guard: RunningGuard, cast: Cast) -> None:
@@ -110,14 +92,8 @@ def exercise(guard: RunningGuard, cast: Cast) -> None:
     assert answer.allowed, answer.message
     # The owner read on an index miss: a controller's Pod of a ReplicaSet
     # the owner index has not seen (its owners are watched from the start).
-    silent = workload("ReplicaSet", "legacy-rs", "legacy", UNATTESTED)
-    silent["metadata"]["uid"] = "rs-uid-1"
-    guard.api.store_workload_silently(silent)
-    pod = workload("Pod", "legacy-rs-1", "legacy", UNATTESTED)
-    pod["metadata"]["ownerReferences"] = [
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "legacy-rs", "uid": "rs-uid-1",
-         "controller": True}
-    ]  # fmt: skip
+    guard.api.store_workload_silently(SILENT_REPLICASET)
+    pod = owned(workload("Pod", "legacy-rs-1", "legacy", UNATTESTED), SILENT_REPLICASET)
     assert guard.post(admission_review(pod, user=CONTROLLER_USER)).allowed
     assert (
         "GET",

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from controller.cli import main
-from controller.kube.inherit import template_digest
+from controller.kube.owners import template_digest
 from tests.kube.helpers import (
     NOW,
     UNATTESTED,
