@@ -27,7 +27,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controller"
 # checks it.
 # The Kubernetes client is imported the same way, by the one function that
 # reads a live cluster (``guard kube baseline`` without -f).
-LAZY_IMPORTS = {"controller/cli/kube.py:serve_command", "controller/cli/kube.py:_read_cluster"}
+# sigstore (with its TUF, HTTP and RFC 3161 clients) is imported by the one
+# function that needs it, on the first Sigstore bundle or trusted root: a
+# trust with keys only, and every command without a trust, never pays for it.
+LAZY_IMPORTS = {
+    "controller/cli/kube.py:serve_command",
+    "controller/cli/kube.py:_read_cluster",
+    "controller/attest/bundle.py:_sigstore",
+}
 
 
 def test_no_module_imports_inside_a_function() -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from controller.attest.checks import AllOf, Check, Claim, Verdict, failure
 from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from controller.attest.keyless import CertificateAgrees
 from controller.attest.provenance import (
     PROVENANCE_TYPES,
     BuilderPinned,
@@ -136,6 +137,7 @@ def provenance_checks(requirements: ProvenanceRequirements) -> AllOf[ProvenanceC
         SignedByBuilder(requirements.builders),
         BuilderPinned(requirements.builder_ids, requirements.build_types),
         _IfOneSource(requirements),
+        CertificateAgrees(),
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from controller.attest import checks
 from controller.attest.checks import AllOf, Check, Claim, Deployer, tally
 from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeError, parse
+from controller.attest.keyless import keyless_signers
 from controller.attest.statement import (
     ChangeReview,
     Statement,
@@ -212,7 +213,12 @@ class Verifier:
         with one public key is not tried again with other keys (it cannot
         verify with a different key), which keeps the uncached cost near one
         verification per signature when keyids are honest.
+
+        A Sigstore bundle is signed by its certificate's key, never by a
+        listed key: its signers are the trusted identities it verifies as.
         """
+        if envelope.bundle is not None:
+            return keyless_signers(envelope, self.trust).signers
         results: dict[str, bool] = {}
         pending: set[str] = set()
         for key in self.trust.keys:
@@ -247,6 +253,10 @@ class Verifier:
         Such envelopes are examined last, so that junk posted for a digest
         cannot crowd a real attestation out of the candidate limit.
         """
+        if envelope.bundle is not None:
+            # Only a lookup, never a verification: a bundle's outcome is
+            # known after it was judged once (``bundle.verify_bundle`` caches it).
+            return False
         return bool(self.trust.keys) and all(
             self.cache.get(envelope.digest, k.public.keyid) is False for k in self.trust.keys
         )
@@ -256,6 +266,8 @@ class Verifier:
         trusted key may come from a key the trust does not list *or* from a
         trusted key over bytes changed since: the two cannot be told apart,
         so neither is claimed."""
+        if envelope.bundle is not None:
+            return list(keyless_signers(envelope, self.trust).reasons)
         reasons: list[str] = []
         if not self.trust.keys:
             return [

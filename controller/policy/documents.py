@@ -43,6 +43,7 @@ from controller.policy.identity import (
     not_one_of,
     visible_ascii,
 )
+from controller.policy.keyless import SigstoreIdentity, SigstoreRoot
 from controller.policy.provenance import ProvenanceRequirements, SourceSummaries
 from controller.policy.strictmodel import Strict
 
@@ -619,13 +620,27 @@ class GuardTrustSpec(Strict):
     """The keys guard trusts, each with its role."""
     principals: list[Principal] = Field(default_factory=list)
     """The identity map: who is who across systems."""
+    # Keyless signing (see ``controller.policy.keyless``).
+    trusted_roots: list[SigstoreRoot] = Field(default_factory=list, max_length=16)
+    """Sigstore trusted roots, as data: never fetched, so verification works offline."""
+    identities: list[SigstoreIdentity] = Field(default_factory=list, max_length=256)
+    """Keyless signers: Sigstore identities, each with its role and trusted root."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> GuardTrustSpec:
-        names = [k.name for k in self.keys]
+        names = [k.name for k in self.keys] + [i.name for i in self.identities]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"key names must be unique: {', '.join(duplicates)}")
+        roots = [r.name for r in self.trusted_roots]
+        if len(set(roots)) != len(roots):
+            raise ValueError("trusted root names must be unique")
+        for identity in self.identities:
+            if identity.root not in roots:
+                raise ValueError(
+                    f"identity {identity.name!r} names trusted root {identity.root!r}, which "
+                    "spec.trustedRoots does not define"
+                )
         return self
 
 
