@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from controller.attest import fulcio
 from controller.attest.bundle import Verified, verify_bundle
+from controller.attest.checks import SUCCESS, Verdict, failure
 from controller.attest.dsse import Envelope
 from controller.attest.fulcio import FulcioIdentity, identity_of
 from controller.attest.keys import KeyFileError, PublicKey
-from controller.attest.checks import SUCCESS, Verdict, failure
 from controller.attest.provenance import BuildProvenance, ProvenanceClaim, repository_name, shown
 from controller.attest.trust import Trust, TrustedKey
 from controller.policy.identity import ascii_lower

@@ -23,7 +23,6 @@ from controller.attest.fulcio import FulcioIdentity
 from controller.attest.keys import PublicKey, load_public_key
 from controller.errors import InputError
 from controller.policy.documents import GuardTrust, GuardTrustSpec, KeyRole
-from controller.policy.keyless import SigstoreIdentity
 from controller.policy.identity import (
     ID_SYSTEMS,
     KUBERNETES,
@@ -33,6 +32,7 @@ from controller.policy.identity import (
     kubernetes_id,
     match_key,
 )
+from controller.policy.keyless import SigstoreIdentity
 from controller.policy.loader import load_path
 
 
@@ -135,14 +135,14 @@ class Trust:
                     raise InputError(f"{source}: trusted root {root.name!r} is defined twice")
                 check_trusted_root(root.trusted_root, f"{source}: trusted root {root.name!r}")
                 roots[root.name] = root.trusted_root
-            for identity in spec.identities:
-                if identity.name in names:
+            for signer in spec.identities:
+                if signer.name in names:
                     raise InputError(
-                        f"{source}: identity name {identity.name!r} is also defined in "
-                        f"{names[identity.name]}"
+                        f"{source}: identity name {signer.name!r} is also defined in "
+                        f"{names[signer.name]}"
                     )
-                names[identity.name] = source
-                identities.append(identity)
+                names[signer.name] = source
+                identities.append(signer)
             for principal in spec.principals:
                 canonical = match_key(principal.id)
                 for identity in (principal.id, *principal.aliases):
