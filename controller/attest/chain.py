@@ -250,11 +250,11 @@ class ChainVerifier:
         for candidate in candidates:
             envelope, statement = candidate.envelope, candidate.statement
             examined.append(envelope.digest)
-            signers = self.verifier.signers(envelope)
+            signers, refused = self.verifier.signers_for(envelope, requirements)
             if not signers:
                 reasons.extend(
                     f"provenance {envelope.short_id}: {r}"
-                    for r in self.verifier.unsigned_reasons(envelope)
+                    for r in refused or self.verifier.unsigned_reasons(envelope)
                 )
                 fixes[FIX_RESIGN] = None
                 continue
@@ -358,12 +358,12 @@ class ChainVerifier:
         requirements: Requirements,
         circumstances: Circumstances,
     ) -> Verdict:
-        signers = self.verifier.signers(envelope)
+        signers, refused = self.verifier.signers_for(envelope, requirements)
         if not signers:
             return Verdict(
                 tuple(
                     f"source summary {envelope.short_id}: {r}"
-                    for r in self.verifier.unsigned_reasons(envelope)
+                    for r in refused or self.verifier.unsigned_reasons(envelope)
                 ),
                 (FIX_RESIGN,),
             )

@@ -63,6 +63,8 @@ class Requirements:
     # covered only through build provenance and its commit.
     provenance: ProvenanceRequirements | None = None
     source_summaries: SourceSummaries | None = None
+    # Roles whose signatures count only when keyless (``review.requireKeyless``).
+    keyless_roles: frozenset[str] = frozenset()
 
     @classmethod
     def from_review(cls, review: Review) -> Requirements:
@@ -78,6 +80,7 @@ class Requirements:
             max_age=review.max_age_delta,
             max_age_label=review.max_age or "",
             deployer=review.deployer,
+            keyless_roles=frozenset(review.require_keyless),
         )
 
     @classmethod
@@ -247,6 +250,26 @@ class Verifier:
             self.cache.put(envelope.digest, keyid, results[keyid])
         return results
 
+    def signers_for(
+        self, envelope: Envelope, requirements: Requirements
+    ) -> tuple[tuple[TrustedKey, ...], list[str]]:
+        """The signers that count under these requirements, and why any
+        signer does not: a listed key never counts for a role the policy
+        requires keyless signatures for."""
+        signers = self.signers(envelope)
+        if not requirements.keyless_roles:
+            return signers, []
+        kept = tuple(
+            k for k in signers if k.keyless or k.role not in requirements.keyless_roles
+        )
+        refused = [
+            f"key {k.name!r} ({k.role}) does not count: the policy requires keyless "
+            f"signatures for the {k.role} role (review.requireKeyless)"
+            for k in signers
+            if k not in kept
+        ]
+        return kept, refused
+
     def known_unsigned(self, envelope: Envelope) -> bool:
         """Whether the cache already knows no trusted key signed this envelope.
 
@@ -390,9 +413,9 @@ class Verifier:
                 (),
                 resign,
             )
-        signers = self.signers(envelope)
+        signers, refused = self.signers_for(envelope, requirements)
         if not signers:
-            return self.unsigned_reasons(envelope), (), resign
+            return refused or self.unsigned_reasons(envelope), (), resign
         # Read only now that a trusted key signed it.
         if isinstance(parsed, StatementError):
             return [str(parsed)], (), resign

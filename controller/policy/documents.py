@@ -404,6 +404,13 @@ def _image_glob(value: Any) -> Any:
     return visible_ascii(value, "image pattern")
 
 
+# ``builder`` keys vouch for build provenance only, ``verifier`` keys for
+# source verification summaries only: a role never vouches for another's
+# predicate.
+KeyRole = Literal["attester", "person", "builder", "verifier"]
+KEY_ROLES: tuple[str, ...] = get_args(KeyRole)
+
+
 class Review(Strict):
     """The separation-of-duties requirement: a signed, independent review.
 
@@ -448,6 +455,10 @@ class Review(Strict):
     """The chain from image to reviewed commit through signed build provenance."""
     accept_source_vsa: SourceSummaries | None = Field(default=None, alias="acceptSourceVSA")
     """Accept a signed SLSA source verification summary for a commit instead of guard's own review."""
+    require_keyless: list[Annotated[KeyRole, one_of(KEY_ROLES, "a key role")]] = Field(
+        default_factory=list, max_length=4
+    )
+    """Roles whose signatures count only when keyless (a Sigstore bundle verified as a trusted identity), e.g. `[builder]`; a listed key of such a role is refused."""
 
     @model_validator(mode="after")
     def _summaries_need_the_chain(self) -> Review:
@@ -563,11 +574,6 @@ class GuardPolicySpec(Strict):
 # --------------------------------------------------------------------------- trust
 
 
-# ``builder`` keys vouch for build provenance only, ``verifier`` keys for
-# source verification summaries only: a role never vouches for another's
-# predicate.
-KeyRole = Literal["attester", "person", "builder", "verifier"]
-KEY_ROLES: tuple[str, ...] = get_args(KeyRole)
 
 
 class TrustedKey(Strict):

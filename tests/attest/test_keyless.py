@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ from controller.attest import fulcio
 from controller.attest.dsse import EnvelopeError, parse
 from controller.attest.fulcio import FulcioIdentity
 from controller.attest.keyless import CertificateAgrees
+from controller.attest.keys import generate
 from controller.attest.provenance import ProvenanceClaim, read_provenance
 from controller.attest.statement import parse_statement
 from controller.attest.trust import Trust
-from controller.attest.verify import Verifier
+from controller.attest.verify import Requirements, Verifier
 from controller.errors import InputError
-from controller.policy.documents import GuardTrustSpec
+from controller.policy.documents import GuardTrustSpec, Review
+from tests.attest.chains import sign
 
 DATA = Path(__file__).parent / "data" / "sigstore"
 PUBLIC_GOOD = (DATA / "public-good-trusted-root.json").read_text()
@@ -414,3 +417,48 @@ def test_the_certificate_is_valid_at_the_signed_time_only() -> None:
     assert parsed.not_valid_before_utc <= signed <= parsed.not_valid_after_utc
     assert parsed.not_valid_after_utc < dt.datetime.now(dt.UTC)
     assert Verifier(trust_of()).signers(certificate)
+
+
+# --------------------------------------------------------------------------- requireKeyless
+
+
+def test_a_policy_may_require_keyless_signatures_for_a_role() -> None:
+    """``review.requireKeyless: [builder]``: the provenance signed with a
+    listed builder key no longer counts; the keyless one still does."""
+    key = generate()
+    spec = GuardTrustSpec.model_validate(
+        {
+            "keys": [{"name": "ci-builder", "publicKey": key.public.pem(), "role": "builder"}],
+            "trustedRoots": [{"name": "public-good", "trustedRoot": PUBLIC_GOOD}],
+            "identities": [github_identity()],
+        }
+    )
+    verifier = Verifier(Trust.from_spec(spec))
+    statement = json.loads(parse(REUSABLE).payload)
+    keyed = parse(sign(key, statement))
+    strict = replace(Requirements.baseline(), keyless_roles=frozenset({"builder"}))
+    assert [k.name for k in verifier.signers_for(keyed, Requirements.baseline())[0]] == [
+        "ci-builder"
+    ]
+    signers, refused = verifier.signers_for(keyed, strict)
+    assert signers == ()
+    assert refused == [
+        "key 'ci-builder' (builder) does not count: the policy requires keyless signatures "
+        "for the builder role (review.requireKeyless)"
+    ]
+    assert [k.name for k in verifier.signers_for(parse(REUSABLE), strict)[0]] == ["demo-builder"]
+
+
+def test_require_keyless_names_roles_only() -> None:
+    document = {**_minimal_review(), "requireKeyless": ["bulider"]}
+    with pytest.raises(ValidationError, match="builder"):
+        Review.model_validate(document)
+    assert Review.model_validate({**_minimal_review(), "requireKeyless": ["builder"]})
+
+
+def _minimal_review() -> dict[str, Any]:
+    return {
+        "attesters": ["ci"],
+        "repositories": ["github.com/a/b"],
+        "targetRefs": ["refs/heads/main"],
+    }

@@ -40,6 +40,7 @@ POLICY = {
             "attesters": ["ci"],
             "repositories": ["github.com/malancas/attest-demo"],
             "targetRefs": ["refs/heads/main"],
+            "requireKeyless": ["builder"],
             "provenance": {
                 "builders": ["demo-builder"],
                 "repositories": [{"name": "github.com/malancas/attest-demo", "id": "804070735"}],
