@@ -106,11 +106,8 @@ def test_kube_check_accepts_the_keyless_chain_and_names_broken_links(
     assert run.code == 0, run.out
     # The same bundle under a policy that pins another repository id.
     other = _policy(repositories=[{"name": REPOSITORY, "id": "1"}])
-    _, policy, _ = (
-        _setup(tmp_path / "other", chain_keys, other)
-        if ((tmp_path / "other").mkdir() or True)
-        else (None, None, None)
-    )
+    (tmp_path / "other").mkdir()
+    _, policy, _ = _setup(tmp_path / "other", chain_keys, other)
     run = guard(
         "kube", "check", "-f", manifests, "--policies", policy, "--trust", trust,
         "--attestation", envelopes, "--format", "json",
