@@ -34,6 +34,7 @@ from controller.attest.verify import Requirements, Verifier
 from controller.errors import InputError
 from controller.policy.documents import GuardTrustSpec, Review
 from tests.attest.chains import sign
+from tests.attest.sigstore_authority import Authority
 
 DATA = Path(__file__).parent / "data" / "sigstore"
 PUBLIC_GOOD = (DATA / "public-good-trusted-root.json").read_text()
@@ -462,3 +463,98 @@ def _minimal_review() -> dict[str, Any]:
         "repositories": ["github.com/a/b"],
         "targetRefs": ["refs/heads/main"],
     }
+
+
+# --------------------------------------------------------------------------- the tests' own authority
+# These cases need a certificate or a log entry of a chosen shape, which no
+# real bundle has: they use tests/attest/sigstore_authority.py (a CA, a CT
+# log key and a transparency log key made with ``cryptography``).
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+SHOP = {
+    fulcio.SOURCE_REPOSITORY_URI: "https://github.com/acme/shop",
+    fulcio.SOURCE_REPOSITORY_ID: "4242",
+    fulcio.SOURCE_REPOSITORY_OWNER_ID: "77",
+    fulcio.SOURCE_REPOSITORY_REF: "refs/heads/main",
+    fulcio.SOURCE_REPOSITORY_DIGEST: "1" * 40,
+    fulcio.BUILD_SIGNER_URI: "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main",
+    fulcio.BUILD_SIGNER_DIGEST: "1" * 40,
+    fulcio.BUILD_CONFIG_URI: "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/main",
+    fulcio.BUILD_TRIGGER: "push",
+    fulcio.RUNNER_ENVIRONMENT: "github-hosted",
+}
+STATEMENT = {
+    "_type": "https://in-toto.io/Statement/v1",
+    "subject": [{"digest": {"sha256": "a" * 64}}],
+    "predicateType": "https://example.test/anything",
+    "predicate": {},
+}
+
+
+@pytest.fixture(scope="module")
+def authority() -> Authority:
+    return Authority(START)
+
+
+def shop_trust(authority: Authority, **overrides: Any) -> Trust:
+    github = {
+        "repository": "acme/shop",
+        "repositoryId": "4242",
+        "ownerId": "77",
+        "refs": ["refs/heads/main"],
+        "workflow": ".github/workflows/release.yml",
+    }
+    github.update(overrides)
+    identity = {
+        "name": "shop-release",
+        "role": "attester",
+        "root": "public-good",
+        "issuer": "https://token.actions.githubusercontent.com",
+        "github": github,
+    }
+    return trust_of(identity, root=authority.trusted_root())
+
+
+def test_a_bundle_of_the_test_authority_verifies(authority: Authority) -> None:
+    raw = authority.bundle(STATEMENT, extensions=SHOP)
+    assert signer_names(shop_trust(authority), raw) == ["shop-release"]
+
+
+def test_a_certificate_used_outside_its_validity_at_the_signed_time_is_rejected(
+    authority: Authority,
+) -> None:
+    """The certificate lives ten minutes; logged thirty minutes after issue."""
+    late = authority.bundle(STATEMENT, extensions=SHOP, integrated=START + dt.timedelta(minutes=30))
+    assert signer_names(shop_trust(authority), late) == []
+    assert "not valid at validation time" in reasons(shop_trust(authority), late)
+    early = authority.bundle(STATEMENT, extensions=SHOP, integrated=START - dt.timedelta(minutes=1))
+    assert signer_names(shop_trust(authority), early) == []
+
+
+def test_an_entry_signed_by_another_log_is_rejected(authority: Authority) -> None:
+    raw = authority.bundle(STATEMENT, extensions=SHOP, log=Authority(START))
+    assert signer_names(shop_trust(authority), raw) == []
+    assert "does not verify against trusted root" in reasons(shop_trust(authority), raw)
+
+
+def test_a_certificate_of_another_authority_is_rejected(authority: Authority) -> None:
+    raw = Authority(START).bundle(STATEMENT, extensions=SHOP)
+    assert signer_names(shop_trust(authority), raw) == []
+
+
+def test_a_pull_request_target_run_is_not_the_identity(authority: Authority) -> None:
+    raw = authority.bundle(
+        STATEMENT, extensions={**SHOP, fulcio.BUILD_TRIGGER: "pull_request_target"}
+    )
+    assert signer_names(shop_trust(authority), raw) == []
+    assert "triggered by pull_request_target, not push" in reasons(shop_trust(authority), raw)
+
+
+def test_a_workflow_from_an_unprotected_ref_is_not_the_identity(authority: Authority) -> None:
+    """The source ref is protected, the workflow file came from a branch."""
+    signer = "https://github.com/acme/shop/.github/workflows/release.yml@refs/heads/evil"
+    raw = authority.bundle(STATEMENT, extensions={**SHOP, fulcio.BUILD_SIGNER_URI: signer})
+    assert signer_names(shop_trust(authority), raw) == []
+    assert "signing workflow ran from refs/heads/evil, not the source ref refs/heads/main" in (
+        reasons(shop_trust(authority), raw)
+    )
