@@ -227,16 +227,41 @@ UniqueKeyLoader.add_constructor(
     _construct_mapping,  # type: ignore[arg-type]
 )
 
+# libyaml's parser (C), when PyYAML was built with it: the same resolver and
+# constructors, so the same documents and the same refusals, about ten times
+# faster than the pure-Python reader. Its own nesting limit (1,000 levels)
+# refuses a bomb before Python would recurse; construction, where duplicate
+# keys are found, stays in Python (``_construct_mapping``).
+_Parser: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastUniqueKeyLoader(_Parser):  # type: ignore[valid-type,misc]
+    """``UniqueKeyLoader`` with libyaml's parser."""
+
+
+_FastUniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    """The reason a YAML text was refused, the same from either parser."""
+    problem = str(getattr(exc, "problem", None) or exc)
+    # libyaml's own nesting limit says so in its words; Python's recursion
+    # guard is reported as "nested too deeply", and one refusal reads one way.
+    return "nested too deeply" if "maximum nesting depth" in problem else problem
+
 
 def load_json_or_yaml(text: str) -> Any:
     """Parse a JSON or YAML document (YAML is a superset), rejecting duplicate keys."""
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # a SafeLoader subclass
     except RecursionError:
         raise StrictJSONError("not valid JSON or YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = _problem(exc)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise StrictJSONError(f"not valid JSON or YAML{where}: {problem}") from None
 
@@ -272,12 +297,12 @@ def read_yaml_documents(text: str, source: str) -> list[YAMLDocument]:
     read more leniently than another.
     """
     try:
-        nodes = list(yaml.compose_all(text, Loader=UniqueKeyLoader))
+        nodes = list(yaml.compose_all(text, Loader=_FastUniqueKeyLoader))
     except RecursionError:
         raise YAMLDocumentError(source, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = _problem(exc)
         raise YAMLDocumentError(
             source, f"not valid YAML: {problem}", mark.line + 1 if mark else None
         ) from None

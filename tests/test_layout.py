@@ -25,14 +25,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "controller"
 # it loads) takes seconds to import and only ``guard serve`` needs it, so
 # every other command would start seconds slower. The import contract still
 # checks it.
-# The Kubernetes client is imported the same way, by the one function that
-# reads a live cluster (``guard kube baseline`` without -f).
-# sigstore (with its TUF, HTTP and RFC 3161 clients) is imported by the one
-# function that needs it, on the first Sigstore bundle or trusted root: a
-# trust with keys only, and every command without a trust, never pays for it.
 LAZY_IMPORTS = {
     "controller/cli/kube.py:serve_command",
+    # The Kubernetes client is imported the same way, by the one function
+    # that reads a live cluster (``guard kube baseline`` without -f).
     "controller/cli/kube.py:_read_cluster",
+    # python-hcl2 and lark (about a tenth of a second) serve only tf-config
+    # and tf-plan --config-dir; tf-plan itself is measured against json.load.
+    "controller/cli/terraform.py:_hcl_config",
+    # sigstore (with its TUF, HTTP and RFC 3161 clients) is imported by the
+    # one function that needs it, on the first Sigstore bundle or trusted
+    # root: a trust with keys only, and every command without one, never pays.
     "controller/attest/bundle.py:_sigstore",
 }
 
@@ -61,6 +64,41 @@ def test_commands_other_than_serve_start_without_kopf() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "False"
+
+
+def test_the_cli_starts_without_heavy_libraries_it_may_not_need() -> None:
+    """Start-up time: the CEL library's own shell (typer, rich,
+    prompt_toolkit) is never loaded, and the HCL parser only when a command
+    reads ``.tf`` files."""
+    heavy = ("cel.cli", "prompt_toolkit", "typer", "hcl2", "lark")
+    code = f"import sys, controller.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
+
+
+# orjson keeps the last of two equal keys and reads what the strict reader
+# refuses: it may read and write only the AdmissionReview and the audit line.
+ORJSON_MODULES = {
+    "controller/kube/request.py",
+    "controller/kube/record.py",
+    "controller/kube/webhook.py",
+}
+
+
+def test_orjson_reads_only_what_the_api_server_sends() -> None:
+    users = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] == "orjson" for name in names):
+                users.add(str(path.relative_to(PACKAGE.parent)))
+    assert users == ORJSON_MODULES
 
 
 def test_domain_packages_hold_no_command_line_code() -> None:

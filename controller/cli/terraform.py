@@ -7,6 +7,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from controller.attest.files import read_envelope
 from controller.cli.evidence import envelope_names, passed_phrase
@@ -35,11 +37,13 @@ from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.redact import redacted
 from controller.report.registry import FORMAT_NAMES
-from controller.terraform.config import ConfigIndex
-from controller.terraform.inputs import config_input, plan_input
+from controller.terraform.inputs import plan_input
 from controller.terraform.lines import address_lines
 from controller.terraform.review import JSON_ONLY_REASON, PlanReview, attestation_verifier
 from controller.terraform.sensitive import SENSITIVE_MASK
+
+if TYPE_CHECKING:
+    from controller.terraform.config import ConfigIndex
 
 
 def register(commands: Commands[argparse.ArgumentParser]) -> None:
@@ -137,7 +141,8 @@ class Policies:
 def load_policies(given: Sequence[Path], exception_paths: Sequence[Path]) -> Policies:
     """The policy bundle (default: the bundled one) and every exception document."""
     paths = policy_paths(given)
-    bundle = load_bundle(*paths)
+    # The policies' test cases are for ``guard policy test``, not for judging.
+    bundle = load_bundle(*paths, tests=False)
     exceptions = list(bundle.exceptions)
     for path in exception_paths:
         for loaded in load_path(path):
@@ -151,13 +156,25 @@ def load_policies(given: Sequence[Path], exception_paths: Sequence[Path]) -> Pol
     return Policies(tuple(bundle.policies), tuple(exceptions))
 
 
+def _hcl_config() -> ModuleType:
+    """``controller.terraform.config``, imported when first needed.
+
+    It loads python-hcl2 and its parser (lark), a tenth of a second that
+    only ``tf-config`` and ``tf-plan --config-dir`` need: every other
+    command would pay it at start-up for nothing.
+    """
+    import controller.terraform.config
+
+    return controller.terraform.config
+
+
 def tf_plan_command(args: argparse.Namespace) -> int:
     quiet = Console.of(args).quiet
     outputs = parse_outputs(args.format, args.output, quiet=quiet)
     policies = load_policies(args.policies, args.exceptions)
     attestations = attestation_files(args.attestation)
     plan = plan_input(args.plan, args.terraform_dir)
-    index = ConfigIndex.of(args.config_dir) if args.config_dir else None
+    index = _hcl_config().ConfigIndex.of(args.config_dir) if args.config_dir else None
     now = dt.datetime.now(dt.UTC)
     verifier = attestation_verifier(args.trust, attestations, now)
     engine = Engine(
@@ -252,7 +269,7 @@ def tf_config_command(args: argparse.Namespace) -> int:
     quiet = Console.of(args).quiet
     outputs = parse_outputs(args.format, args.output, quiet=quiet)
     policies = load_policies(args.policies, args.exceptions)
-    config = config_input(args.directory)
+    config = _hcl_config().config_input(args.directory)
     engine = Engine(
         policies=policies.policies,
         exceptions=policies.exceptions,

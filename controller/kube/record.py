@@ -23,6 +23,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from controller.kube.result import AdmissionResult
 from controller.kube.text import json_line_safe
 from controller.policy.results import Finding, Result, WaiverKind
@@ -119,9 +121,25 @@ def summary_record(result: AdmissionResult) -> dict[str, Any]:
     return record
 
 
+# orjson writes the line (about half the standard encoder's time); dates and
+# dataclasses go through ``str`` as they always did, so records read the same.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 def render(record: Mapping[str, Any]) -> str:
     """One record as one JSON line, whatever its strings hold."""
-    return json_line_safe(json.dumps(record, sort_keys=True, default=str, ensure_ascii=False))
+    try:
+        text = orjson.dumps(record, default=str, option=_ORJSON_OPTIONS).decode("utf-8")
+    except (orjson.JSONEncodeError, TypeError):
+        # What orjson cannot write (a lone surrogate, an integer past 64
+        # bits) the standard encoder can, escaped.
+        text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    return json_line_safe(text)
 
 
 def audit_line(record: Mapping[str, Any]) -> str:

@@ -76,6 +76,8 @@ Lister = Callable[[str, str | None], Awaitable[list[Mapping[str, Any]]]]
 # One object by name: (apiVersion, plural, namespace, name) -> the object or None.
 NamedReader = Callable[[str, str, str, str], Awaitable[Mapping[str, Any] | None]]
 Clock = Callable[[], dt.datetime]
+# Judges one request with the operator's live indexes (``controller.operator``).
+Judge = Callable[[AdmissionRequest], Awaitable[AdmissionResult]]
 
 
 def _utcnow() -> dt.datetime:
@@ -121,6 +123,9 @@ class GuardRuntime:
         )
         self.now = now
         self.identities = frozenset(settings.controller_identities)
+        # Set by the operator's start-up handler, which holds the indexes;
+        # until then there is nothing to judge with and the server answers 503.
+        self.judge: Judge | None = None
         self._lister = lister
         self.fallback = FallbackReader(
             self._list_attestations,

@@ -12,28 +12,30 @@ A ``kopf.WebhookServer`` with the parts guard cannot leave to defaults:
 - the TLS certificate re-read when its files change, swapped into the live
   SSL context so no connection is refused during a renewal.
 
-The request itself is judged by the Kopf handler in ``controller.operator``;
-this server hands it over through a context variable (``Ticket``) and
-renders the answer from the structured result the handler leaves there.
+The request itself is judged here, in guard's own aiohttp application, by
+the judge the operator's start-up handler sets on the runtime (it holds
+Kopf's live indexes): Kopf's own admission path would rebuild a cause, a
+body, a diff and a memo around every request for nothing guard reads. Kopf
+still runs the process, its watches and the indexes, and starts this server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import hashlib
+import json
 import logging
 import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp.web
 import kopf
+import orjson
 
 from controller.kube.decide import unsupported_reason
 from controller.kube.request import (
@@ -44,24 +46,11 @@ from controller.kube.request import (
     parse_review,
 )
 from controller.kube.result import AdmissionResult, Reason, refuse
-from controller.kube.runtime import GuardRuntime, not_ready_result
+from controller.kube.runtime import GuardRuntime, Judge, not_ready_result
 from controller.kube.settings import WEBHOOK_PATH
 from controller.kube.text import printable
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Ticket:
-    """One request on its way through Kopf to guard's handler and back."""
-
-    request: AdmissionRequest
-    result: AdmissionResult | None = None
-
-
-current_ticket: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
-    "guard_admission_ticket", default=None
-)
 
 
 class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
@@ -98,10 +87,12 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
         self.tls_reloaded = threading.Event()
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        # ``fn`` is Kopf's admission machinery; guard judges with the judge
+        # the operator's start-up handler set on the runtime instead.
         cadata, context = self._build_ssl()
 
         async def serve(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
-            return await self._serve_guard(fn, request)
+            return await self._serve_guard(request)
 
         app = aiohttp.web.Application(client_max_size=self.max_body)
         app.router.add_route("*", "/{tail:.*}", serve)
@@ -165,13 +156,11 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
 
     # ----------------------------------------------------------- requests
 
-    async def _serve_guard(
-        self, fn: kopf.WebhookFn, http: aiohttp.web.Request
-    ) -> aiohttp.web.StreamResponse:
+    async def _serve_guard(self, http: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         """Answer one HTTP request; every answer is recorded exactly once."""
         started = time.perf_counter()
         try:
-            result, http_status = await self._decide(fn, http)
+            result, http_status = await self._decide(http)
         except Exception as exc:  # a bug must deny, and leave its audit line
             logger.exception("Answering an admission review failed")
             result = refuse(
@@ -183,9 +172,7 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             http_status = 500
         return self._answer(result, started, http_status=http_status)
 
-    async def _decide(
-        self, fn: kopf.WebhookFn, http: aiohttp.web.Request
-    ) -> tuple[AdmissionResult, int]:
+    async def _decide(self, http: aiohttp.web.Request) -> tuple[AdmissionResult, int]:
         """The answer to one HTTP request and the HTTP status to send it with."""
         try:
             body = await http.read()
@@ -212,8 +199,9 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
             request = parse_review(data)
         except BadReview as exc:
             return _malformed(exc)
-        if not self.runtime.readiness.ready:
-            waiting = self.runtime.readiness.waiting_for()
+        judge = self.runtime.judge
+        if not self.runtime.readiness.ready or judge is None:
+            waiting = self.runtime.readiness.waiting_for() or ["the operator's indexes"]
             return not_ready_result(request, request.uid, waiting), 503
         problem = unsupported_reason(request)
         if problem is not None:
@@ -225,25 +213,12 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
                 api_version=request.api_version,
             )
             return result, 200
-        return await self._judge(fn, request, data, http), 200
+        return await self._judge(judge, request), 200
 
-    async def _judge(
-        self,
-        fn: kopf.WebhookFn,
-        request: AdmissionRequest,
-        data: Mapping[str, Any],
-        http: aiohttp.web.Request,
-    ) -> AdmissionResult:
-        ticket = Ticket(request)
-        token = current_ticket.set(ticket)
+    async def _judge(self, judge: Judge, request: AdmissionRequest) -> AdmissionResult:
         try:
-            answer = await fn(
-                cast(Any, _kopf_view(data)),
-                webhook=None,
-                headers=dict(http.headers),
-                sslpeer=http.transport.get_extra_info("peercert") if http.transport else None,
-            )
-        except Exception as exc:  # Kopf refused the request: deny, never allow
+            return await judge(request)
+        except Exception as exc:  # a bug must deny, never allow
             logger.exception("Admission of %s failed", request.uid)
             return refuse(
                 request.uid,
@@ -254,42 +229,6 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
                 request=request,
                 api_version=request.api_version,
             )
-        finally:
-            current_ticket.reset(token)
-        result = ticket.result
-        response = answer.get("response", {}) if isinstance(answer, Mapping) else {}
-        failure = response.get("status") if not response.get("allowed", False) else None
-        if result is None and isinstance(failure, Mapping):
-            # The handler ran and failed before it decided: a crash, not a verdict.
-            return refuse(
-                request.uid,
-                Reason.error,
-                f"guard failed while judging {request.resource_label} {request.operation}: "
-                f"{printable(str(failure.get('message') or 'unknown error'))[:300]}; denied",
-                code=500,
-                request=request,
-                api_version=request.api_version,
-            )
-        if result is None:
-            return refuse(
-                request.uid,
-                Reason.not_judged,
-                f"no guard handler judged {request.resource_label} {request.operation}: "
-                "denied rather than admitted unchecked",
-                request=request,
-                api_version=request.api_version,
-            )
-        if result.allowed and not response.get("allowed", False):
-            status = response.get("status") or {}
-            return refuse(
-                request.uid,
-                Reason.error,
-                f"guard failed while judging: {status.get('message', 'unknown error')}; denied",
-                code=500,
-                request=request,
-                api_version=request.api_version,
-            )
-        return result
 
     def _answer(
         self, result: AdmissionResult, started: float, *, http_status: int = 200
@@ -297,7 +236,7 @@ class GuardWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
         self.runtime.finish(result, started)
         if http_status != 200:
             return _plain(http_status, result.message)
-        return aiohttp.web.json_response(result.response())
+        return _json(result.response())
 
 
 def _describe(exc: BaseException) -> str:
@@ -305,8 +244,19 @@ def _describe(exc: BaseException) -> str:
     return printable(str(exc) or type(exc).__name__)[:300]
 
 
+def _json(data: Mapping[str, Any], status: int = 200) -> aiohttp.web.Response:
+    """A JSON answer written by orjson (the response is guard's own data)."""
+    try:
+        body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        # A message orjson cannot write (a lone surrogate) must still be
+        # answered: an HTTP 500 would hand the verdict to the failure policy.
+        body = json.dumps(data).encode("ascii")
+    return aiohttp.web.Response(body=body, status=status, content_type="application/json")
+
+
 def _plain(status: int, message: str) -> aiohttp.web.Response:
-    return aiohttp.web.json_response(
+    return _json(
         {
             "kind": "Status",
             "apiVersion": "v1",
@@ -326,25 +276,3 @@ def _malformed(exc: BadReview) -> tuple[AdmissionResult, int]:
     there no review to answer, and a bare HTTP 400 is all that is left."""
     result = refuse(exc.uid, Reason.malformed, str(exc), code=400, api_version=exc.api_version)
     return result, 200 if exc.uid else 400
-
-
-def _kopf_view(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The review as Kopf gets it: identity only, not the objects.
-
-    guard's handler reads the full request from its ticket. Kopf would
-    otherwise diff the old and new objects of every UPDATE (costly for large
-    objects) and remember a memo per object uid forever (a slow leak, since
-    workloads are never watched to forget them).
-    """
-    request = dict(data["request"])
-    for key in ("object", "oldObject"):
-        obj = request.get(key)
-        if isinstance(obj, Mapping):
-            metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-            assert isinstance(metadata, Mapping)
-            request[key] = {
-                "apiVersion": obj.get("apiVersion"),
-                "kind": obj.get("kind"),
-                "metadata": {k: metadata[k] for k in ("name", "namespace") if k in metadata},
-            }
-    return {"apiVersion": data.get("apiVersion"), "kind": data.get("kind"), "request": request}

@@ -26,11 +26,11 @@ from pydantic import BeforeValidator, Field, model_validator
 from controller.policy.documents import (
     DOCUMENT_KINDS,
     NonEmptyStr,
-    Strict,
     _date,
     _Document,
     one_of,
 )
+from controller.policy.strictmodel import Strict
 
 # The kinds whose template controllers make objects from: the owners an entry
 # can name. Pods are never owners (what a person made as a Pod is judged).

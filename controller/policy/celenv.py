@@ -11,19 +11,57 @@ each rule runs on its test cases (see ``controller.policy.testing``).
 from __future__ import annotations
 
 import fnmatch
+import importlib.machinery
+import importlib.util
 import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from types import ModuleType
 from typing import Any
-
-import cel
 
 from controller.errors import InputError
 from controller.policy.documents import Target
+
+
+def _load_cel() -> ModuleType:
+    """The CEL library's compiled module, without its package's command line.
+
+    ``import cel`` runs the package's ``__init__``, which imports the
+    library's interactive shell (typer, rich, prompt_toolkit): about a fifth
+    of a second added to every ``guard`` command for nothing guard uses. The
+    compiled extension ``cel.cel`` is the whole library; it is loaded by
+    itself and registered under its own name, so a later ``import cel``
+    (by a user's code in the same process) reuses it instead of
+    initialising the extension a second time, which it refuses.
+    """
+    loaded = sys.modules.get("cel.cel")
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("cel")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("the CEL library (common-expression-language) is not installed")
+    spec = importlib.machinery.PathFinder.find_spec("cel", package.submodule_search_locations)
+    if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+        raise ImportError("the CEL library's compiled module (cel.cel) is missing")
+    # The extension's init function is named after the last part of the name.
+    spec = importlib.util.spec_from_file_location("cel.cel", spec.origin)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cel.cel"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["cel.cel"]
+        raise
+    return module
+
+
+cel = _load_cel()
 
 # The library logs every failed helper call; those failures already come back
 # as rule errors (or unknowns), so the log lines would only be noise.
@@ -184,8 +222,29 @@ def _join(items: list[Any], separator: str = "") -> str:
     return str(separator).join(str(i) for i in items)
 
 
+# Compiled glob patterns (a policy's lists are few and fixed; the bound keeps
+# patterns that come from the judged objects themselves from growing it).
+_GLOBS: dict[str, Callable[[str], Any]] = {}
+_GLOBS_MAX = 4096
+
+
 def _glob(text: str, pattern: str) -> bool:
-    return fnmatch.fnmatchcase(str(text), str(pattern))
+    """``glob(s, pattern)``: shell-style, case-sensitive (``fnmatch.fnmatchcase``).
+
+    Called once per element from inside CEL comprehensions, so the pattern's
+    compiled form is kept; a pattern without wildcards is a comparison.
+    """
+    pattern = str(pattern)
+    test = _GLOBS.get(pattern)
+    if test is None:
+        if any(c in pattern for c in "*?["):
+            test = re.compile(fnmatch.translate(pattern)).match
+        else:
+            test = pattern.__eq__
+        if len(_GLOBS) >= _GLOBS_MAX:
+            _GLOBS.clear()
+        _GLOBS[pattern] = test
+    return bool(test(str(text)))
 
 
 # Terraform plans carry IAM policies, bucket policies and container definitions
@@ -298,11 +357,21 @@ def compile_expression(source: str, target: Target) -> Compiled:
     return Compiled(source=source, program=program)
 
 
-def new_context(variables: Mapping[str, Any]) -> Any:
-    """A context with the helpers and the given variables, built once per subject."""
+def helpers_used(program: Any) -> frozenset[str]:
+    """The registered helpers a compiled expression calls."""
+    return frozenset(name for name in program.functions() if name in HELPERS)
+
+
+def new_context(variables: Mapping[str, Any], helpers: Iterable[str] | None = None) -> Any:
+    """A context with the given variables and helpers (all of them by default),
+    built once per subject.
+
+    Registering a helper costs about as much as converting a small value, so
+    the engine names only the helpers its rules call.
+    """
     context = cel.Context()
-    for name, function in HELPERS.items():
-        context.add_function(name, function)
+    for name in HELPERS if helpers is None else helpers:
+        context.add_function(name, HELPERS[name])
     for name, value in variables.items():
         context.add_variable(name, value)
     return context

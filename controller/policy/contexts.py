@@ -26,10 +26,13 @@ class Contexts:
         subject: Subject,
         needed: frozenset[str],
         trims: Mapping[str, frozenset[tuple[str, ...]]] | None = None,
+        helpers: frozenset[str] | None = None,
     ) -> None:
         self.subject = subject
         self.needed = needed
         self.trims = trims or {}
+        # The helpers the rules call (None: every helper).
+        self.helpers = helpers
         self._plain: Any = None
         self._probes: dict[tuple[str, str], Any] = {}
 
@@ -46,7 +49,7 @@ class Contexts:
                     variables[name] = [prune(item, paths) for item in value]
             else:
                 variables[name] = prune(value, paths)
-        return new_context({k: v for k, v in variables.items() if k in self.needed})
+        return new_context({k: v for k, v in variables.items() if k in self.needed}, self.helpers)
 
     @property
     def plain(self) -> Any:

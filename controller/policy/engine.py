@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from controller.policy._readpaths import (
     read_set,
     union_paths,
 )
-from controller.policy.celenv import CelCompileError, Compiled, compile_expression
+from controller.policy.celenv import CelCompileError, Compiled, compile_expression, helpers_used
 from controller.policy.contexts import Contexts
 from controller.policy.documents import Action, GuardException, GuardPolicy, Rule, Target
 from controller.policy.invalid import InvalidPolicy
@@ -73,6 +74,8 @@ class CompiledRule:
     reads: ReadSet = field(default_factory=lambda: ReadSet(frozenset(), True, {}))
     # The stand-ins tried for an unknown value (placeholders and the rule's constants).
     probes: tuple[Any, ...] = ()
+    # The registered helpers the rule (and its message) calls; None: any.
+    helpers: frozenset[str] | None = None
 
     def may_depend_on(self, unknowns: Sequence[str]) -> bool:
         """Whether a value at one of these paths of the new state could change
@@ -103,11 +106,19 @@ class CompiledRule:
 def _overlaps(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
     """Whether a read path is a prefix of ``dotted`` or lies inside it."""
     parts = tuple(part for part in dotted.split(".") if part)
-    for read in paths:
-        shorter = min(len(read), len(parts))
-        if read[:shorter] == parts[:shorter]:
-            return True
-    return False
+    reads, inside = _path_index(paths)
+    # A read path is a prefix of ``parts``, or ``parts`` is a prefix of one:
+    # set lookups instead of comparing with every read path (run for every
+    # unknown value of every resource of a plan).
+    return parts in inside or any(parts[:n] in reads for n in range(len(parts) + 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_index(
+    paths: frozenset[tuple[str, ...]],
+) -> tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]]:
+    """The read paths, and every prefix of them (frozensets cache their hash)."""
+    return paths, frozenset(read[:n] for read in paths for n in range(len(read) + 1))
 
 
 @dataclass(frozen=True)
@@ -135,8 +146,10 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 raise PolicyError(policy.name, rule.name, "messageExpression", str(exc)) from None
         reads = read_set(rule.expression, rule.message_expression or "")
         variables = set(expression.program.variables())
+        helpers = helpers_used(expression.program)
         if message is not None:
             variables |= set(message.program.variables())
+            helpers |= helpers_used(message.program)
         compiled.append(
             CompiledRule(
                 rule=rule,
@@ -145,9 +158,37 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
                 variables=frozenset(variables),
                 reads=reads,
                 probes=probe_values(reads.literals),
+                helpers=helpers,
             )
         )
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to evaluate one shape of subject (its target and matching policies),
+    worked out once: the rules to run, the variables to convert and how far
+    to trim them, and the helpers to register."""
+
+    rules: tuple[tuple[CompiledPolicy, tuple[CompiledRule, ...]], ...]
+    needed: frozenset[str]
+    trims: Mapping[str, frozenset[tuple[str, ...]]]
+    helpers: frozenset[str] | None
+
+
+def _plan_for(target: Target, compiled: Sequence[CompiledPolicy]) -> _Plan:
+    rules = tuple((c, tuple(r for r in c.rules if r.rule.target is target)) for c in compiled)
+    running = [r for _, policy_rules in rules for r in policy_rules]
+    needed = frozenset().union(*(r.variables for r in running))
+    trims: dict[str, frozenset[tuple[str, ...]]] = {}
+    for name in (*TRIMMED_VARIABLES, *TRIMMED_LISTS):
+        used = [r.reads.paths.get(name, None) for r in running if name in r.variables]
+        if all(u is not None for u in used):
+            trims[name] = union_paths(*used) or frozenset()
+    helpers: frozenset[str] | None = frozenset()
+    for rule in running:
+        helpers = None if helpers is None or rule.helpers is None else helpers | rule.helpers
+    return _Plan(rules, needed, trims, helpers)
 
 
 @dataclass(frozen=True)
@@ -204,7 +245,13 @@ class Engine:
     # Every policy that can match, stand-ins included, in name order: fixed
     # at construction, read for every subject.
     _candidates: tuple[GuardPolicy, ...] = field(init=False, repr=False, compare=False)
+    # Every label key a candidate's selector reads: the only labels matching depends on.
+    _label_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _matching: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
+        init=False, default_factory=dict, repr=False, compare=False
+    )
+    # Evaluation plans by target and matching policies (``_Plan``).
+    _plans: dict[tuple[Any, ...], _Plan] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
 
@@ -246,6 +293,14 @@ class Engine:
         stand_ins = [invalid.stand_in for invalid in self.invalid]
         candidates = sorted([*self.policies, *stand_ins], key=lambda p: p.name)
         object.__setattr__(self, "_candidates", tuple(candidates))
+        keys: set[str] = set()
+        for policy in candidates:
+            kube = policy.spec.match.kubernetes
+            selector = kube.label_selector if kube is not None else None
+            if selector is not None:
+                keys.update(selector.match_labels)
+                keys.update(req.key for req in selector.match_expressions)
+        object.__setattr__(self, "_label_keys", tuple(sorted(keys)))
 
     def restricted_to(self, policies: Sequence[GuardPolicy]) -> Engine:
         """The same engine over fewer policies, reusing their compiled form."""
@@ -258,13 +313,20 @@ class Engine:
     def matching(self, subject: Subject) -> tuple[GuardPolicy, ...]:
         """The policies that judge a subject, broken ones included.
 
-        For Kubernetes the answer depends only on kind, namespace and labels,
-        which requests repeat constantly: it is remembered per shape for the
-        life of this (immutable) engine.
+        It depends only on kind, namespace and the labels some selector
+        reads (Kubernetes) or on type, action and whether the subject is the
+        plan itself (Terraform), which subjects repeat constantly: it is
+        remembered per shape, keyed by exactly those, for the life of this
+        (immutable) engine. Labels no selector reads (``pod-template-hash``,
+        a release number) do not make a new shape.
         """
-        if subject.target is not Target.kubernetes:
-            return tuple(p for p in self._candidates if matches(p, subject))
-        key = (subject.kind, subject.namespace, tuple(sorted(subject.labels.items())))
+        key: tuple[Any, ...]
+        if subject.target is Target.kubernetes:
+            labels = subject.labels
+            read = tuple((k, k in labels, labels.get(k)) for k in self._label_keys)
+            key = (subject.kind, subject.namespace, read)
+        else:
+            key = (Target.terraform, subject.kind == "plan", subject.type, subject.action)
         found = self._matching.get(key)
         if found is None:
             if len(self._matching) >= MATCHING_CACHE_SIZE:
@@ -273,29 +335,30 @@ class Engine:
             self._matching[key] = found
         return found
 
+    def _plan(self, target: Target, matched: tuple[GuardPolicy, ...]) -> _Plan:
+        key = (target, tuple(p.name for p in matched))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MATCHING_CACHE_SIZE:
+                self._plans.clear()
+            names = set(key[1])
+            plan = _plan_for(target, [c for c in self.compiled if c.name in names])
+            self._plans[key] = plan
+        return plan
+
     # ----------------------------------------------------------- evaluation
 
     def evaluate(self, subject: Subject, *, review: ReviewEvaluator | None = None) -> Evaluation:
         """Every non-passing result of every matching policy on one subject."""
         matched = self.matching(subject)
-        names = {p.name for p in matched}
+        plan = self._plan(subject.target, matched)
         findings: list[Finding] = []
-        compiled = [c for c in self.compiled if c.name in names]
         has_state = subject.object is not None or subject.old_object is not None
-        running = [r for c in compiled for r in c.rules if r.rule.target is subject.target]
-        needed = frozenset().union(*(r.variables for r in running))
-        trims: dict[str, frozenset[tuple[str, ...]]] = {}
-        for name in (*TRIMMED_VARIABLES, *TRIMMED_LISTS):
-            used = [r.reads.paths.get(name, None) for r in running if name in r.variables]
-            if all(u is not None for u in used):
-                trims[name] = union_paths(*used) or frozenset()
-        contexts = Contexts(subject, needed, trims)
-        for policy_rules in compiled:
+        contexts = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+        for policy_rules, rules in plan.rules:
             policy = policy_rules.policy
             if has_state:
-                for rule in policy_rules.rules:
-                    if rule.rule.target is not subject.target:
-                        continue
+                for rule in rules:
                     outcome = self.run_rule(rule, contexts)
                     if outcome.result is not Result.passed:
                         findings.append(self._finding(policy, rule, outcome, subject))

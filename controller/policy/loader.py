@@ -8,6 +8,7 @@ last one, which could switch a guardrail off.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,11 @@ from controller.policy.problems import validation_problems
 from controller.strict import YAMLDocumentError, read_yaml_documents
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
+TEST_SUFFIXES = tuple(f".test{suffix}" for suffix in YAML_SUFFIXES)
+
+# The two ways YAML writes a string that is not literally in the text:
+# escapes in double quotes ("Guard\x50olicy") and tags (!!binary).
+_WRITTEN_INDIRECTLY = r"[\\!]"
 
 
 class DocumentError(InputError):
@@ -140,8 +146,29 @@ def iter_files(path: Path) -> list[Path]:
     raise DocumentError(str(path), "no such file or directory")
 
 
-def load_path(path: str | Path) -> list[Loaded]:
-    """Every document from a file or a directory tree."""
+def only_policy_tests(file: Path, text: str) -> bool:
+    """True when a ``*.test.yaml`` file can only hold GuardPolicyTest documents.
+
+    Commands that judge (``tf-plan``) skip such files in a folder rather
+    than parse and validate every test case. The check is on the text and
+    errs towards reading: a test file that names any other kind, or writes a
+    string YAML could decode into one, is read like any other file, so a
+    policy never goes unenforced because of its file's name.
+    """
+    if not file.name.endswith(TEST_SUFFIXES) or "GuardPolicyTest" not in text:
+        return False
+    # Read from the registry each time: a kind added later is covered too.
+    others = sorted(kind for kind in DOCUMENT_KINDS if kind != "GuardPolicyTest")
+    names = "|".join(re.escape(kind) for kind in others)
+    return re.search(rf"\b(?:{names})\b|{_WRITTEN_INDIRECTLY}", text) is None
+
+
+def load_path(path: str | Path, *, tests: bool = True) -> list[Loaded]:
+    """Every document from a file or a directory tree.
+
+    ``tests=False`` skips the test files of a folder (``only_policy_tests``);
+    a file named on its own is always read.
+    """
     root = Path(path)
     loaded: list[Loaded] = []
     for file in iter_files(root):
@@ -149,14 +176,16 @@ def load_path(path: str | Path) -> list[Loaded]:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DocumentError(str(file), f"cannot read: {exc}") from None
+        if not tests and file != root and only_policy_tests(file, text):
+            continue
         loaded.extend(parse_documents(text, str(file)))
     return loaded
 
 
-def load_paths(paths: Iterable[str | Path]) -> list[Loaded]:
+def load_paths(paths: Iterable[str | Path], *, tests: bool = True) -> list[Loaded]:
     loaded: list[Loaded] = []
     for path in paths:
-        loaded.extend(load_path(path))
+        loaded.extend(load_path(path, tests=tests))
     return loaded
 
 
@@ -213,5 +242,7 @@ class Bundle:
         )
 
 
-def load_bundle(*paths: str | Path) -> Bundle:
-    return Bundle.of(load_paths(paths))
+def load_bundle(*paths: str | Path, tests: bool = True) -> Bundle:
+    """The documents under ``paths``; ``tests=False`` leaves test files out
+    (``load_path``), for commands that judge rather than test."""
+    return Bundle.of(load_paths(paths, tests=tests))

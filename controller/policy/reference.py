@@ -154,7 +154,8 @@ EXAMPLES = {
 
 def _kinds() -> list[tuple[str, type[BaseModel]]]:
     found: list[tuple[str, type[BaseModel]]] = []
-    for kind, document in {**DOCUMENT_KINDS, "GuardBaseline": GuardBaseline}.items():
+    kinds: dict[str, type[BaseModel]] = {**DOCUMENT_KINDS, "GuardBaseline": GuardBaseline}
+    for kind, document in kinds.items():
         spec = document.model_fields["spec"].annotation
         if isinstance(spec, type) and issubclass(spec, BaseModel):
             found.append((kind, spec))

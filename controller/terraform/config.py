@@ -48,6 +48,7 @@ from controller.terraform.hcl import (
     split_unknowns,
     unquote_key,
 )
+from controller.terraform.inputs import TerraformInput
 from controller.terraform.sensitive import SENSITIVE_MASK
 
 # Resource arguments that are Terraform's, not the provider's.
@@ -573,3 +574,23 @@ class ConfigIndex:
 
     def locate(self, address: str) -> tuple[str, int] | None:
         return self.locations.get(config_address(address))
+
+
+def config_input(directory: Path) -> TerraformInput:
+    """The ``.tf`` files of a folder, before a plan exists."""
+    config = read_config(directory)
+    share = config.unknown_share
+    return TerraformInput(
+        source=str(directory),
+        subjects=config.subjects,
+        resource_count=len(config.subjects),
+        unknown_values=config.unknown_attributes,
+        notes=(
+            f"{config.unknown_attributes} of {config.total_attributes} attributes "
+            f"({share:.0%}) could not be resolved without a plan and are unknown",
+            "review requirements apply to plans (guard tf-plan), not to configuration",
+            *config.notes,
+        ),
+        resources=config.subjects,
+        settle=config.settle,
+    )

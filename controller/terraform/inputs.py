@@ -15,7 +15,6 @@ from pathlib import Path
 
 from controller.policy.documents import Action
 from controller.policy.results import Decision, Subject
-from controller.terraform.config import read_config
 from controller.terraform.normalize import normalize
 from controller.terraform.planfile import read_plan
 
@@ -64,24 +63,4 @@ def plan_input(source: str, terraform_dir: Path | None = None) -> TerraformInput
         text=plan.text,
         resources=normalized.resources,
         sensitive=normalized.sensitive,
-    )
-
-
-def config_input(directory: Path) -> TerraformInput:
-    """The ``.tf`` files of a folder, before a plan exists."""
-    config = read_config(directory)
-    share = config.unknown_share
-    return TerraformInput(
-        source=str(directory),
-        subjects=config.subjects,
-        resource_count=len(config.subjects),
-        unknown_values=config.unknown_attributes,
-        notes=(
-            f"{config.unknown_attributes} of {config.total_attributes} attributes "
-            f"({share:.0%}) could not be resolved without a plan and are unknown",
-            "review requirements apply to plans (guard tf-plan), not to configuration",
-            *config.notes,
-        ),
-        resources=config.subjects,
-        settle=config.settle,
     )

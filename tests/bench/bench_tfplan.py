@@ -5,22 +5,28 @@ about 4 KB per resource with provider-shaped attributes, unknowns and
 sensitive values). The floor is ``json.load`` of the same file in a fresh
 interpreter: the least any tool that reads the plan must pay. Both run as
 subprocesses in this run; wall time and peak memory (max RSS of the child)
-are reported with their ratios, never asserted.
+are reported with their ratios, never asserted. Two more floors run with
+them: guard's own strict reader alone, and a hand-written check (``json.load``
+plus six plain-Python tests per change). Every command runs once per round,
+in an order that rotates between rounds, so outside load lands on all alike;
+``GUARD_BENCH_ROUNDS`` sets the number of rounds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SIZES = (1_000, 10_000, 50_000)
+SIZES = tuple(int(n) for n in os.environ.get("GUARD_BENCH_SIZES", "1000,10000,50000").split(","))
 BREAKDOWN_SIZE = 10_000
 REPO = Path(__file__).resolve().parents[2]
 TAGS = {"owner": "payments", "env": "prod", "cost-center": "1234"}
@@ -130,19 +136,53 @@ def write_plan(path: Path, count: int) -> None:
 @dataclass(frozen=True)
 class Measure:
     seconds: float
+    cpu: float
     peak_mib: float
     code: int
 
 
-def measure(command: list[str]) -> Measure:
-    """Wall time and peak RSS of one child process (its own rusage, via wait4)."""
+def measure(command: list[str], cwd: Path = REPO) -> Measure:
+    """Wall time, CPU time and peak RSS of one child process (its own rusage, via wait4)."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     if child.stderr is not None:
         child.stderr.close()
-    return Measure(seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(seconds, cpu, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+
+
+# The floors: what reading the plan costs with no policy at all. ``json.load``
+# is the least any tool pays; the strict reader is guard's own (duplicate keys,
+# non-finite numbers, depth), which plans must go through; the hand-written
+# floor adds a plain-Python loop doing six checks like the bundle's per change.
+FLOORS = {
+    "json.load": "import json, sys\nwith open(sys.argv[1], 'rb') as f:\n    json.load(f)\n",
+    "strict read": (
+        "import sys\nfrom controller.terraform.planfile import read_plan\nread_plan(sys.argv[1])\n"
+    ),
+    "hand-written": (
+        "import json, sys\n"
+        "with open(sys.argv[1], 'rb') as f:\n    plan = json.load(f)\n"
+        "bad = 0\n"
+        "for change in plan['resource_changes']:\n"
+        "    after = change['change'].get('after') or {}\n"
+        "    tags = after.get('tags') or {}\n"
+        "    bad += 'owner' not in tags\n"
+        "    bad += after.get('acl') in ('public-read', 'public-read-write')\n"
+        "    bad += after.get('storage_encrypted') is False\n"
+        "    bad += after.get('publicly_accessible') is True\n"
+        "    bad += any('0.0.0.0/0' in (r.get('cidr_blocks') or []) and r.get('from_port') == 22\n"
+        "               for r in after.get('ingress') or [])\n"
+        "    bad += any(o.get('http_tokens') != 'required' for o in after.get('metadata_options') or [])\n"
+        "print(bad)\n"
+    ),
+}
+ROUNDS = int(os.environ.get("GUARD_BENCH_ROUNDS", "3"))
+# Another checkout of guard (``GUARD_BENCH_BASELINE=/path``) run in the same
+# rounds, with the same interpreter: before/after figures under the same load.
+BASELINE = os.environ.get("GUARD_BENCH_BASELINE")
 
 
 def phases(plan: Path) -> dict[str, float]:
@@ -169,41 +209,79 @@ def phases(plan: Path) -> dict[str, float]:
     return timings
 
 
+def _guard_command(plan: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "controller",
+        "tf-plan",
+        str(plan),
+        "--quiet",
+        "--output",
+        "json=/dev/null",
+    ]
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
+
+
 def main() -> None:
-    python = sys.executable
-    floor_code = "import json, sys\nwith open(sys.argv[1], 'rb') as f:\n    json.load(f)\n"
+    commands: dict[str, Callable[[Path], list[str]]] = {
+        name: (lambda plan, code=code: [sys.executable, "-c", code, str(plan)])
+        for name, code in FLOORS.items()
+    }
+    commands["guard"] = _guard_command
+    folders = {name: REPO for name in commands}
+    if BASELINE:
+        commands["baseline"] = _guard_command
+        folders["baseline"] = Path(BASELINE)
     print(
-        f"{'resources':>9} {'MB':>6} | {'json.load s':>11} {'MiB':>6} | "
-        f"{'guard s':>8} {'MiB':>6} {'exit':>4} | {'time x':>6} {'mem x':>6}"
+        f"{ROUNDS} alternating rounds (order rotates); each figure is one child process; "
+        "ratios are guard / json.load per round, min / median / max"
+    )
+    print(
+        f"{'resources':>9} {'MB':>5} | "
+        + " | ".join(f"{name + ' s':>14} {'cpu':>5} {'MiB':>5}" for name in commands)
+        + f" | {'time x':>15} {'cpu x':>15} {'mem x':>5} {'exit':>4}"
     )
     breakdown: dict[str, float] = {}
+    names = list(commands)
     with tempfile.TemporaryDirectory() as folder:
         for count in SIZES:
             plan = Path(folder) / f"plan-{count}.json"
             write_plan(plan, count)
             size_mb = plan.stat().st_size / 1e6
-            floor = measure([python, "-c", floor_code, str(plan)])
-            guard = measure(
-                [
-                    python,
-                    "-m",
-                    "controller",
-                    "tf-plan",
-                    str(plan),
-                    "--quiet",
-                    "--output",
-                    "json=/dev/null",
-                ]
-            )
+            runs: dict[str, list[Measure]] = {name: [] for name in names}
+            for round_ in range(ROUNDS):
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                    runs[name].append(measure(commands[name](plan), folders[name]))
+            med = {
+                name: Measure(
+                    statistics.median(m.seconds for m in ms),
+                    statistics.median(m.cpu for m in ms),
+                    max(m.peak_mib for m in ms),
+                    ms[-1].code,
+                )
+                for name, ms in runs.items()
+            }
+            time_x = [
+                g.seconds / f.seconds for g, f in zip(runs["guard"], runs["json.load"], strict=True)
+            ]
+            cpu_x = [g.cpu / f.cpu for g, f in zip(runs["guard"], runs["json.load"], strict=True)]
             print(
-                f"{count:>9} {size_mb:>6.1f} | {floor.seconds:>11.2f} {floor.peak_mib:>6.0f} | "
-                f"{guard.seconds:>8.2f} {guard.peak_mib:>6.0f} {guard.code:>4} | "
-                f"{guard.seconds / floor.seconds:>6.1f} {guard.peak_mib / floor.peak_mib:>6.1f}",
+                f"{count:>9} {size_mb:>5.1f} | "
+                + " | ".join(
+                    f"{med[n].seconds:>14.2f} {med[n].cpu:>5.2f} {med[n].peak_mib:>5.0f}"
+                    for n in names
+                )
+                + f" | {_spread(time_x):>15} {_spread(cpu_x):>15} "
+                f"{med['guard'].peak_mib / med['json.load'].peak_mib:>5.1f} {med['guard'].code:>4}",
                 flush=True,
             )
             if count == BREAKDOWN_SIZE:
                 breakdown = phases(plan)
-    print("floor: json.load of the same file in a fresh interpreter; guard uses the bundle")
+    print("targets: guard <= 3x json.load at 10,000 resources, <= 2x at 50,000 (median)")
     print(
         f"in-process phases at {BREAKDOWN_SIZE:,} resources: "
         + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in breakdown.items())

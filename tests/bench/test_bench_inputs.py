@@ -8,7 +8,9 @@ subjects and reviews it builds are judged once.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
+import re
 from pathlib import Path
 
 from controller.policy.bundled import bundled_policies_path
@@ -32,5 +34,25 @@ def test_the_engine_benchmark_subjects_are_judged() -> None:
 
 
 def test_the_admission_benchmark_sends_reviews() -> None:
-    bodies = bench_admission.review_bodies(2)
-    assert len(bodies) == 2 and all(b"AdmissionReview" in body for body in bodies)
+    for workload in bench_admission.workloads():
+        bodies = bench_admission.review_bodies(workload, 2)
+        assert len(bodies) == 2 and all(b"AdmissionReview" in body for body in bodies)
+        # Every request carries a different object: no cache keyed by it may flatter guard.
+        objects = [json.loads(body)["request"]["object"] for body in bodies]
+        assert objects[0] != objects[1]
+
+
+def test_the_performance_doc_names_only_benchmarks_and_settings_that_exist() -> None:
+    """docs/performance.md names benchmark modules and environment variables;
+    each must exist, so the doc cannot drift from the benchmarks."""
+    root = Path(bench_engine.__file__).resolve().parents[2]
+    text = (root / "docs" / "performance.md").read_text(encoding="utf-8")
+    folder = Path(bench_engine.__file__).parent
+    modules = {m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(folder)])}
+    named = set(re.findall(r"python -m tests\.bench ([a-z]+)", text))
+    named |= set(re.findall(r"`(admission|tfplan|engine|attest)`", text))
+    assert named and named <= modules
+    sources = "".join(p.read_text(encoding="utf-8") for p in folder.glob("bench_*.py"))
+    variables = set(re.findall(r"GUARD_BENCH_[A-Z]+", text))
+    assert variables and all(v in sources for v in variables)
+    assert "make bench" in text and "bench:" in (root / "Makefile").read_text(encoding="utf-8")

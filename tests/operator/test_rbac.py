@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
+from controller.kube.inherit import template_digest
 from tests.chart.helm import render_chart
 from tests.chart.rbac import Permissions, api_request
-from controller.kube.inherit import template_digest
 from tests.kube.helpers import (
     CONTROLLER_USER,
     IMAGE,

@@ -1,0 +1,21 @@
+"""``glob`` keeps compiled patterns; it must still answer exactly as fnmatchcase."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.policy.celenv import HELPERS
+
+_alphabet = st.sampled_from([*"ab.-*?[]!\n", "io", "\u00e9"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_alphabet, max_size=8).map("".join), st.lists(_alphabet, max_size=8).map("".join))
+def test_glob_answers_as_fnmatchcase(text: str, pattern: str) -> None:
+    glob = HELPERS["glob"]
+    assert glob(text, pattern) is fnmatch.fnmatchcase(text, pattern)
+    # Asked again (now from the compiled cache), the same answer.
+    assert glob(text, pattern) is fnmatch.fnmatchcase(text, pattern)
