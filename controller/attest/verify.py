@@ -259,9 +259,7 @@ class Verifier:
         signers = self.signers(envelope)
         if not requirements.keyless_roles:
             return signers, []
-        kept = tuple(
-            k for k in signers if k.keyless or k.role not in requirements.keyless_roles
-        )
+        kept = tuple(k for k in signers if k.keyless or k.role not in requirements.keyless_roles)
         refused = [
             f"key {k.name!r} ({k.role}) does not count: the policy requires keyless "
             f"signatures for the {k.role} role (review.requireKeyless)"

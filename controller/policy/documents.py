@@ -574,8 +574,6 @@ class GuardPolicySpec(Strict):
 # --------------------------------------------------------------------------- trust
 
 
-
-
 class TrustedKey(Strict):
     """A public key. ``attester`` keys vouch for review predicates; a
     ``person`` key's signature is one approval by its ``principal``;
