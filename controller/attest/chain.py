@@ -15,6 +15,7 @@ statement only once a trusted key of the right role signed it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from controller.attest.keyless import CertificateAgrees
 from controller.attest.provenance import (
     PROVENANCE_TYPES,
     BuilderPinned,
+    BuildProvenance,
     EventAllowed,
     OneGitSource,
     ProvenanceClaim,
@@ -41,6 +43,7 @@ from controller.attest.statement import (
     Statement,
     StatementError,
     normalize_subject,
+    parse_statement,
 )
 from controller.attest.summary import (
     VSA_V1,
@@ -216,6 +219,17 @@ def _of_types(
     return found[:MAX_CANDIDATES]
 
 
+# Reading is memoised by the exact payload, as statements are (``verify``):
+# the same provenance comes with every request for an image, and the result
+# is an immutable value; every check still runs on every request.
+@functools.lru_cache(maxsize=256)
+def _provenance_of(payload: bytes) -> BuildProvenance | StatementError:
+    try:
+        return read_provenance(parse_statement(payload))
+    except StatementError as exc:
+        return exc
+
+
 class ChainVerifier:
     """Covers an image through build provenance and the review of its commit."""
 
@@ -258,10 +272,9 @@ class ChainVerifier:
                 )
                 fixes[FIX_RESIGN] = None
                 continue
-            try:
-                provenance = read_provenance(statement)
-            except StatementError as exc:
-                reasons.append(f"provenance {envelope.short_id}: {exc}")
+            provenance = _provenance_of(envelope.payload)
+            if isinstance(provenance, StatementError):
+                reasons.append(f"provenance {envelope.short_id}: {provenance}")
                 fixes[FIX_PROVENANCE] = None
                 continue
             claim = ProvenanceClaim(digest, envelope, statement, provenance, signers)

@@ -8,6 +8,7 @@ SBOM...) never counts as a review, whoever signed it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import unicodedata
@@ -312,9 +313,10 @@ class Statement:
     def subject_digests(self) -> tuple[str, ...]:
         return tuple(s.sha256 for s in self.subjects if s.sha256)
 
-    @property
+    @functools.cached_property
     def subject_keys(self) -> tuple[str, ...]:
-        """Artifact digests and source revisions, as ``normalize_subject`` spells them."""
+        """Artifact digests and source revisions, as ``normalize_subject`` spells them
+        (computed once: every check of every request asks)."""
         return tuple(dict.fromkeys(k for s in self.subjects for k in s.keys))
 
     def change_review(self) -> ChangeReview:

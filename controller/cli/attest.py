@@ -633,10 +633,26 @@ def _verify(args: argparse.Namespace) -> int:
                 "approvers": list(verdict.approvers),
                 "reasons": list(verdict.reasons),
             }
+            if verdict.chain:
+                document["chain"] = {k: names.get(v, v) for k, v in verdict.chain}
             return json.dumps(document, indent=2) + "\n"
         if verdict.ok:
             approvers = ", ".join(verdict.approvers) or "nobody"
-            return f"verified: {digest} ({scope})\n  envelope {accepted}, approved by {approvers}\n"
+            # The chain: which provenance named which commit.
+            links = dict(verdict.chain)
+            built = (
+                f"  built from {links['commit']} (provenance {names.get(p, p)})\n"
+                if (p := links.get("provenance"))
+                else ""
+            )
+            if "sourceSummary" in links:
+                used = (
+                    f"  source verification summary {accepted} (the source platform's settings "
+                    "stand in for named approvals)\n"
+                )
+            else:
+                used = f"  envelope {accepted}, approved by {approvers}\n"
+            return f"verified: {digest} ({scope})\n{built}{used}"
         return f"rejected: {digest} ({scope})\n" + "".join(
             f"  - {reason}\n" for reason in verdict.reasons
         )

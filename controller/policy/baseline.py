@@ -88,20 +88,24 @@ class BaselineEntry(Strict):
         ],
         one_of(OWNER_KINDS, "an owner kind"),
     ]
+    """The owner's kind: a workload whose template controllers make objects from."""
     namespace: Annotated[str, _matching(_NAMESPACE_RE, "a namespace name"), Field(max_length=63)]
+    """The owner's namespace."""
     name: Annotated[str, _matching(_NAME_RE, "an object name"), Field(max_length=253)]
+    """The owner's name."""
     uid: Annotated[str, _matching(_UID_RE, "an object uid"), Field(max_length=128)]
-    # The template's images, as written (pinned or not): what the entry lets
-    # run, shown in reports and audit lines.
+    """The owner's uid: a re-created owner (another uid) is not on the baseline."""
     images: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
         default_factory=list, max_length=256
     )
-    # sha256 of the template's security-relevant fields, images included
-    # (``controller.kube.inherit.template_digest``).
+    """The template's images as written (pinned or not): what the entry lets run,
+    shown in reports and audit lines."""
     template_digest: Digest
-    # StatefulSet and DaemonSet: the digests of the older revisions' templates
-    # that Pods still ran from when the baseline was made.
+    """sha256 of the template's security-relevant fields, images included: a
+    changed template is not on the baseline."""
     revisions: list[Digest] = Field(default_factory=list, max_length=64)
+    """StatefulSet and DaemonSet: the digests of older revisions' templates that
+    Pods still ran from when the baseline was made."""
 
     @property
     def address(self) -> str:
@@ -114,9 +118,13 @@ class GuardBaselineSpec(Strict):
     is admitted as inherited. Made by `guard kube baseline`."""
 
     owner: NonEmptyStr
+    """Who answers for the baseline (a team)."""
     reason: NonEmptyStr
+    """Why these workloads may keep running unreviewed, for the audit trail."""
     expires: Annotated[dt.date, BeforeValidator(_date)]
+    """The last day it applies (`YYYY-MM-DD`): after it, the leftovers must be reviewed."""
     entries: list[BaselineEntry] = Field(min_length=1, max_length=MAX_ENTRIES)
+    """The owners that may keep running, each pinned by uid and template digest."""
 
     @model_validator(mode="after")
     def _unique_owners(self) -> GuardBaselineSpec:

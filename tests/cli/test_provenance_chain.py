@@ -65,6 +65,11 @@ def test_attest_verify_follows_the_chain(
     if not scenario.reason:
         assert run.code == 0, verdict["reasons"]
         assert verdict["verified"] is True
+        # Which link covered it, with the envelopes by file name.
+        assert verdict["chain"]["commit"] == f"gitCommit:{scenario.commit}"
+        assert verdict["chain"]["provenance"] == str(envelopes / "0.json")
+        used = "sourceSummary" if scenario.name == "accepted-by-summary" else "review"
+        assert verdict["chain"][used] == str(envelopes / "1.json")
         return
     assert run.code == 1
     assert any(scenario.reason in r for r in verdict["reasons"]), verdict["reasons"]
@@ -197,3 +202,19 @@ def _rebound(scenario: Scenario, digest: str, keys: ChainKeys) -> list[str]:
         else:
             texts.append(text)
     return texts
+
+
+def test_a_summary_says_it_stands_in_for_named_approvals(
+    guard: Guard, tmp_path: Path, files: tuple[Path, Path], chain_keys: ChainKeys
+) -> None:
+    policy, trust = files
+    scenario = ACCEPTED[1]
+    envelopes = _envelopes(tmp_path / "envelopes", scenario, chain_keys)
+    run = guard(
+        "attest", "verify", envelopes, "--trust", trust, "--policy", policy,
+        "--digest", scenario.digest,
+    )  # fmt: skip
+    assert run.code == 0, run.out
+    assert f"built from gitCommit:{scenario.commit}" in run.out
+    assert "source verification summary" in run.out
+    assert "approved by" not in run.out

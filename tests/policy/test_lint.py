@@ -14,6 +14,11 @@ from controller.policy.loader import Bundle, load_bundle
 from tests.attest import helpers as h
 
 ROOT = Path(__file__).resolve().parents[2]
+PROVENANCE = {
+    "builders": ["github-builder"],
+    "repositories": [{"name": "github.com/acme/shop", "id": "1"}],
+    "refs": ["refs/heads/main"],
+}
 
 
 def bundle_of(tmp_path: Path, *documents: dict[str, Any]) -> Bundle:
@@ -39,6 +44,14 @@ def test_the_bundled_policies_lint_clean() -> None:
         ({"targetRefs": ["refs/*"]}, "review.targetRefs 'refs/*' accepts every ref"),
         ({"targetRefs": ["refs/heads/*"]}, "'refs/heads/*' accepts every branch"),
         ({"exemptImages": ["*"]}, "review.exemptImages '*' exempts every image"),
+        (
+            {"provenance": {**PROVENANCE, "refs": ["refs/heads/*"]}},
+            "review.provenance.refs 'refs/heads/*' accepts every branch",
+        ),
+        (
+            {"provenance": {**PROVENANCE, "github": {"workflowRefs": ["*"]}}},
+            "review.provenance.github.workflowRefs '*' accepts every ref",
+        ),
         (
             {"deployer": {"allowed": ["group:system:authenticated"]}},
             "group:system:authenticated lets everyone deploy",
