@@ -26,7 +26,7 @@ DIGEST = "sha256:49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac2
 BUNDLE = DATA / "reusable-workflow-attestation.sigstore.json"
 
 
-def _policy(**provenance: Any) -> dict[str, Any]:
+def keyless_policy(**provenance: Any) -> dict[str, Any]:
     return {
         "apiVersion": "guard.dev/v1alpha1",
         "kind": "GuardPolicy",
@@ -67,6 +67,12 @@ def _setup(tmp_path: Path, keys: ChainKeys, policy: dict[str, Any]) -> tuple[Pat
     envelopes = tmp_path / "envelopes"
     envelopes.mkdir()
     (envelopes / "provenance.sigstore.json").write_bytes(BUNDLE.read_bytes())
+    (envelopes / "review.json").write_text(commit_review(keys))
+    return trust, policy_file, envelopes
+
+
+def commit_review(keys: ChainKeys) -> str:
+    """A fresh review of the built commit, signed by the CI attester key."""
     now = dt.datetime.now(dt.UTC)
     statement = review(
         COMMIT,
@@ -74,14 +80,13 @@ def _setup(tmp_path: Path, keys: ChainKeys, policy: dict[str, Any]) -> tuple[Pat
         attestedAt=utc(now - dt.timedelta(minutes=10)),
         expiresAt=utc(now + dt.timedelta(days=1)),
     )
-    (envelopes / "review.json").write_text(sign(keys.attester, statement))
-    return trust, policy_file, envelopes
+    return sign(keys.attester, statement)
 
 
 def test_attest_verify_accepts_the_keyless_chain(
     guard: Guard, tmp_path: Path, chain_keys: ChainKeys
 ) -> None:
-    trust, policy, envelopes = _setup(tmp_path, chain_keys, _policy())
+    trust, policy, envelopes = _setup(tmp_path, chain_keys, keyless_policy())
     run = guard(
         "attest", "verify", envelopes, "--trust", trust, "--policy", policy,
         "--digest", DIGEST, "--format", "json",
@@ -94,7 +99,7 @@ def test_attest_verify_accepts_the_keyless_chain(
 def test_kube_check_accepts_the_keyless_chain_and_names_broken_links(
     guard: Guard, tmp_path: Path, chain_keys: ChainKeys
 ) -> None:
-    trust, policy, envelopes = _setup(tmp_path, chain_keys, _policy())
+    trust, policy, envelopes = _setup(tmp_path, chain_keys, keyless_policy())
     manifests = tmp_path / "deploy.yaml"
     manifests.write_text(
         yaml.safe_dump(workload("Deployment", "web", "prod", f"ghcr.io/malancas/demo@{DIGEST}"))
@@ -105,7 +110,7 @@ def test_kube_check_accepts_the_keyless_chain_and_names_broken_links(
     )  # fmt: skip
     assert run.code == 0, run.out
     # The same bundle under a policy that pins another repository id.
-    other = _policy(repositories=[{"name": REPOSITORY, "id": "1"}])
+    other = keyless_policy(repositories=[{"name": REPOSITORY, "id": "1"}])
     (tmp_path / "other").mkdir()
     _, policy, _ = _setup(tmp_path / "other", chain_keys, other)
     run = guard(

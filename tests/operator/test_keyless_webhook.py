@@ -5,17 +5,15 @@ with the identity's reason under a trust that pins another repository id."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from controller.attest.statement import utc
-from tests.attest.chains import ChainKeys, review, sign
+from tests.attest.chains import ChainKeys
 from tests.attest.test_keyless import PUBLIC_GOOD, REUSABLE, github_identity
-from tests.cli.test_keyless_chain import COMMIT, DIGEST, REPOSITORY, _policy
+from tests.cli.test_keyless_chain import COMMIT, DIGEST, commit_review, keyless_policy
 from tests.kube.helpers import admission_review, attestation_resource, workload, write_documents
 from tests.operator.harness import EmulatedApi, RunningGuard, Tls, serve_settings
 
@@ -42,7 +40,7 @@ def keyless_guard(
     chain_keys: ChainKeys,
 ) -> Iterator[RunningGuard]:
     directory = tmp_path_factory.mktemp("keyless")
-    policy = _policy()
+    policy = keyless_policy()
     policy["spec"]["match"] = {"kubernetes": {"namespaces": {"include": ["keyless-*"]}}}
     policies = write_documents(directory / "policies.yaml", [policy])
     trust = write_documents(directory / "trust.yaml", [_trust(chain_keys)])
@@ -54,15 +52,12 @@ def keyless_guard(
     running.stop()
 
 
-def _review(keys: ChainKeys) -> str:
-    now = dt.datetime.now(dt.UTC)
-    statement = review(
-        COMMIT,
-        repository=REPOSITORY,
-        attestedAt=utc(now - dt.timedelta(minutes=10)),
-        expiresAt=utc(now + dt.timedelta(days=1)),
+def _deploy(namespace: str, envelopes: list[Any]) -> Any:
+    annotations = {"guard.dev/attestations": json.dumps(envelopes)}
+    image = f"ghcr.io/malancas/demo@{DIGEST}"
+    return admission_review(
+        workload("Deployment", "demo", namespace, image, annotations=annotations)
     )
-    return sign(keys.attester, statement)
 
 
 def test_webhook_admits_an_image_through_a_keyless_provenance_resource(
@@ -75,16 +70,7 @@ def test_webhook_admits_an_image_through_a_keyless_provenance_resource(
     assert keyless_guard.runtime.watch_log.wait_for(
         "ReviewAttestation", namespace, "provenance", "ADDED", WAIT
     )
-    request = admission_review(
-        workload(
-            "Deployment",
-            "demo",
-            namespace,
-            f"ghcr.io/malancas/demo@{DIGEST}",
-            annotations={"guard.dev/attestations": json.dumps([_review(chain_keys)])},
-        )
-    )
-    answer = keyless_guard.post(request)
+    answer = keyless_guard.post(_deploy(namespace, [commit_review(chain_keys)]))
     assert answer.allowed, answer.message
 
 
@@ -93,16 +79,7 @@ def test_webhook_names_the_broken_keyless_link(
 ) -> None:
     """Without the review of the built commit, the provenance alone does not admit."""
     namespace = "keyless-missing"
-    request = admission_review(
-        workload(
-            "Deployment",
-            "demo",
-            namespace,
-            f"ghcr.io/malancas/demo@{DIGEST}",
-            annotations={"guard.dev/attestations": json.dumps([json.loads(REUSABLE)])},
-        )
-    )
-    answer = keyless_guard.post(request)
+    answer = keyless_guard.post(_deploy(namespace, [json.loads(REUSABLE)]))
     assert not answer.allowed
     assert answer.code == 403
     assert f"commit {COMMIT[:12]} has no accepted review" in answer.message
