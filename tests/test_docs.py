@@ -166,6 +166,7 @@ def test_keyless_guide_trust_loads_and_verifies_its_example_bundle() -> None:
     blocks = yaml_blocks(ROOT / "docs" / "keyless.md")
     loaded = [item for block in blocks for item in parse_documents(block, "keyless.md")]
     assert [item.document.kind for item in loaded] == ["GuardTrust"]
+    assert (ROOT / "examples" / "keyless" / "trust.yaml").read_text(encoding="utf-8") in blocks
     spec = loaded[0].document.spec
     assert isinstance(spec, GuardTrustSpec)
     bundle = ROOT / "tests" / "attest" / "data" / "sigstore"
