@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from controller.attest.dsse import parse
+from controller.attest.trust import Trust
+from controller.attest.verify import Verifier
 from controller.kube.subjects import case_subject
-from controller.policy.documents import GuardPolicyTest
+from controller.policy.documents import GuardPolicyTest, GuardTrustSpec
 from controller.policy.loader import Bundle, load_path, parse_documents
 from controller.policy.testing import run_tests
 
@@ -155,3 +158,18 @@ def test_provenance_guide_documents_are_valid_and_match_the_example() -> None:
     assert {item.document.kind for item in loaded} == {"GuardPolicy", "GuardTrust"}
     example = (ROOT / "examples" / "provenance" / "policy.yaml").read_text(encoding="utf-8")
     assert example in blocks
+
+
+def test_keyless_guide_trust_loads_and_verifies_its_example_bundle() -> None:
+    """The GuardTrust in docs/keyless.md loads, and its identity accepts the
+    GitHub artifact attestation it describes, offline."""
+    blocks = yaml_blocks(ROOT / "docs" / "keyless.md")
+    loaded = [item for block in blocks for item in parse_documents(block, "keyless.md")]
+    assert [item.document.kind for item in loaded] == ["GuardTrust"]
+    assert (ROOT / "examples" / "keyless" / "trust.yaml").read_text(encoding="utf-8") in blocks
+    spec = loaded[0].document.spec
+    assert isinstance(spec, GuardTrustSpec)
+    bundle = ROOT / "tests" / "attest" / "data" / "sigstore"
+    raw = (bundle / "reusable-workflow-attestation.sigstore.json").read_bytes()
+    signers = Verifier(Trust.from_spec(spec)).signers(parse(raw))
+    assert [s.name for s in signers] == ["demo-builder"]

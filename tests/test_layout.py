@@ -35,6 +35,10 @@ LAZY_IMPORTS = {
     "controller/cli/terraform.py:_hcl_config",
     # and so is the reader of a live cluster for guard kube audit.
     "controller/cli/audit.py:_inventory",
+    # sigstore (with its TUF, HTTP and RFC 3161 clients) is imported by the
+    # one function that needs it, on the first Sigstore bundle or trusted
+    # root: a trust with keys only, and every command without one, never pays.
+    "controller/attest/bundle.py:_sigstore",
 }
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from controller.attest.checks import AllOf, Check, Claim, Verdict, failure
 from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
+from controller.attest.keyless import CertificateAgrees
 from controller.attest.provenance import (
     PROVENANCE_TYPES,
     BuilderPinned,
@@ -139,6 +140,7 @@ def provenance_checks(requirements: ProvenanceRequirements) -> AllOf[ProvenanceC
         SignedByBuilder(requirements.builders),
         BuilderPinned(requirements.builder_ids, requirements.build_types),
         _IfOneSource(requirements),
+        CertificateAgrees(),
     )
 
 
@@ -262,11 +264,11 @@ class ChainVerifier:
         for candidate in candidates:
             envelope, statement = candidate.envelope, candidate.statement
             examined.append(envelope.digest)
-            signers = self.verifier.signers(envelope)
+            signers, refused = self.verifier.signers_for(envelope, requirements)
             if not signers:
                 reasons.extend(
                     f"provenance {envelope.short_id}: {r}"
-                    for r in self.verifier.unsigned_reasons(envelope)
+                    for r in refused or self.verifier.unsigned_reasons(envelope)
                 )
                 fixes[FIX_RESIGN] = None
                 continue
@@ -369,12 +371,12 @@ class ChainVerifier:
         requirements: Requirements,
         circumstances: Circumstances,
     ) -> Verdict:
-        signers = self.verifier.signers(envelope)
+        signers, refused = self.verifier.signers_for(envelope, requirements)
         if not signers:
             return Verdict(
                 tuple(
                     f"source summary {envelope.short_id}: {r}"
-                    for r in self.verifier.unsigned_reasons(envelope)
+                    for r in refused or self.verifier.unsigned_reasons(envelope)
                 ),
                 (FIX_RESIGN,),
             )

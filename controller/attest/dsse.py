@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.errors import InputError
 from controller.strict import StrictJSONError, loads
@@ -95,6 +95,10 @@ class Envelope:
     payload: bytes
     signatures: tuple[Signature, ...]
     digest: str
+    # The Sigstore bundle this envelope came in (its exact text), when it
+    # came in one: its signature is verified with the bundle's certificate,
+    # never with a trusted key (see ``keyless``).
+    bundle: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def short_id(self) -> str:
@@ -138,9 +142,55 @@ def parse(raw: bytes | str) -> Envelope:
         raise EnvelopeError(f"envelope is not valid: {exc}") from None
     if not isinstance(document, dict):
         raise EnvelopeError("envelope must be a JSON object")
+    if "mediaType" in document:
+        return _from_bundle(document, data)
+    return _envelope(document, sha256_digest(data))
+
+
+# A Sigstore bundle carries one envelope and its verification material; the
+# media types of bundle v0.1 to v0.3 (two spellings of v0.3 are in use).
+BUNDLE_MEDIA_TYPES = (
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+)
+
+
+def _from_bundle(document: dict[str, object], data: bytes) -> Envelope:
+    """The DSSE envelope inside a Sigstore bundle, keeping the bundle's text
+    for verification. The rest of the bundle is read by sigstore itself."""
+    media_type = document.get("mediaType")
+    if media_type not in BUNDLE_MEDIA_TYPES:
+        shown = media_type if isinstance(media_type, str) else type(media_type).__name__
+        raise EnvelopeError(
+            f"bundle mediaType {shown[:100]!a} is not a Sigstore bundle guard reads (v0.1 to v0.3)"
+        )
+    unknown = sorted(
+        set(document) - {"mediaType", "verificationMaterial", "dsseEnvelope", "messageSignature"}
+    )
+    if unknown:
+        raise EnvelopeError(f"bundle has unknown field(s): {', '.join(unknown)}")
+    inner = document.get("dsseEnvelope")
+    if not isinstance(inner, dict):
+        raise EnvelopeError(
+            "bundle carries no DSSE envelope (dsseEnvelope): a bundle over a bare message "
+            "signature is not an attestation"
+        )
+    if not isinstance(document.get("verificationMaterial"), dict):
+        raise EnvelopeError("bundle field verificationMaterial must be an object")
+    envelope = _envelope(inner, sha256_digest(data), "bundle dsseEnvelope")
+    if len(envelope.signatures) != 1:
+        raise EnvelopeError("a bundle's DSSE envelope must have exactly one signature")
+    return Envelope(
+        envelope.payload_type, envelope.payload, envelope.signatures, envelope.digest, data
+    )
+
+
+def _envelope(document: dict[str, object], digest: str, what: str = "envelope") -> Envelope:
     unknown = sorted(set(document) - {"payloadType", "payload", "signatures"})
     if unknown:
-        raise EnvelopeError(f"envelope has unknown field(s): {', '.join(unknown)}")
+        raise EnvelopeError(f"{what} has unknown field(s): {', '.join(unknown)}")
     payload_type = document.get("payloadType")
     if not isinstance(payload_type, str) or not payload_type:
         raise EnvelopeError("envelope field payloadType must be a non-empty string")
@@ -157,7 +207,7 @@ def parse(raw: bytes | str) -> Envelope:
             f"{MAX_SIGNATURES}"
         )
     signatures = tuple(_signature(item, i) for i, item in enumerate(raw_signatures))
-    return Envelope(payload_type, payload, signatures, sha256_digest(data))
+    return Envelope(payload_type, payload, signatures, digest)
 
 
 def _signature(item: object, index: int) -> Signature:

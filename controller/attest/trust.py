@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.attest.bundle import check_trusted_root
+from controller.attest.fulcio import FulcioIdentity
 from controller.attest.keys import PublicKey, load_public_key
 from controller.errors import InputError
 from controller.policy.documents import GuardTrust, GuardTrustSpec, KeyRole
@@ -30,6 +32,7 @@ from controller.policy.identity import (
     kubernetes_id,
     match_key,
 )
+from controller.policy.keyless import SigstoreIdentity
 from controller.policy.loader import load_path
 
 
@@ -41,6 +44,13 @@ class TrustedKey:
     role: KeyRole
     principal: str | None
     public: PublicKey
+    # A keyless signer: the identity its Fulcio certificate was issued to
+    # (``public`` is then the certificate's key). None for a listed key.
+    certificate: FulcioIdentity | None = None
+
+    @property
+    def keyless(self) -> bool:
+        return self.certificate is not None
 
 
 # Pure and called for every author and approval of every envelope judged.
@@ -62,6 +72,10 @@ class Trust:
     aliases: Mapping[str, str] = field(default_factory=dict)
     # Every principal id and alias exactly as the trust spells it -> principal.
     registered: Mapping[str, str] = field(default_factory=dict)
+    # Keyless signers (Sigstore identities, principals made canonical) and
+    # the trusted roots they name: root name -> trusted_root.json text.
+    identities: tuple[SigstoreIdentity, ...] = ()
+    roots: Mapping[str, str] = field(default_factory=dict)
 
     def canonical(self, identity: str) -> str:
         """The principal an id belongs to (its own match key if unmapped).
@@ -113,7 +127,22 @@ class Trust:
         owners: dict[str, str] = {}
         registered: dict[str, str] = {}
         public_keys: dict[str, str] = {}
+        identities: list[SigstoreIdentity] = []
+        roots: dict[str, str] = {}
         for spec, source in specs:
+            for root in spec.trusted_roots:
+                if root.name in roots:
+                    raise InputError(f"{source}: trusted root {root.name!r} is defined twice")
+                check_trusted_root(root.trusted_root, f"{source}: trusted root {root.name!r}")
+                roots[root.name] = root.trusted_root
+            for signer in spec.identities:
+                if signer.name in names:
+                    raise InputError(
+                        f"{source}: identity name {signer.name!r} is also defined in "
+                        f"{names[signer.name]}"
+                    )
+                names[signer.name] = source
+                identities.append(signer)
             for principal in spec.principals:
                 canonical = match_key(principal.id)
                 for identity in (principal.id, *principal.aliases):
@@ -154,7 +183,21 @@ class Trust:
             else k
             for k in keys
         ]
-        return cls(keys=tuple(resolved), aliases=owners, registered=registered)
+        canonical_identities = tuple(
+            i.model_copy(
+                update={"principal": owners.get(match_key(i.principal), match_key(i.principal))}
+            )
+            if i.principal
+            else i
+            for i in identities
+        )
+        return cls(
+            keys=tuple(resolved),
+            aliases=owners,
+            registered=registered,
+            identities=canonical_identities,
+            roots=roots,
+        )
 
     @classmethod
     def from_spec(cls, spec: GuardTrustSpec, source: str = "trust") -> Trust:

@@ -25,6 +25,7 @@ from controller.attest import checks
 from controller.attest.checks import AllOf, Check, Claim, Deployer, tally
 from controller.attest.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeError, parse
 from controller.attest.forgecheck import ForgeEvidence
+from controller.attest.keyless import keyless_signers
 from controller.attest.statement import (
     ChangeReview,
     Statement,
@@ -64,6 +65,8 @@ class Requirements:
     provenance: ProvenanceRequirements | None = None
     source_summaries: SourceSummaries | None = None
     forge: ForgeRules | None = None
+    # Roles whose signatures count only when keyless (``review.requireKeyless``).
+    keyless_roles: frozenset[str] = frozenset()
 
     @classmethod
     def from_review(cls, review: Review) -> Requirements:
@@ -80,6 +83,7 @@ class Requirements:
             max_age_label=review.max_age or "",
             deployer=review.deployer,
             forge=review.forge,
+            keyless_roles=frozenset(review.require_keyless),
         )
 
     @classmethod
@@ -222,7 +226,12 @@ class Verifier:
         with one public key is not tried again with other keys (it cannot
         verify with a different key), which keeps the uncached cost near one
         verification per signature when keyids are honest.
+
+        A Sigstore bundle is signed by its certificate's key, never by a
+        listed key: its signers are the trusted identities it verifies as.
         """
+        if envelope.bundle is not None:
+            return keyless_signers(envelope, self.trust).signers
         results: dict[str, bool] = {}
         pending: set[str] = set()
         for key in self.trust.keys:
@@ -251,12 +260,34 @@ class Verifier:
             self.cache.put(envelope.digest, keyid, results[keyid])
         return results
 
+    def signers_for(
+        self, envelope: Envelope, requirements: Requirements
+    ) -> tuple[tuple[TrustedKey, ...], list[str]]:
+        """The signers that count under these requirements, and why any
+        signer does not: a listed key never counts for a role the policy
+        requires keyless signatures for."""
+        signers = self.signers(envelope)
+        if not requirements.keyless_roles:
+            return signers, []
+        kept = tuple(k for k in signers if k.keyless or k.role not in requirements.keyless_roles)
+        refused = [
+            f"key {k.name!r} ({k.role}) does not count: the policy requires keyless "
+            f"signatures for the {k.role} role (review.requireKeyless)"
+            for k in signers
+            if k not in kept
+        ]
+        return kept, refused
+
     def known_unsigned(self, envelope: Envelope) -> bool:
         """Whether the cache already knows no trusted key signed this envelope.
 
         Such envelopes are examined last, so that junk posted for a digest
         cannot crowd a real attestation out of the candidate limit.
         """
+        if envelope.bundle is not None:
+            # Only a lookup, never a verification: a bundle's outcome is
+            # known after it was judged once (``bundle.verify_bundle`` caches it).
+            return False
         return bool(self.trust.keys) and all(
             self.cache.get(envelope.digest, k.public.keyid) is False for k in self.trust.keys
         )
@@ -266,6 +297,8 @@ class Verifier:
         trusted key may come from a key the trust does not list *or* from a
         trusted key over bytes changed since: the two cannot be told apart,
         so neither is claimed."""
+        if envelope.bundle is not None:
+            return list(keyless_signers(envelope, self.trust).reasons)
         reasons: list[str] = []
         if not self.trust.keys:
             return [
@@ -388,9 +421,9 @@ class Verifier:
                 (),
                 resign,
             )
-        signers = self.signers(envelope)
+        signers, refused = self.signers_for(envelope, requirements)
         if not signers:
-            return self.unsigned_reasons(envelope), (), resign
+            return refused or self.unsigned_reasons(envelope), (), resign
         # Read only now that a trusted key signed it.
         if isinstance(parsed, StatementError):
             return [str(parsed)], (), resign

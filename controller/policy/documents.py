@@ -43,6 +43,7 @@ from controller.policy.identity import (
     not_one_of,
     visible_ascii,
 )
+from controller.policy.keyless import SigstoreIdentity, SigstoreRoot
 from controller.policy.provenance import ProvenanceRequirements, SourceSummaries
 from controller.policy.strictmodel import Strict
 
@@ -450,6 +451,13 @@ def _image_glob(value: Any) -> Any:
     return visible_ascii(value, "image pattern")
 
 
+# ``builder`` keys vouch for build provenance only, ``verifier`` keys for
+# source verification summaries only: a role never vouches for another's
+# predicate.
+KeyRole = Literal["attester", "person", "builder", "verifier"]
+KEY_ROLES: tuple[str, ...] = get_args(KeyRole)
+
+
 class Review(Strict):
     """The separation-of-duties requirement: a signed, independent review.
 
@@ -496,6 +504,10 @@ class Review(Strict):
     """Accept a signed SLSA source verification summary for a commit instead of guard's own review."""
     forge: ForgeRules | None = None
     """Rules for reviews read from a forge (`guard attest review --from`); with this block only those count."""
+    require_keyless: list[Annotated[KeyRole, one_of(KEY_ROLES, "a key role")]] = Field(
+        default_factory=list, max_length=4
+    )
+    """Roles whose signatures count only when keyless (a Sigstore bundle verified as a trusted identity), e.g. `[builder]`; a listed key of such a role is refused."""
 
     @model_validator(mode="after")
     def _summaries_need_the_chain(self) -> Review:
@@ -611,13 +623,6 @@ class GuardPolicySpec(Strict):
 # --------------------------------------------------------------------------- trust
 
 
-# ``builder`` keys vouch for build provenance only, ``verifier`` keys for
-# source verification summaries only: a role never vouches for another's
-# predicate.
-KeyRole = Literal["attester", "person", "builder", "verifier"]
-KEY_ROLES: tuple[str, ...] = get_args(KeyRole)
-
-
 class TrustedKey(Strict):
     """A public key. ``attester`` keys vouch for review predicates; a
     ``person`` key's signature is one approval by its ``principal``;
@@ -668,13 +673,27 @@ class GuardTrustSpec(Strict):
     """The keys guard trusts, each with its role."""
     principals: list[Principal] = Field(default_factory=list)
     """The identity map: who is who across systems."""
+    # Keyless signing (see ``controller.policy.keyless``).
+    trusted_roots: list[SigstoreRoot] = Field(default_factory=list, max_length=16)
+    """Sigstore trusted roots, as data: never fetched, so verification works offline."""
+    identities: list[SigstoreIdentity] = Field(default_factory=list, max_length=256)
+    """Keyless signers: Sigstore identities, each with its role and trusted root."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> GuardTrustSpec:
-        names = [k.name for k in self.keys]
+        names = [k.name for k in self.keys] + [i.name for i in self.identities]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"key names must be unique: {', '.join(duplicates)}")
+        roots = [r.name for r in self.trusted_roots]
+        if len(set(roots)) != len(roots):
+            raise ValueError("trusted root names must be unique")
+        for identity in self.identities:
+            if identity.root not in roots:
+                raise ValueError(
+                    f"identity {identity.name!r} names trusted root {identity.root!r}, which "
+                    "spec.trustedRoots does not define"
+                )
         return self
 
 
