@@ -44,7 +44,7 @@ def prepare_rust(case: Case) -> Runner:
     context and evaluates, errors raised as exceptions."""
     try:
         program = rust_cel.compile(case.expr)
-    except Exception as exc:  # noqa: BLE001 - any library error is the case's error
+    except Exception as exc:
         raise Failed(str(exc)) from None
 
     def run() -> Any:
@@ -53,7 +53,7 @@ def prepare_rust(case: Case) -> Runner:
             context.add_variable(name, value)
         try:
             return program.execute(context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise Failed(str(exc)) from None
 
     return run
@@ -67,14 +67,14 @@ def prepare_cpp(case: Case) -> Runner:
     env = cel.NewEnv(variables={name: cel.Type.DYN for name in case.bindings})
     try:
         expression = env.compile(case.expr)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise Failed(str(exc)) from None
     error = cel.Type.ERROR
 
     def run() -> Any:
         try:
             result = expression.eval(data=case.bindings)
-        except Exception as exc:  # noqa: BLE001 - some errors are raised, not returned
+        except Exception as exc:
             raise Failed(str(exc)) from None
         if result.type() == error:
             raise Failed(str(result.value()))
@@ -134,10 +134,8 @@ def main() -> None:
             start = time.process_time()
             for _ in range(20):
                 for run in batch:
-                    try:
+                    with contextlib.suppress(Failed):
                         run()
-                    except Failed:
-                        pass
             per_case[label].append((time.process_time() - start) / (20 * len(batch)) * 1e6)
     for label, figures in per_case.items():
         print(
@@ -228,9 +226,7 @@ def cpp_env(helpers: frozenset[str]) -> Any:
             ]  # fmt: skip
         declarations.append(cel.FunctionDecl(name, overloads))
     names = set().union(*VARIABLES.values())
-    env = cel.NewEnv(
-        variables={name: cel.Type.DYN for name in names}, functions=declarations
-    )
+    env = cel.NewEnv(variables={name: cel.Type.DYN for name in names}, functions=declarations)
     _ENVS[helpers] = env
     return env
 
