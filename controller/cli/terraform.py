@@ -28,6 +28,7 @@ from controller.cli.options import (
     require_matching,
 )
 from controller.errors import InputError
+from controller.policy import parallel
 from controller.policy.documents import Action, GuardException, GuardPolicy
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle, load_path
@@ -194,7 +195,8 @@ def tf_plan_command(args: argparse.Namespace) -> int:
             )
         )
     review = RecordingReview(PlanReview(verifier, plan.json_only, args.accept_json_review))
-    decision = engine.decide(plan.subjects, review=review, notes=notes)
+    # A large plan is judged in several forked processes (same findings).
+    decision = parallel.decide(engine, plan.subjects, review=review, notes=notes)
     decision = _with_lines(decision, plan.text, plan.source, index)
     # Rules judged the real values; nothing written shows a sensitive one.
     decision = redacted(decision, plan.sensitive, marker=SENSITIVE_MASK)
