@@ -114,7 +114,8 @@ class GuardRuntime:
         self.settings = settings
         self.files = files
         self.metrics = Metrics()
-        self.policies = PolicyCache(files, settings.enforcement)
+        # Exceptions expire by the runtime's clock, read at each use.
+        self.policies = PolicyCache(files, settings.enforcement, lambda: self.now().date())
         # Built now so that even the answers given before readiness can name
         # the file policies and trust in force in their audit lines.
         self.policies.get(())

@@ -11,11 +11,12 @@ Compilation happens once per change of the inputs, never per request.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,10 @@ def build_policy_set(
     entries: Iterable[ResourceEntry],
     *,
     enforcement: Action,
+    today: Callable[[], dt.date] | None = None,
 ) -> PolicySet:
+    """The policy set in force; ``today`` is the clock exceptions expire by
+    (default: the wall clock)."""
     policies = list(files.policies)
     exceptions = list(files.exceptions)
     trust_specs = list(files.trust_specs)
@@ -232,6 +236,7 @@ def build_policy_set(
         enforcement=enforcement,
         skip_broken=True,
         invalid=invalid,
+        clock=today,
     )
     return PolicySet(
         engine=engine,
@@ -270,9 +275,15 @@ class PolicyCache:
     cache holding one caller's set under another's key.
     """
 
-    def __init__(self, files: FileInputs, enforcement: Action) -> None:
+    def __init__(
+        self,
+        files: FileInputs,
+        enforcement: Action,
+        today: Callable[[], dt.date] | None = None,
+    ) -> None:
         self._files = files
         self._enforcement = enforcement
+        self._today = today
         self._state: tuple[tuple[tuple[str, str, str], ...], PolicySet] | None = None
         self._lock = threading.Lock()
         self.builds = 0
@@ -289,7 +300,9 @@ class PolicyCache:
         state = self._state
         if state is not None and state[0] == key:
             return state[1]
-        policies = build_policy_set(self._files, ordered, enforcement=self._enforcement)
+        policies = build_policy_set(
+            self._files, ordered, enforcement=self._enforcement, today=self._today
+        )
         self._state = (key, policies)
         with self._lock:
             self.builds += 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +231,9 @@ class Engine:
     enforcement: Action = Action.deny
     unknown_action: Action = Action.warn
     today: dt.date | None = None
+    # Where ``today`` is not fixed: the day by the caller's clock (a cluster
+    # engine lives for days, and the operator's clock is the one tests set).
+    clock: Callable[[], dt.date] | None = field(default=None, repr=False, compare=False)
     skip_broken: bool = False
     invalid: Sequence[InvalidPolicy] = ()
     # Compiled policies to reuse (by identity of the policy object), so a
@@ -513,7 +516,9 @@ class Engine:
     # ----------------------------------------------------------- exceptions
 
     def _today(self) -> dt.date:
-        return self.today or dt.datetime.now(dt.UTC).date()
+        if self.today is not None:
+            return self.today
+        return self.clock() if self.clock is not None else dt.datetime.now(dt.UTC).date()
 
     def exception_notes(self) -> list[str]:
         """Expired exceptions and exceptions that name a review policy (as of

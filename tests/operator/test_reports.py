@@ -307,3 +307,57 @@ def _comparable(report: dict[str, Any]) -> list[tuple[Any, ...]]:
                       result["result"], result["severity"], result["message"],
                       sorted(properties.items())))  # fmt: skip
     return sorted(found)
+
+
+def test_reports_follow_trust_and_exceptions(reporting: RunningGuard, cast: Cast) -> None:
+    """A trust that makes the approver an alias of the author turns the
+    review's pass into a fail; an exception waives a rule only until it
+    expires."""
+    guard = reporting
+    guard.runtime.now = lambda: NOW
+    web = owned(workload("Deployment", "web", NS, WEB), None)
+    guard.api.create_workload(web)
+    guard.api.create(
+        "reviewattestations", attestation_resource("web-review", NS, envelope(cast.ci))
+    )
+    settle(guard, lambda r: r.get(("web", "require-review", "")) == "pass")
+
+    # bob (github:1002) approved alice's (github:1001) change; the trust now
+    # says they are one person, so the approval is the author's own.
+    guard.api.create("guardtrusts", ONE_PERSON)
+    settle(guard, lambda r: r.get(("web", "require-review", "review")) == "fail")
+    guard.api.delete("guardtrusts", "one-person")
+    settle(guard, lambda r: r.get(("web", "require-review", "")) == "pass")
+
+    guard.api.create("guardpolicies", TEAM_OWNER)
+    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "fail")
+    waiver = {
+        "apiVersion": "guard.dev/v1alpha1",
+        "kind": "GuardException",
+        "metadata": {"name": "web-owner-later"},
+        "spec": {
+            "policy": "needs-owner",
+            "target": f"{NS}/web",
+            "reason": "the owning team is being named in CHG-7",
+            "owner": "platform-team",
+            "expires": (NOW.date() + dt.timedelta(days=10)).isoformat(),
+        },
+    }
+    guard.api.create("guardexceptions", waiver)
+    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "skip")
+    # Expired: it no longer waives anything.
+    at(guard, NOW + dt.timedelta(days=11))
+    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "fail")
+    at(guard, NOW)
+    guard.api.delete("guardexceptions", "web-owner-later")
+    guard.api.delete("guardpolicies", "needs-owner")
+    guard.api.delete_workload(web)
+    assert guard.service.scanner.wait_until(lambda: report(guard) is None, WAIT)
+
+
+ONE_PERSON: dict[str, Any] = {
+    "apiVersion": "guard.dev/v1alpha1",
+    "kind": "GuardTrust",
+    "metadata": {"name": "one-person"},
+    "spec": {"principals": [{"id": "github:1001", "aliases": ["github:1002"]}]},
+}
