@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -34,7 +34,7 @@ from controller.policy.strictmodel import Strict
 
 # The kinds whose template controllers make objects from: the owners an entry
 # can name. Pods are never owners (what a person made as a Pod is judged).
-OWNER_KINDS = (
+OwnerKind = Literal[
     "Deployment",
     "StatefulSet",
     "DaemonSet",
@@ -42,7 +42,8 @@ OWNER_KINDS = (
     "ReplicationController",
     "Job",
     "CronJob",
-)
+]
+OWNER_KINDS: tuple[str, ...] = get_args(OwnerKind)
 
 # The API server caps an object at about 1.5 MiB; an entry is a few hundred
 # bytes, so one document holds at most this many (``guard kube baseline``
@@ -76,18 +77,7 @@ class BaselineEntry(Strict):
     """One owner that predates enforcement: applies while its uid and its
     template's digest are these."""
 
-    kind: Annotated[
-        Literal[
-            "Deployment",
-            "StatefulSet",
-            "DaemonSet",
-            "ReplicaSet",
-            "ReplicationController",
-            "Job",
-            "CronJob",
-        ],
-        one_of(OWNER_KINDS, "an owner kind"),
-    ]
+    kind: Annotated[OwnerKind, one_of(OWNER_KINDS, "an owner kind")]
     """The owner's kind: a workload whose template controllers make objects from."""
     namespace: Annotated[str, _matching(_NAMESPACE_RE, "a namespace name"), Field(max_length=63)]
     """The owner's namespace."""

@@ -210,6 +210,26 @@ def test_the_baseline_lists_every_owner_that_would_be_denied(
     assert len(entries[("StatefulSet", "db")]["revisions"]) == 1
 
 
+def kubeconfig(folder: Path, server: str, *, current: str = "emulated") -> Path:
+    """A kubeconfig whose context ``emulated`` reaches the emulated API."""
+    config = folder / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": server}}],
+                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {"name": "emulated", "context": {"cluster": "kmock", "user": "tester"}}
+                ],
+                "current-context": current,
+            }
+        )
+    )
+    return config
+
+
 def test_the_cluster_is_read_through_a_kubeconfig(
     guard: RunningGuard,
     baseline: list[dict[str, Any]],
@@ -218,21 +238,7 @@ def test_the_cluster_is_read_through_a_kubeconfig(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``--kubeconfig/--context``: the official client reads the emulated API."""
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": guard.api.url}}],
-                "users": [{"name": "tester", "user": {"token": "test-token"}}],
-                "contexts": [
-                    {"name": "emulated", "context": {"cluster": "kmock", "user": "tester"}}
-                ],
-                "current-context": "elsewhere",
-            }
-        )
-    )
+    config = kubeconfig(tmp_path, guard.api.url, current="elsewhere")
     policies, trust = guard_files
     out = tmp_path / "live.yaml"
     code = main(
@@ -495,21 +501,7 @@ def test_the_audit_reads_the_cluster_through_a_kubeconfig(
     """``guard kube audit --kubeconfig/--context``: what ``deny`` would block in
     the emulated cluster, by namespace or all of them, and nothing once the
     baseline names the workloads that ran before guard."""
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": guard.api.url}}],
-                "users": [{"name": "tester", "user": {"token": "test-token"}}],
-                "contexts": [
-                    {"name": "emulated", "context": {"cluster": "kmock", "user": "tester"}}
-                ],
-                "current-context": "emulated",
-            }
-        )
-    )
+    config = kubeconfig(tmp_path, guard.api.url)
     policies, trust = guard_files
     common = ["kube", "audit", "--kubeconfig", str(config), "--context", "emulated",
               "--policies", str(policies), "--trust", str(trust), "--format", "json"]  # fmt: skip
