@@ -315,44 +315,45 @@ def test_reports_follow_trust_and_exceptions(reporting: RunningGuard, cast: Cast
     expires."""
     guard = reporting
     guard.runtime.now = lambda: NOW
-    web = owned(workload("Deployment", "web", NS, WEB), None)
+    web = owned(workload("Deployment", "web-trust", NS, WEB), None)
     guard.api.create_workload(web)
     guard.api.create(
-        "reviewattestations", attestation_resource("web-review", NS, envelope(cast.ci))
+        "reviewattestations", attestation_resource("web-trust-review", NS, envelope(cast.ci))
     )
-    settle(guard, lambda r: r.get(("web", "require-review", "")) == "pass")
+    settle(guard, lambda r: r.get(("web-trust", "require-review", "")) == "pass")
 
     # bob (github:1002) approved alice's (github:1001) change; the trust now
     # says they are one person, so the approval is the author's own.
     guard.api.create("guardtrusts", ONE_PERSON)
-    settle(guard, lambda r: r.get(("web", "require-review", "review")) == "fail")
+    settle(guard, lambda r: r.get(("web-trust", "require-review", "review")) == "fail")
     guard.api.delete("guardtrusts", "one-person")
-    settle(guard, lambda r: r.get(("web", "require-review", "")) == "pass")
+    settle(guard, lambda r: r.get(("web-trust", "require-review", "")) == "pass")
 
     guard.api.create("guardpolicies", TEAM_OWNER)
-    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "fail")
+    settle(guard, lambda r: r.get(("web-trust", "needs-owner", "has-owner")) == "fail")
     waiver = {
         "apiVersion": "guard.dev/v1alpha1",
         "kind": "GuardException",
         "metadata": {"name": "web-owner-later"},
         "spec": {
             "policy": "needs-owner",
-            "target": f"{NS}/web",
+            "target": f"{NS}/web-trust",
             "reason": "the owning team is being named in CHG-7",
             "owner": "platform-team",
             "expires": (NOW.date() + dt.timedelta(days=10)).isoformat(),
         },
     }
     guard.api.create("guardexceptions", waiver)
-    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "skip")
+    settle(guard, lambda r: r.get(("web-trust", "needs-owner", "has-owner")) == "skip")
     # Expired: it no longer waives anything.
     at(guard, NOW + dt.timedelta(days=11))
-    settle(guard, lambda r: r.get(("web", "needs-owner", "has-owner")) == "fail")
+    settle(guard, lambda r: r.get(("web-trust", "needs-owner", "has-owner")) == "fail")
     at(guard, NOW)
     guard.api.delete("guardexceptions", "web-owner-later")
     guard.api.delete("guardpolicies", "needs-owner")
+    guard.api.delete("reviewattestations", "web-trust-review", NS)
     guard.api.delete_workload(web)
-    assert guard.service.scanner.wait_until(lambda: report(guard) is None, WAIT)
+    settle(guard, lambda r: not any(k[0] == "web-trust" for k in r))
 
 
 ONE_PERSON: dict[str, Any] = {
