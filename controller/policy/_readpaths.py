@@ -45,8 +45,10 @@ _LITERAL_LOOKUP_RE = re.compile(r"""\s*,\s*(?:'[^'\\]*'|"[^"\\]*")""")
 _LOOKUP_CALL_RE = re.compile(r"\blookup\s*\(\s*$")
 
 
-# Variables that hold (parts of) the object and are worth trimming.
-TRIMMED_VARIABLES = ("object", "after", "oldObject", "before", "podSpec")
+# Variables that hold (parts of) the object and are worth trimming; also
+# ``resource`` and ``request``, whose names and addresses few rules read and
+# which would otherwise make every subject's content different.
+TRIMMED_VARIABLES = ("object", "after", "oldObject", "before", "podSpec", "resource", "request")
 # List variables whose elements are trimmed to what comprehensions read.
 TRIMMED_LISTS = ("containers",)
 _BINDING_BEFORE_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*$")

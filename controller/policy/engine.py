@@ -48,6 +48,9 @@ from controller.policy.unknowns import probe_values
 
 # Distinct (kind, namespace, labels) shapes whose matching policies are remembered.
 MATCHING_CACHE_SIZE = 4096
+# Distinct subject contents whose rule outcomes one plan remembers (a key is
+# the trimmed variables' JSON text, typically well under a kilobyte).
+OUTCOME_CACHE_SIZE = 4096
 REVIEW_RULE = "review"
 
 
@@ -165,6 +168,12 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
 
 
 @dataclass(frozen=True)
+class RuleOutcome:
+    result: Result
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class _Plan:
     """How to evaluate one shape of subject (its target and matching policies),
     worked out once: the rules to run, the variables to convert and how far
@@ -174,6 +183,11 @@ class _Plan:
     needed: frozenset[str]
     trims: Mapping[str, frozenset[tuple[str, ...]]]
     helpers: frozenset[str] | None
+    # Every rule's outcome by the subject's ``Contexts.content_key`` (see
+    # ``Engine.outcomes``); bounded, and it lives as long as this engine.
+    outcomes: dict[bytes, tuple[RuleOutcome, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def _plan_for(target: Target, compiled: Sequence[CompiledPolicy]) -> _Plan:
@@ -189,12 +203,6 @@ def _plan_for(target: Target, compiled: Sequence[CompiledPolicy]) -> _Plan:
     for rule in running:
         helpers = None if helpers is None or rule.helpers is None else helpers | rule.helpers
     return _Plan(rules, needed, trims, helpers)
-
-
-@dataclass(frozen=True)
-class RuleOutcome:
-    result: Result
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -357,14 +365,13 @@ class Engine:
         plan = self._plan(subject.target, matched)
         findings: list[Finding] = []
         has_state = subject.object is not None or subject.old_object is not None
-        contexts = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+        outcomes = iter(self.outcomes(plan, subject) if has_state else ())
         for policy_rules, rules in plan.rules:
             policy = policy_rules.policy
-            if has_state:
-                for rule in rules:
-                    outcome = self.run_rule(rule, contexts)
-                    if outcome.result is not Result.passed:
-                        findings.append(self._finding(policy, rule, outcome, subject))
+            for rule in rules if has_state else ():
+                outcome = next(outcomes)
+                if outcome.result is not Result.passed:
+                    findings.append(self._finding(policy, rule, outcome, subject))
             if policy.spec.review is not None and subject.artifacts:
                 findings.extend(self.review_findings(policy, subject, review))
         findings.extend(self.broken_findings(matched, subject))
@@ -383,6 +390,29 @@ class Engine:
             count += 1
             findings.extend(self.evaluate(subject, review=review).findings)
         return Decision.of(findings, subjects=count, notes=[*notes, *self.exception_notes()])
+
+    def outcomes(self, plan: _Plan, subject: Subject) -> tuple[RuleOutcome, ...]:
+        """The outcome of every rule of ``plan`` on ``subject``, in plan order.
+
+        A rule can read nothing but its compiled program, the registered
+        helpers (pure functions) and the trimmed variables with the unknown
+        paths; the program and helpers are fixed by the plan, so outcomes
+        are remembered per plan by the subject's ``content_key``. Pods a
+        controller makes from one template, or a module's repeated
+        resources, are then judged once. Findings, waivers and review are
+        still worked out for every subject.
+        """
+        contexts = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+        key = contexts.content_key()
+        found = plan.outcomes.get(key) if key is not None else None
+        if found is not None:
+            return found
+        found = tuple(self.run_rule(rule, contexts) for _, rules in plan.rules for rule in rules)
+        if key is not None:
+            if len(plan.outcomes) >= OUTCOME_CACHE_SIZE:
+                plan.outcomes.clear()
+            plan.outcomes[key] = found
+        return found
 
     def run_rule(self, rule: CompiledRule, contexts: Contexts) -> RuleOutcome:
         """One rule on one subject, including the unknown-value probes.

@@ -20,9 +20,12 @@ Two realistic workloads, each request a different object with its own uid (no
 server may be flattered by seeing the same object twice):
 
 - **deployment**: a person creates a Deployment with three containers, an init
-  container, env, probes, volumes and a verified review attestation;
+  container, env, probes, volumes and a verified review attestation; each one
+  has other memory limits, a field the rules read, so guard remembers no rule
+  outcome from one to the next;
 - **pod**: the ReplicaSet controller creates a Pod for such a Deployment (the
-  most frequent request in a real cluster).
+  most frequent request in a real cluster); like a ReplicaSet's Pods they
+  differ in name, uid and owner, not in what the rules read.
 
 Targets (printed, never asserted): guard >= 80% of Kopf allow-all's throughput
 in the median round, no round under 60%, guard's CPU per request <= 1.3x Kopf
@@ -143,6 +146,10 @@ def workloads() -> dict[str, Callable[[int], tuple[dict[str, Any], str]]]:
         obj["metadata"]["name"] = f"web-{i}"
         obj["metadata"]["labels"]["release"] = str(i)
         obj["spec"]["template"]["spec"] = copy.deepcopy(spec)
+        # A field the rules read differs every time, so no rule outcome is
+        # remembered from one Deployment to the next.
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            container["resources"]["limits"]["memory"] = f"{256 + i}Mi"
         obj["spec"]["template"]["metadata"]["annotations"] = {"build": str(i)}
         return obj, "carol@example.com"
 

@@ -21,6 +21,7 @@ from controller.kube.owners import OwnerSource, owner_record
 from controller.kube.request import parse_review
 from controller.policy.baseline import GuardBaseline
 from controller.policy.bundled import bundled_policies_path
+from controller.policy.contexts import Contexts
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle
 from tests.bench import bench_admission, bench_baseline, bench_engine
@@ -48,6 +49,22 @@ def test_the_admission_benchmark_sends_reviews() -> None:
         # Every request carries a different object: no cache keyed by it may flatter guard.
         objects = [json.loads(body)["request"]["object"] for body in bodies]
         assert objects[0] != objects[1]
+
+
+def test_only_the_admission_benchmark_pods_share_what_the_rules_read() -> None:
+    """Deployments always differ in a field the rules read (no remembered rule
+    outcome flatters them); a ReplicaSet's Pods differ only in what they don't."""
+    engine = Engine(load_bundle(bundled_policies_path()).policies)
+    for workload, shared in (("deployment", False), ("pod", True)):
+        keys = []
+        for body in bench_admission.review_bodies(workload, 2):
+            subject = subject_of(
+                parse_review(json.loads(body)), controller_identities=frozenset({CONTROLLER_USER})
+            )
+            plan = engine._plan(subject.target, engine.matching(subject))
+            keys.append(Contexts(subject, plan.needed, plan.trims, plan.helpers).content_key())
+        assert keys[0] is not None
+        assert (keys[0] == keys[1]) is shared, workload
 
 
 def test_the_performance_doc_names_only_benchmarks_and_settings_that_exist() -> None:
