@@ -55,6 +55,19 @@ _BINDING_BEFORE_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(
 _CHAIN_RE = re.compile(r"(?:\s*\.\s*[A-Za-z_]\w*(?!\w)(?!\s*\())*")
 _CHAIN_FIELD_RE = re.compile(r"[A-Za-z_]\w*")
 _LOOKUP_PATH_RE = re.compile(r"""\s*,\s*(?:'([^'\\]*)'|"([^"\\]*)")""")
+# The last segment of a path read only for presence (``has(c.a.b)``,
+# ``c.a.b != null``): the value is kept as an empty stand-in of its kind,
+# so only whether it is there, and whether it is null, survives trimming.
+# A real key of this name is kept whole, which only keeps more.
+PRESENCE = "\x00presence"
+_HAS_BEFORE_RE = re.compile(r"\bhas\s*\(\s*$")
+_CLOSE_RE = re.compile(r"\s*\)")
+# What may stand before an operand of ``!=``/``==`` without taking it as its
+# own operand (``x + c.a != null`` reads ``c.a`` whole).
+_OPERAND_START_RE = re.compile(r"(?:^|[(\[,?:]|&&|\|\|)\s*$")
+# ``null ==`` at the start of an operand, and what may end that operand.
+_NULL_FIRST_RE = re.compile(r"(?:^|[(\[,?:]|&&|\|\|)\s*null\s*[!=]=\s*$")
+_OPERAND_END_RE = re.compile(r"\s*(?:$|[)\],?:]|&&|\|\|)")
 
 
 def _blank_strings(source: str) -> str:
@@ -82,8 +95,8 @@ def access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
             continue  # where a comprehension binds the name, not a use
         chain = _CHAIN_RE.match(rest)
         fields = tuple(_CHAIN_FIELD_RE.findall(chain.group(0))) if chain else ()
-        if fields:
-            paths.add(fields)
+        if fields and chain is not None:
+            paths.add(_chain_path(source, blank, use, chain.end(), fields))
             continue
         if _NULL_CHECK_RE.match(rest) or re.search(r"null\s*[!=]=\s*$", before):
             continue
@@ -120,6 +133,27 @@ def element_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
             return None
         bound.add(macro.group(1))
     return union_paths(*(access_paths(source, variable) for variable in bound))
+
+
+def _chain_path(
+    source: str, blank: str, use: re.Match[str], chain_end: int, fields: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The path a select chain on a variable reads: the chain itself, the
+    chain and a literal ``lookup`` path after it (``lookup(c.resources,
+    'limits.cpu', '')``), or the chain for presence only."""
+    before = blank[: use.start()]
+    after = blank[use.end() + chain_end :]
+    literal = _LOOKUP_PATH_RE.match(source[use.end() + chain_end :])
+    if literal and _LOOKUP_CALL_RE.search(before):
+        # A list index ends the path: the list is kept whole.
+        return fields + tuple(_take_while_names((literal.group(1) or literal.group(2)).split(".")))
+    if _HAS_BEFORE_RE.search(before) and _CLOSE_RE.match(after):
+        return (*fields, PRESENCE)
+    if _OPERAND_START_RE.search(before) and _NULL_CHECK_RE.match(after):
+        return (*fields, PRESENCE)
+    if _NULL_FIRST_RE.search(before) and _OPERAND_END_RE.match(after):
+        return (*fields, PRESENCE)
+    return fields
 
 
 def _take_while_names(parts: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from controller.policy._readpaths import (
+    PRESENCE,
     access_paths,
     element_paths,
     prune,
@@ -61,8 +62,24 @@ def test_the_word_object_inside_a_string_is_not_a_use() -> None:
         ("object == null || object.spec.replicas > 1", {("spec", "replicas")}),
         (
             "has(object.metadata.labels) && object.metadata.labels.owner != ''",
-            {("metadata", "labels"), ("metadata", "labels", "owner")},
+            {("metadata", "labels", PRESENCE), ("metadata", "labels", "owner")},
         ),
+        # Presence only: has(), and a comparison with null that takes the
+        # chain as its whole operand.
+        (
+            "object.spec.x != null && null == object.spec.y",
+            {("spec", "x", PRESENCE), ("spec", "y", PRESENCE)},
+        ),
+        ("object.spec.x + 1 != null", {("spec", "x")}),
+        ("!object.spec.x != null", {("spec", "x")}),
+        ("null == object.spec.x.size()", {("spec", "x")}),
+        (
+            "has(object.spec.x.y) || object.spec.x.size() > 0",
+            {("spec", "x", "y", PRESENCE), ("spec", "x")},
+        ),
+        # A literal lookup path continues the chain it is given.
+        ("lookup(object.spec, 'template.metadata', {}) != {}", {("spec", "template", "metadata")}),
+        ("lookup(object.spec, 'list.0.x', {}) != {}", {("spec", "list")}),
         (
             "lookup(object, 'spec.template.metadata.labels', {}).size() > 0",
             {("spec", "template", "metadata", "labels")},
@@ -86,7 +103,11 @@ def testaccess_paths(expression: str, paths: set[tuple[str, ...]] | None) -> Non
         ("containers.all(c, c.image != '')", {("image",)}),
         (
             "containers.all(c, !has(c.securityContext) || c.securityContext.privileged != true)",
-            {("securityContext",), ("securityContext", "privileged")},
+            {("securityContext", PRESENCE), ("securityContext", "privileged")},
+        ),
+        (
+            "containers.all(c, has(c.resources) && lookup(c.resources, 'limits.cpu', '') != '')",
+            {("resources", PRESENCE), ("resources", "limits", "cpu")},
         ),
         (
             "containers.exists(c, lookup(c, 'resources.limits', {}).size() > 0)",
@@ -112,3 +133,11 @@ def test_pruned_objects_keep_every_path_a_rule_reads() -> None:
     assert prune(obj, {("a", "b"), ("f",)}) == {"a": {"b": {"c": 1, "d": 2}}, "f": [1, 2]}
     assert prune(obj, {("a", "missing")}) == {"a": {}}
     assert prune(obj, set()) == {}
+    # Presence keeps an empty stand-in of a map, and anything else whole.
+    assert prune(obj, {("a", PRESENCE), ("f", PRESENCE), ("g", PRESENCE)}) == {
+        "a": {},
+        "f": [1, 2],
+        "g": 4,
+    }
+    assert prune(obj, {("a", PRESENCE), ("a", "e")}) == {"a": {"e": 3}}
+    assert prune(obj, {("missing", PRESENCE)}) == {}
