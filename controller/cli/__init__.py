@@ -67,6 +67,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         if command.module in registered:
             continue  # registered with the other command of its module
         if argv is None or (wanted is not None and wanted.module == command.module):
+            # By name from the catalog, so that only the command that runs
+            # pays for its module; tests/cli/test_startup.py checks that each
+            # name registers the command it lists.
             importlib.import_module(command.module).register(commands)
             registered.add(command.module)
         else:
