@@ -39,6 +39,11 @@ LAZY_IMPORTS = {
     # one function that needs it, on the first Sigstore bundle or trusted
     # root: a trust with keys only, and every command without one, never pays.
     "controller/attest/bundle.py:_sigstore",
+    # The forge clients (githubkit and its generated models, httpx;
+    # python-gitlab and requests) are imported by the function that reads
+    # that forge: only ``guard attest review --from github|gitlab`` loads them.
+    "controller/cli/forge.py:_github",
+    "controller/cli/forge.py:_gitlab",
 }
 
 

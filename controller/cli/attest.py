@@ -40,6 +40,7 @@ from controller.attest.statement import (
 )
 from controller.attest.trust import load_trust
 from controller.attest.verify import Circumstances, Requirements, Verifier
+from controller.cli.catalog import help_for
 from controller.cli.evidence import envelope_names
 from controller.cli.forge import FORGE_ANSWERS, add_forge_options, forge_predicate
 from controller.cli.options import (
@@ -70,7 +71,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     sub = add_group(
         commands,
         "attest",
-        help="create, co-sign and verify review attestations",
+        help=help_for("attest"),
         description="Make a signed change-review attestation (CI, after the merge), add a "
         "reviewer's signature to it, and verify it as admission and tf-plan do.",
         examples=[

@@ -11,11 +11,12 @@ import argparse
 import datetime as dt
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import InputError
-from controller.forge import github, gitlab
-from controller.forge.model import ChangeRecord
+
+if TYPE_CHECKING:
+    from controller.forge.model import ChangeRecord
 
 FORGES = ("github", "gitlab")
 # Predicate flags the forge answers itself; giving one with --from is a mistake.
@@ -109,6 +110,11 @@ def forge_record(args: argparse.Namespace, now: dt.datetime) -> ChangeRecord:
 
 
 def _github(args: argparse.Namespace) -> ChangeRecord:
+    # githubkit with its generated models and httpx take most of a second to
+    # import; only --from github uses them, so every other command (verify,
+    # sign, and the review of a CI script) never loads them.
+    from controller.forge import github
+
     misplaced = _used(args, ("project", "merge_request"))
     if misplaced:
         raise InputError(f"--from github: {', '.join(misplaced)} are GitLab's; use --pull-request")
@@ -139,6 +145,9 @@ def _github(args: argparse.Namespace) -> ChangeRecord:
 
 
 def _gitlab(args: argparse.Namespace) -> ChangeRecord:
+    # python-gitlab and requests likewise, for --from gitlab alone.
+    from controller.forge import gitlab
+
     misplaced = _used(args, ("repository", "pull_request"))
     if misplaced:
         raise InputError(f"--from gitlab: {', '.join(misplaced)} are GitHub's; use --project")

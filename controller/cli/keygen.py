@@ -13,6 +13,7 @@ from pathlib import Path
 
 from controller.attest.keys import KEY_KINDS, generate
 from controller.attest.trustfile import key_roles, with_key
+from controller.cli.catalog import help_for
 from controller.cli.options import EXIT_OK, Commands, Console, add_command
 from controller.errors import InputError
 
@@ -23,7 +24,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     keygen = add_command(
         commands,
         "keygen",
-        help="make a signing key pair (NAME.key, mode 0600, and NAME.pub)",
+        help=help_for("keygen"),
         description="Make a key pair for an attester (CI) or a reviewer. With a password "
         "the private key is written in cosign's encrypted format, so cosign can use it too "
         "(like `cosign generate-key-pair`).",

@@ -21,6 +21,7 @@ from controller.cli.audit import (
     register_audit,
     report_serve_settings,
 )
+from controller.cli.catalog import help_for
 from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
@@ -79,7 +80,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     serve = add_command(
         commands,
         "serve",
-        help="run the admission webhook (the Kopf operator) in a cluster",
+        help=help_for("serve"),
         description=f"Run the validating admission webhook. It serves POST {WEBHOOK_PATH} "
         "over HTTPS (every other path is denied), /healthz, /readyz and /metrics on the "
         "metrics port, and is ready once policies, trust and attestations are listed. "
@@ -172,7 +173,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     kube = add_group(
         commands,
         "kube",
-        help="Kubernetes manifests, offline",
+        help=help_for("kube"),
         description="Judge Kubernetes manifests offline, exactly as the admission webhook would.",
         examples=[("check rendered manifests in CI", "guard kube check -f manifests.yaml")],
         dest="kube_command",

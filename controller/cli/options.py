@@ -21,11 +21,15 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import InputError
 from controller.policy.bundled import bundled_policies_path
-from controller.policy.documents import GuardPolicy
+
+if TYPE_CHECKING:
+    # For the annotations only: every command imports this module, and
+    # ``guard --help`` should not load pydantic's models to print a list.
+    from controller.policy.documents import GuardPolicy
 
 EXIT_OK = 0
 EXIT_DENIED = 1

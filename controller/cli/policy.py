@@ -19,6 +19,7 @@ from typing import Any
 
 from controller.attest.review import evaluator_for_files
 from controller.attest.statement import check_names_in_file
+from controller.cli.catalog import help_for
 from controller.cli.options import (
     EXIT_DENIED,
     EXIT_INPUT,
@@ -44,7 +45,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     sub = add_group(
         commands,
         "policy",
-        help="lint and test policy documents",
+        help=help_for("policy"),
         description="Lint and test guard documents (GuardPolicy, GuardException, "
         "GuardPolicyTest...) before they reach CI or the cluster.",
         examples=[("lint the bundled policies", "guard policy lint policies/")],

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from controller.attest.files import read_envelope
+from controller.cli.catalog import help_for
 from controller.cli.evidence import envelope_names, passed_phrase
 from controller.cli.options import (
     EXIT_DENIED,
@@ -51,7 +52,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     plan = add_command(
         commands,
         "tf-plan",
-        help="check a Terraform plan against the policies (exit 0, 1 or 2)",
+        help=help_for("tf-plan"),
         description="Check every resource change of a Terraform plan, and the plan's "
         "review attestation, against the policies. PLAN is a binary plan file (guard runs "
         "`terraform show -json` on it), the output of `terraform show -json`, or - for JSON "
@@ -101,7 +102,7 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     config = add_command(
         commands,
         "tf-config",
-        help="check Terraform .tf files before a plan exists (exit 0, 1 or 2)",
+        help=help_for("tf-config"),
         description="Read the .tf files of DIR (local modules followed), resolve variable "
         "defaults, literal locals and module inputs, and check the resources against the "
         "policies. What cannot be known without a plan is reported as unknown, never as a "
