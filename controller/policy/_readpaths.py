@@ -12,6 +12,7 @@ trimming-equivalence tests rule out.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -173,14 +174,71 @@ def union_paths(
     return frozenset().union(*sets)  # type: ignore[arg-type]
 
 
+# The read paths of a variable as a tree: each key's subtree, or None where
+# the value is kept whole.
+Trie = dict[str, "Trie | None"]
+
+
 def prune(value: Any, paths: frozenset[tuple[str, ...]] | set[tuple[str, ...]]) -> Any:
     """``value`` with only the given paths (each end kept whole)."""
-    if not isinstance(value, Mapping) or any(not p for p in paths):
+    return prune_trie(value, path_trie(frozenset(paths)))
+
+
+@functools.lru_cache(maxsize=4096)
+def path_trie(paths: frozenset[tuple[str, ...]]) -> Trie | None:
+    """The paths as a tree, worked out once per set of paths (a plan's)."""
+    root: Trie = {}
+    for path in sorted(paths, key=len):
+        node: Trie | None = root
+        for part in path:
+            if node is None:
+                break  # a shorter path already keeps this whole
+            child = node.setdefault(part, {})
+            node = child
+        else:
+            if not path:
+                return None
+            _keep_whole(root, path)
+    return root
+
+
+def _keep_whole(root: Trie, path: tuple[str, ...]) -> None:
+    node = root
+    for part in path[:-1]:
+        child = node[part]
+        if child is None:
+            return
+        node = child
+    node[path[-1]] = None
+
+
+def prune_trie(value: Any, trie: Trie | None) -> Any:
+    """``value`` with only the paths of ``trie`` (see ``path_trie``)."""
+    if trie is None or not isinstance(value, Mapping):
         return value
-    grouped: dict[str, set[tuple[str, ...]]] = {}
-    for path in paths:
-        grouped.setdefault(path[0], set()).add(path[1:])
-    return {key: prune(value[key], rest) for key, rest in grouped.items() if key in value}
+    return {
+        key: value[key] if sub is None else prune_trie(value[key], sub)
+        for key, sub in trie.items()
+        if key in value
+    }
+
+
+def overlaps(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
+    """Whether a read path is a prefix of ``dotted`` or lies inside it."""
+    parts = tuple(part for part in dotted.split(".") if part)
+    reads, inside = _path_index(paths)
+    # A read path is a prefix of ``parts``, or ``parts`` is a prefix of one:
+    # set lookups instead of comparing with every read path (run for every
+    # unknown value of every resource of a plan).
+    return parts in inside or any(parts[:n] in reads for n in range(len(parts) + 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_index(
+    paths: frozenset[tuple[str, ...]],
+) -> tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]]:
+    """The read paths, and every prefix of them (frozensets cache their hash)."""
+    return paths, frozenset(read[:n] for read in paths for n in range(len(read) + 1))
 
 
 def reads_whole_object(source: str) -> bool:

@@ -18,12 +18,16 @@ from typing import Any
 
 import orjson
 
-from controller.policy._readpaths import TRIMMED_LISTS, prune
+from controller.policy._readpaths import TRIMMED_LISTS, overlaps, path_trie, prune_trie
 from controller.policy.celenv import new_context
 from controller.policy.results import Subject
 from controller.policy.unknowns import ABSENT, probe_key, with_unknowns
 from controller.policy.variables import variables_for
 
+# The variables that hold the new state, where values known only after
+# apply are (only Terraform subjects have such values, and Terraform has no
+# variables derived from the object).
+NEW_STATE = ("object", "after")
 # What ``content_key`` writes must tell apart every value CEL tells apart.
 _EXACT = (
     orjson.OPT_PASSTHROUGH_DATETIME
@@ -51,32 +55,43 @@ class Contexts:
         self._plain_variables: dict[str, Any] | None = None
         self._probes: dict[tuple[str, str], Any] = {}
 
-    def _variables(self, obj: Mapping[str, Any] | None) -> dict[str, Any]:
-        variables = variables_for(self.subject, obj)
-        # Derived variables (podSpec, containers) come from the whole object
-        # above; then each variable keeps only the paths the rules read.
-        for name, paths in self.trims.items():
-            value = variables.get(name)
-            if name not in self.needed or value is None:
-                continue
-            if name in TRIMMED_LISTS:
-                if isinstance(value, list):
-                    variables[name] = [prune(item, paths) for item in value]
-            else:
-                variables[name] = prune(value, paths)
-        return {k: v for k, v in variables.items() if k in self.needed}
+    def _variables(self, placeholder: Any) -> dict[str, Any]:
+        """The variables the rules read, each trimmed to the paths they read,
+        with the unknown paths they can see set to ``placeholder``
+        (``ABSENT``: left out).
 
-    def _context(self, obj: Mapping[str, Any] | None) -> Any:
-        return new_context(self._variables(obj), self.helpers)
+        Trimming first and then touching only the unknown paths that overlap
+        what is kept gives the same values as the other way round (both act
+        on paths, and what trimming drops no rule reads), without copying
+        the object for the unknowns no rule reads (most of a plan's: ids,
+        ARNs).
+        """
+        subject = self.subject
+        variables = variables_for(subject, subject.object)
+        trimmed: dict[str, Any] = {}
+        for name, value in variables.items():
+            if name not in self.needed:
+                continue
+            paths = self.trims.get(name)
+            if paths is not None and value is not None:
+                trie = path_trie(paths)
+                if name in TRIMMED_LISTS:
+                    if isinstance(value, list):
+                        value = [prune_trie(item, trie) for item in value]
+                else:
+                    value = prune_trie(value, trie)
+            if subject.unknowns and name in NEW_STATE and isinstance(value, Mapping):
+                seen = [u for u in subject.unknowns if paths is None or overlaps(paths, u)]
+                if seen:
+                    value = with_unknowns(value, seen, placeholder)
+            trimmed[name] = value
+        return trimmed
 
     @property
     def plain_variables(self) -> dict[str, Any]:
         """The trimmed variables the rules read, unknown values left out."""
         if self._plain_variables is None:
-            obj = self.subject.object
-            if obj is not None and self.subject.unknowns:
-                obj = with_unknowns(obj, self.subject.unknowns, ABSENT)
-            self._plain_variables = self._variables(obj)
+            self._plain_variables = self._variables(ABSENT)
         return self._plain_variables
 
     @property
@@ -112,8 +127,5 @@ class Contexts:
         """The context with every unknown set to the stand-in ``value``."""
         key = probe_key(value)
         if key not in self._probes:
-            obj = self.subject.object
-            if obj is not None:
-                obj = with_unknowns(obj, self.subject.unknowns, value)
-            self._probes[key] = self._context(obj)
+            self._probes[key] = new_context(self._variables(value), self.helpers)
         return self._probes[key]

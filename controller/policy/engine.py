@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,7 @@ from controller.policy._readpaths import (
     TRIMMED_LISTS,
     TRIMMED_VARIABLES,
     ReadSet,
+    overlaps,
     read_set,
     union_paths,
 )
@@ -91,7 +91,7 @@ class CompiledRule:
         paths = self.reads.paths.get("after")
         if paths is None:
             return any(path.split(".", 1)[0] in self.reads.words for path in unknowns)
-        return any(_overlaps(paths, unknown) for unknown in unknowns)
+        return any(overlaps(paths, unknown) for unknown in unknowns)
 
     def reads_any(self, located: Sequence[str]) -> bool:
         """Whether the rule (or its message) may read one of these paths,
@@ -101,27 +101,9 @@ class CompiledRule:
             if variable not in self.variables:
                 continue
             paths = self.reads.paths.get(variable)
-            if paths is None or not rest or _overlaps(paths, rest):
+            if paths is None or not rest or overlaps(paths, rest):
                 return True
         return False
-
-
-def _overlaps(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
-    """Whether a read path is a prefix of ``dotted`` or lies inside it."""
-    parts = tuple(part for part in dotted.split(".") if part)
-    reads, inside = _path_index(paths)
-    # A read path is a prefix of ``parts``, or ``parts`` is a prefix of one:
-    # set lookups instead of comparing with every read path (run for every
-    # unknown value of every resource of a plan).
-    return parts in inside or any(parts[:n] in reads for n in range(len(parts) + 1))
-
-
-@functools.lru_cache(maxsize=4096)
-def _path_index(
-    paths: frozenset[tuple[str, ...]],
-) -> tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]]:
-    """The read paths, and every prefix of them (frozensets cache their hash)."""
-    return paths, frozenset(read[:n] for read in paths for n in range(len(read) + 1))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.policy.engine import _overlaps
+from controller.policy._readpaths import overlaps
 
 _part = st.sampled_from(("a", "b", "0", "12", "tags"))
 _paths = st.frozensets(st.lists(_part, max_size=4).map(tuple), max_size=5)
@@ -26,4 +26,4 @@ def _reference(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
 def test_the_index_answers_as_the_prefix_comparison(
     paths: frozenset[tuple[str, ...]], dotted: str
 ) -> None:
-    assert _overlaps(paths, dotted) is _reference(paths, dotted)
+    assert overlaps(paths, dotted) is _reference(paths, dotted)

@@ -132,3 +132,79 @@ def test_trimmed_and_whole_variables_give_the_same_outcomes(obj: dict[str, Any])
     assert [ENGINE.run_rule(r, trimmed) for r in rules] == [
         ENGINE.run_rule(r, whole) for r in rules
     ]
+
+
+TERRAFORM_RULES = [
+    "has(after.encrypted) && after.encrypted == true",
+    "!has(after.acl) || after.acl != 'public-read'",
+    "after.tags != null && lookup(after.tags, 'owner', '') != ''",
+    "has(after.ingress) && after.ingress.all(r, !('0.0.0.0/0' in r.cidr_blocks))",
+    "lookup(after, 'versioning.0.enabled', false) == true",
+    "has(after.policy.Statement)",
+]
+TF_ENGINE = Engine(
+    [
+        GuardPolicy.model_validate(
+            {
+                "apiVersion": "guard.dev/v1alpha1",
+                "kind": "GuardPolicy",
+                "metadata": {"name": "t"},
+                "spec": {
+                    "match": {"terraform": {"types": ["aws_*"]}},
+                    "rules": [
+                        {"name": f"t{i}", "target": "terraform", "expression": e, "message": "bad"}
+                        for i, e in enumerate(TERRAFORM_RULES)
+                    ],
+                },
+            }
+        )
+    ]
+)
+attributes = st.fixed_dictionaries(
+    {},
+    optional={
+        "encrypted": scalars,
+        "acl": st.sampled_from(["private", "public-read", ""]),
+        "tags": st.one_of(st.none(), st.dictionaries(st.sampled_from(["owner", "env"]), scalars)),
+        "ingress": st.lists(
+            st.fixed_dictionaries(
+                {"cidr_blocks": st.lists(st.sampled_from(["0.0.0.0/0", "10.0.0.0/8"]), max_size=2)}
+            ),
+            max_size=2,
+        ),
+        "versioning": st.lists(st.fixed_dictionaries({"enabled": scalars}), max_size=2),
+        "policy": small,
+        "arn": st.just("arn:x"),
+    },
+)
+UNKNOWN_PATHS = (
+    "encrypted", "acl", "tags", "tags.owner", "tags.env", "ingress", "ingress.0",
+    "ingress.0.cidr_blocks", "ingress.1.cidr_blocks.0", "versioning.0.enabled",
+    "policy", "policy.Statement", "arn", "id",
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(attributes, st.lists(st.sampled_from(UNKNOWN_PATHS), max_size=4, unique=True))
+def test_trimmed_and_whole_terraform_values_with_unknowns_give_the_same_outcomes(
+    after: dict[str, Any], unknowns: list[str]
+) -> None:
+    subject = Subject(
+        target=Target.terraform,
+        address="aws_s3_bucket.b",
+        kind="resource",
+        type="aws_s3_bucket",
+        name="b",
+        namespace=None,
+        action="create",
+        object=after,
+        unknowns=tuple(unknowns),
+    )
+    plan = TF_ENGINE._plan(subject.target, TF_ENGINE.matching(subject))
+    assert plan.trims.get("after") is not None
+    trimmed = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+    whole = Contexts(subject, plan.needed, {}, plan.helpers)
+    rules = [rule for _, rules in plan.rules for rule in rules]
+    assert [TF_ENGINE.run_rule(r, trimmed) for r in rules] == [
+        TF_ENGINE.run_rule(r, whole) for r in rules
+    ]
