@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from controller.report.context import ReportContext, applied_exceptions
 from controller.report.output import parse_outputs, write_reports
 from controller.report.redact import redacted
 from controller.report.registry import FORMAT_NAMES
+from controller.strict import collector_paused
 from controller.terraform.inputs import plan_input
 from controller.terraform.lines import address_lines
 from controller.terraform.review import JSON_ONLY_REASON, PlanReview, attestation_verifier
@@ -175,7 +177,12 @@ def tf_plan_command(args: argparse.Namespace) -> int:
     outputs = parse_outputs(args.format, args.output, quiet=quiet)
     policies = load_policies(args.policies, args.exceptions)
     attestations = attestation_files(args.attestation)
-    plan = plan_input(args.plan, args.terraform_dir)
+    # The plan's values live until the command ends. While they are built
+    # the collector would walk them again and again for no garbage, and
+    # afterwards they are left out of its walks (``gc.freeze``).
+    with collector_paused():
+        plan = plan_input(args.plan, args.terraform_dir)
+    gc.freeze()
     index = _hcl_config().ConfigIndex.of(args.config_dir) if args.config_dir else None
     now = dt.datetime.now(dt.UTC)
     verifier = attestation_verifier(args.trust, attestations, now)

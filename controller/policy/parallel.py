@@ -73,6 +73,9 @@ def decide(
     # Buffered output would be written once more by every child.
     sys.stdout.flush()
     sys.stderr.flush()
+    # A caller that froze the collector itself (a one-shot command) keeps
+    # its objects frozen; otherwise they are unfrozen again afterwards.
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     try:
         children = [_fork(engine, part) for part in slices[1:]]
@@ -85,7 +88,8 @@ def decide(
                 answer = [f for s in part for f in engine.evaluate(s, review=review).findings]
             findings.extend(answer)
     finally:
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
     return Decision.of(findings, subjects=len(subjects), notes=[*notes, *engine.exception_notes()])
 
 
