@@ -26,6 +26,7 @@ from controller.policy.documents import (
     GuardTrustSpec,
     ReviewAttestationSpec,
 )
+from controller.policy.strictmodel import documented_schema
 
 VERSION = "v1alpha1"
 
@@ -121,7 +122,7 @@ def _resolve(schema: Any, defs: Mapping[str, Any]) -> Any:
 
 
 def spec_schema(model: type[BaseModel]) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = documented_schema(model)
     return dict(_resolve(raw, raw.get("$defs", {})))
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from controller.policy.baseline import GuardBaseline
 from controller.policy.documents import DOCUMENT_KINDS, ReviewAttestationSpec
+from controller.policy.strictmodel import documented_schema
 
 TITLE = "# Document reference"
 INTRO = """\
@@ -110,7 +111,7 @@ def _default(schema: Mapping[str, Any]) -> str:
 
 def fields(model: type[BaseModel], prefix: str = "spec") -> Iterator[Field]:
     """Every field under ``prefix``, depth first, in the model's order."""
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = documented_schema(model)
     yield from _walk(raw, raw.get("$defs", {}), prefix, set())
 
 
