@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.policy.contexts import Contexts
-from controller.policy.documents import GuardPolicy, Target
+from controller.policy.documents import GuardPolicy
 from controller.policy.engine import Engine
 from controller.policy.results import Subject
+from tests.policy.test_engine import kube, tf
 
 RULES = [
     "containers.all(c, !(has(c.securityContext) && c.securityContext != null && "
@@ -111,27 +112,21 @@ def policy() -> GuardPolicy:
 ENGINE = Engine([policy()])
 
 
-@settings(max_examples=300, deadline=None)
-@given(pod)
-def test_trimmed_and_whole_variables_give_the_same_outcomes(obj: dict[str, Any]) -> None:
-    subject = Subject(
-        target=Target.kubernetes,
-        address="Pod shop/p",
-        kind="Pod",
-        type="Pod",
-        name="p",
-        namespace="shop",
-        action="create",
-        object=obj,
-    )
-    plan = ENGINE._plan(subject.target, ENGINE.matching(subject))
-    assert plan.trims.get("containers") is not None  # the analysis narrowed them
+def assert_trimming_changes_nothing(engine: Engine, subject: Subject, variable: str) -> None:
+    plan = engine._plan(subject.target, engine.matching(subject))
+    assert plan.trims.get(variable) is not None  # the analysis narrowed it
     trimmed = Contexts(subject, plan.needed, plan.trims, plan.helpers)
     whole = Contexts(subject, plan.needed, {}, plan.helpers)
     rules = [rule for _, rules in plan.rules for rule in rules]
-    assert [ENGINE.run_rule(r, trimmed) for r in rules] == [
-        ENGINE.run_rule(r, whole) for r in rules
+    assert [engine.run_rule(r, trimmed) for r in rules] == [
+        engine.run_rule(r, whole) for r in rules
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pod)
+def test_trimmed_and_whole_variables_give_the_same_outcomes(obj: dict[str, Any]) -> None:
+    assert_trimming_changes_nothing(ENGINE, kube(obj), "containers")
 
 
 TERRAFORM_RULES = [
@@ -189,22 +184,4 @@ UNKNOWN_PATHS = (
 def test_trimmed_and_whole_terraform_values_with_unknowns_give_the_same_outcomes(
     after: dict[str, Any], unknowns: list[str]
 ) -> None:
-    subject = Subject(
-        target=Target.terraform,
-        address="aws_s3_bucket.b",
-        kind="resource",
-        type="aws_s3_bucket",
-        name="b",
-        namespace=None,
-        action="create",
-        object=after,
-        unknowns=tuple(unknowns),
-    )
-    plan = TF_ENGINE._plan(subject.target, TF_ENGINE.matching(subject))
-    assert plan.trims.get("after") is not None
-    trimmed = Contexts(subject, plan.needed, plan.trims, plan.helpers)
-    whole = Contexts(subject, plan.needed, {}, plan.helpers)
-    rules = [rule for _, rules in plan.rules for rule in rules]
-    assert [TF_ENGINE.run_rule(r, trimmed) for r in rules] == [
-        TF_ENGINE.run_rule(r, whole) for r in rules
-    ]
+    assert_trimming_changes_nothing(TF_ENGINE, tf(after, tuple(unknowns)), "after")
