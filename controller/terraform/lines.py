@@ -28,8 +28,12 @@ def address_lines(text: bytes, addresses: Iterable[str]) -> dict[str, int]:
     line = text.count(b"\n", 0, start) + 1
     position = start
     for match in _ADDRESS.finditer(text, start):
+        raw = match.group(1)
         try:
-            address = json.loads(match.group(1))
+            # Without an escape the JSON string is its text; only an escaped
+            # one needs the decoder (most plans have none: a decoder call per
+            # resource was most of this scan).
+            address = json.loads(raw) if b"\\" in raw else raw[1:-1].decode("utf-8")
         except ValueError:
             continue
         if address in wanted and address not in found:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.errors import InputError
 from controller.policy.documents import Target
@@ -142,3 +145,14 @@ def test_address_lines_are_found_lazily_in_resource_changes() -> None:
     found = address_lines(text, ["aws_x.a", 'aws_x.b["k"]', "module.m.aws_x.c", "missing"])
     assert found == {"aws_x.a": 4, 'aws_x.b["k"]': 5, "module.m.aws_x.c": 6}
     assert address_lines(text, []) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=8), min_size=1, max_size=5, unique=True))
+def test_every_address_is_found_written_with_or_without_escapes(addresses: list[str]) -> None:
+    entries = [
+        b'{"address": ' + json.dumps(a, ensure_ascii=i % 2 == 1).encode() + b"}"
+        for i, a in enumerate(addresses)
+    ]
+    text = b'{"resource_changes": [\n' + b",\n".join(entries) + b"]}"
+    assert address_lines(text, addresses) == {a: i + 2 for i, a in enumerate(addresses)}
