@@ -180,11 +180,7 @@ def descendants(subject: Subject) -> list[Subject]:
     inherit the annotation, so whoever asks for it must be allowed by the
     policies that will judge them too."""
     found: list[Subject] = []
-    for kind, path in _DESCENDANTS.get(subject.kind, ()):
-        node: Any = subject.object
-        for part in path:
-            node = node.get(part) if isinstance(node, Mapping) else None
-        template = node if isinstance(node, Mapping) else {}
+    for kind, template in descendant_templates(subject):
         found.append(
             Subject(
                 target=Target.kubernetes,
@@ -199,6 +195,18 @@ def descendants(subject: Subject) -> list[Subject]:
                 labels=labels_of(template),
             )
         )
+    return found
+
+
+def descendant_templates(subject: Subject) -> list[tuple[str, Mapping[str, Any]]]:
+    """The kind of each object controllers make from this one, and the
+    template it is made from (empty where the object has none)."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for kind, path in _DESCENDANTS.get(subject.kind, ()):
+        node: Any = subject.object
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        found.append((kind, node if isinstance(node, Mapping) else {}))
     return found
 
 

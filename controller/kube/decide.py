@@ -26,11 +26,14 @@ from controller.kube.inherit import Inheritance, inherited_findings
 from controller.kube.request import JUDGED_OPERATIONS, WORKLOADS, AdmissionRequest
 from controller.kube.result import AdmissionResult, Reason
 from controller.kube.state import PolicySet
-from controller.kube.subjects import workload_subject
+from controller.kube.subjects import labels_of, workload_subject
 from controller.kube.wording import denial_message, shown, warning_text, within_budget
 from controller.policy.documents import Action, GuardPolicy
 from controller.policy.results import Decision, Finding, Subject
 from controller.policy.reviewer import ReviewEvaluator
+
+# Distinct object shapes whose upstream policies one policy set remembers.
+MADE_FROM_MEMO_SIZE = 4096
 
 
 def unsupported_reason(request: AdmissionRequest) -> str | None:
@@ -125,9 +128,29 @@ def made_from(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
     controllers' own requests."""
     if subject.requester is not None and subject.requester.controller:
         return []
+    # Matching decides it, so it is remembered by what decides matching: the
+    # shape of the object and of each template (``Engine.kubernetes_shape``).
+    engine = policies.engine
+    key = (
+        engine.kubernetes_shape(subject.kind, subject.namespace, subject.labels),
+        tuple(
+            engine.kubernetes_shape(kind, subject.namespace, labels_of(template))
+            for kind, template in breakglass.descendant_templates(subject)
+        ),
+    )
+    found = policies.made_from_memo.get(key)
+    if found is None:
+        found = _made_from(policies, subject)
+        if len(policies.made_from_memo) >= MADE_FROM_MEMO_SIZE:
+            policies.made_from_memo.clear()
+        policies.made_from_memo[key] = found
+    return list(found)
+
+
+def _made_from(policies: PolicySet, subject: Subject) -> tuple[GuardPolicy, ...]:
     made = breakglass.descendants(subject)
     if not made:
-        return []
+        return ()
     engine = policies.engine
     own = {p.name for p in engine.matching(subject)}
     found: dict[str, GuardPolicy] = {}
@@ -135,7 +158,7 @@ def made_from(policies: PolicySet, subject: Subject) -> list[GuardPolicy]:
         for policy in engine.matching(child):
             if policy.name not in own:
                 found.setdefault(policy.name, policy)
-    return list(found.values())
+    return tuple(found.values())
 
 
 def reviewer_for(

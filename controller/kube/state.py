@@ -176,6 +176,11 @@ class PolicySet:
     trust_digest: str = ""
     # GuardPolicy name -> uid, for the policies that are custom resources.
     policy_uids: Mapping[str, str] = field(default_factory=dict)
+    # ``decide.made_from`` by subject shape. It lives as long as this set:
+    # other policies or another trust make another PolicySet.
+    made_from_memo: dict[tuple[Any, ...], tuple[GuardPolicy, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def broken_policies(self) -> tuple[PolicyError, ...]:

@@ -315,9 +315,7 @@ class Engine:
         """
         key: tuple[Any, ...]
         if subject.target is Target.kubernetes:
-            labels = subject.labels
-            read = tuple((k, k in labels, labels.get(k)) for k in self._label_keys)
-            key = (subject.kind, subject.namespace, read)
+            key = self.kubernetes_shape(subject.kind, subject.namespace, subject.labels)
         else:
             key = (Target.terraform, subject.kind == "plan", subject.type, subject.action)
         found = self._matching.get(key)
@@ -327,6 +325,14 @@ class Engine:
             found = tuple(p for p in self._candidates if matches(p, subject))
             self._matching[key] = found
         return found
+
+    def kubernetes_shape(
+        self, kind: str, namespace: str | None, labels: Mapping[str, str]
+    ) -> tuple[Any, ...]:
+        """What decides which policies match a Kubernetes subject: its kind,
+        namespace and the labels some selector reads (present, and their values)."""
+        read = tuple((k, k in labels, labels.get(k)) for k in self._label_keys)
+        return (kind, namespace, read)
 
     def _plan(self, target: Target, matched: tuple[GuardPolicy, ...]) -> _Plan:
         key = (target, tuple(p.name for p in matched))
