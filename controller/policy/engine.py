@@ -48,9 +48,10 @@ from controller.policy.unknowns import probe_values
 
 # Distinct (kind, namespace, labels) shapes whose matching policies are remembered.
 MATCHING_CACHE_SIZE = 4096
-# Distinct subject contents whose rule outcomes one plan remembers (a key is
-# the trimmed variables' JSON text, typically well under a kilobyte).
-OUTCOME_CACHE_SIZE = 4096
+# Distinct subject contents whose rule outcomes one plan remembers. A key is
+# the trimmed variables' JSON text, about a kilobyte for a Deployment, so a
+# plan holds at most about a megabyte; the Pods of one template share a key.
+OUTCOME_CACHE_SIZE = 1024
 REVIEW_RULE = "review"
 
 
