@@ -368,6 +368,7 @@ class RunningGuard:
         self.service = GuardService(settings, files, registry=registry)
         self.stop_flag = threading.Event()
         self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._main, name="guard-operator", daemon=True)
 
     @property
@@ -404,9 +405,14 @@ class RunningGuard:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self.service.run(stop_flag=self.stop_flag))
+            asyncio.run(self._run())
         except BaseException as exc:  # reported by start()/the tests
             self.error = exc
+
+    async def _run(self) -> None:
+        # The operator's loop, for work that must run where its clients live.
+        self.loop = asyncio.get_running_loop()
+        await self.service.run(stop_flag=self.stop_flag)
 
     # ----------------------------------------------------------- the API server's part
 
