@@ -205,12 +205,23 @@ class VouchedByAttester:
         return Verdict(tuple(reasons), (FIX_ATTESTER,))
 
 
-def _globs(value: str, patterns: Sequence[str], *, fold_case: bool) -> bool:
+def matches_any(value: str | None, patterns: Sequence[str], *, fold_case: bool = False) -> bool:
+    """Whether ``value`` matches one of the shell patterns (never when absent)."""
+    if value is None:
+        return False
     # ASCII case only: str.casefold maps "ſ" (long s) to "s", which would let
     # github.com/acme/ſhop pass for github.com/acme/shop.
     if fold_case:
         value, patterns = ascii_lower(value), [ascii_lower(p) for p in patterns]
     return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def subject_covered(keys: Sequence[str], key: str, what: str, fix: str) -> Verdict:
+    """Whether a statement's subject digests (``keys``) include ``key``."""
+    if key in keys:
+        return SUCCESS
+    listed = ", ".join(keys) or "no digest guard compares"
+    return failure(f"{what} covers {listed}, not {key}", fix=fix)
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,7 @@ class RepositoryIn:
 
     def check(self, claim: Claim) -> Verdict:
         repository = claim.review.repository
-        if repository.isascii() and _globs(repository, self.repositories, fold_case=True):
+        if repository.isascii() and matches_any(repository, self.repositories, fold_case=True):
             return SUCCESS
         return failure(
             f"repository {claim.review.repository!r} is not one the policy accepts "
@@ -246,7 +257,7 @@ class TargetRefIn:
     target_refs: tuple[str, ...]
 
     def check(self, claim: Claim) -> Verdict:
-        if _globs(claim.review.target_ref, self.target_refs, fold_case=False):
+        if matches_any(claim.review.target_ref, self.target_refs, fold_case=False):
             return SUCCESS
         return failure(
             f"target ref {claim.review.target_ref!r} is not one the policy accepts "

@@ -13,14 +13,13 @@ trusted key signed the envelope (see ``chain``).
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.attest import dsse
-from controller.attest.checks import SUCCESS, Verdict, failure
+from controller.attest.checks import SUCCESS, Verdict, failure, matches_any, subject_covered
 from controller.attest.dsse import Envelope
 from controller.attest.statement import (
     Statement,
@@ -259,20 +258,10 @@ class ProvenanceClaim:
         return f"provenance for {self.digest}"
 
 
-def _listed(value: str | None, patterns: Sequence[str], *, fold_case: bool = False) -> bool:
-    if value is None:
-        return False
-    if fold_case:
-        value, patterns = ascii_lower(value), [ascii_lower(p) for p in patterns]
-    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
-
-
 class ProvenanceSubjectMatches:
     def check(self, claim: ProvenanceClaim) -> Verdict:
-        if claim.digest in claim.statement.subject_keys:
-            return SUCCESS
-        listed = ", ".join(claim.statement.subject_keys) or "no digest guard compares"
-        return failure(f"build provenance covers {listed}, not {claim.digest}", fix=FIX_SOURCE)
+        keys = claim.statement.subject_keys
+        return subject_covered(keys, claim.digest, "build provenance", FIX_SOURCE)
 
 
 @dataclass(frozen=True)
@@ -376,7 +365,7 @@ class SourceRefListed:
 
     def check(self, claim: ProvenanceClaim) -> Verdict:
         ref = claim.source.ref
-        if _listed(ref, self.refs):
+        if matches_any(ref, self.refs):
             return SUCCESS
         return failure(
             f"{claim.about()}: built from ref {shown(ref)}, not one the policy lists "
@@ -425,7 +414,7 @@ class WorkflowAllowed:
                 f"{claim.about()}: workflow {shown(built.workflow_path)} is not one the "
                 f"policy lists ({', '.join(self.paths)})"
             )
-        if not _listed(built.workflow_ref, self.refs):
+        if not matches_any(built.workflow_ref, self.refs):
             reasons.append(
                 f"{claim.about()}: the workflow came from ref {shown(built.workflow_ref)}, "
                 f"not one the policy lists ({', '.join(self.refs)})"

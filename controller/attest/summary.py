@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from controller.attest.checks import CLOCK_SKEW, SUCCESS, Verdict, failure
+from controller.attest.checks import CLOCK_SKEW, SUCCESS, Verdict, failure, subject_covered
 from controller.attest.dsse import Envelope
 from controller.attest.provenance import repository_name, shown
 from controller.attest.statement import Statement, StatementError, Timestamp, utc
@@ -123,10 +123,8 @@ class SummaryClaim:
 
 class SummarySubjectMatches:
     def check(self, claim: SummaryClaim) -> Verdict:
-        if claim.commit in claim.statement.subject_keys:
-            return SUCCESS
-        listed = ", ".join(claim.statement.subject_keys) or "no digest guard compares"
-        return failure(f"source summary covers {listed}, not {claim.commit}", fix=FIX_SUMMARY)
+        keys = claim.statement.subject_keys
+        return subject_covered(keys, claim.commit, "source summary", FIX_SUMMARY)
 
 
 @dataclass(frozen=True)
