@@ -44,6 +44,9 @@ LAZY_IMPORTS = {
     # that forge: only ``guard attest review --from github|gitlab`` loads them.
     "controller/cli/forge.py:_github",
     "controller/cli/forge.py:_gitlab",
+    # The attestation verifier (certificates, signatures, provenance: a sixth
+    # of tf-plan's start-up) is loaded only when a trust is given to verify with.
+    "controller/terraform/review.py:attestation_verifier",
 }
 
 

@@ -831,7 +831,7 @@ class GuardPolicyTestSpec(Strict):
 class Metadata(BaseModel):
     """Object metadata. Only the name matters; server-set fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, defer_build=True)
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
     labels: dict[str, str] = Field(default_factory=dict)
@@ -839,7 +839,7 @@ class Metadata(BaseModel):
 
 
 class _Document(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     api_version: Literal["guard.dev/v1alpha1"] = Field(alias="apiVersion")
     metadata: Metadata

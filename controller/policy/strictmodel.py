@@ -32,6 +32,7 @@ class Strict(BaseModel):
         validate_by_alias=True,
         strict=True,
         frozen=True,
+        defer_build=True,
     )
 
 

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.attest.review import AttestationReview, EnvelopeList
-from controller.attest.trust import load_trust
 from controller.policy.documents import GuardPolicy
 from controller.policy.results import Result, Subject
 from controller.policy.reviewer import ReviewEvaluator, ReviewOutcome
@@ -63,6 +61,12 @@ def attestation_verifier(
     """
     if not trust_paths:
         return None
+    # The verifier's stack (signatures, certificates, provenance) is loaded
+    # only when there is something to verify: a plan judged without trust
+    # never needs it, and it is a sixth of the command's start-up.
+    from controller.attest.review import AttestationReview, EnvelopeList
+    from controller.attest.trust import load_trust
+
     trust = load_trust(list(trust_paths))
     envelopes = EnvelopeList.from_files(attestation_paths)
     return AttestationReview(trust, envelopes, now=lambda: now)

@@ -92,6 +92,26 @@ def test_ci_commands_load_no_forge_client_and_no_kopf(argv: list[str | Path]) ->
     assert loaded == []
 
 
+def test_a_plan_judged_without_trust_loads_no_signature_verifier() -> None:
+    """Without ``--trust`` there is nothing to verify: the attestation stack
+    (certificates, signatures, provenance) stays unloaded."""
+    code, loaded = _loaded(
+        ["tf-plan", FAILING_PLAN, "-q"],
+        ("cryptography", "nacl", "controller.attest.chain", "controller.attest.trust"),
+    )
+    assert code == 1
+    assert loaded == []
+
+
+def test_a_plan_judged_with_trust_loads_the_verifier() -> None:
+    code, loaded = _loaded(
+        ["tf-plan", FAILING_PLAN, "-q", "--trust", DEMO_TRUST],
+        ("controller.attest.chain", "controller.attest.trust"),
+    )
+    assert code == 1
+    assert loaded == ["controller.attest.chain", "controller.attest.trust"]
+
+
 def _listed(parser: argparse.ArgumentParser) -> list[tuple[str, str | None]]:
     """The commands the top-level help lists, in order, with their help."""
     assert parser._subparsers is not None
