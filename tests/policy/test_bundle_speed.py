@@ -23,8 +23,9 @@ import pytest
 from controller.policy._readpaths import TRIMMED_VARIABLES
 from controller.policy.celenv import HELPERS
 from controller.policy.documents import GuardPolicy, Target
-from controller.policy.engine import compile_policy
+from controller.policy.engine import Engine, compile_policy
 from controller.policy.loader import load_bundle
+from controller.policy.results import Subject
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -314,3 +315,32 @@ def test_the_engine_flags_a_rule_that_reads_after_whole() -> None:
     variable_path, literal_fields = compile_policy(policy).rules
     assert variable_path.reads.reads_whole_object
     assert not literal_fields.reads.reads_whole_object
+
+
+def test_the_registry_message_names_each_refused_image_and_works_out_its_registry_once(
+    bundled: list[GuardPolicy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message of ``allowed-registries`` pairs each image with its
+    registry once, not once per allowed pattern (ten times as many helper
+    calls, each a round trip through Python)."""
+    calls: list[str] = []
+    registry_of = HELPERS["imageRegistry"]
+
+    def counted(image: str) -> str:
+        calls.append(image)
+        return str(registry_of(image))
+
+    monkeypatch.setitem(HELPERS, "imageRegistry", counted)  # type: ignore[arg-type]
+    policy = next(p for p in bundled if p.name == "allowed-registries")
+    images = ["ghcr.io/example/app", "redis:7", "registry.example.com/shop/app:1"]
+    pod = {"containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]}
+    subject = Subject(target=Target.kubernetes, address="Pod shop/p", kind="Pod", type="Pod",
+                      name="p", namespace="shop", action="create",
+                      object={"apiVersion": "v1", "kind": "Pod", "spec": pod})  # fmt: skip
+    (finding,) = Engine([policy]).evaluate(subject).findings
+    assert finding.message == (
+        "image(s) from registries that are not allowed: redis:7 (docker.io), "
+        "registry.example.com/shop/app:1 (registry.example.com)"
+    )
+    # The rule once per image, and the message once per image.
+    assert sorted(calls) == sorted(images * 2)
