@@ -11,6 +11,7 @@ each rule runs on its test cases (see ``controller.policy.testing``).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.machinery
 import importlib.util
 import ipaddress
@@ -102,19 +103,29 @@ def parse_quantity(value: Any) -> float:
         raise ValueError(f"not a quantity: {value!r}")
     if isinstance(value, int | float):
         return float(value)
-    text = str(value).strip()
+    return _quantity_of_text(str(value).strip())
+
+
+# Helpers run once per element inside comprehensions, on values that repeat
+# across a cluster's workloads and a plan's resources ("500m", "10.0.0.0/8"):
+# their parsed forms are remembered (immutable; failures are not cached).
+_PARSED_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
+def _quantity_of_text(text: str) -> float:
     match = _QUANTITY_RE.match(text)
     if match is None:
-        raise ValueError(f"not a quantity: {value!r}")
+        raise ValueError(f"not a quantity: {text!r}")
     number, suffix = match.group(1), match.group(2) or ""
     try:
         if suffix[:1] in ("e", "E"):
             return float(Decimal(number + suffix))
         if suffix not in _QUANTITY_SUFFIX:
-            raise ValueError(f"unknown quantity suffix {suffix!r} in {value!r}")
+            raise ValueError(f"unknown quantity suffix {suffix!r} in {text!r}")
         return float(Decimal(number) * _QUANTITY_SUFFIX[suffix])
     except InvalidOperation:
-        raise ValueError(f"not a quantity: {value!r}") from None
+        raise ValueError(f"not a quantity: {text!r}") from None
 
 
 def _is_quantity(value: Any) -> bool:
@@ -126,7 +137,12 @@ def _is_quantity(value: Any) -> bool:
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(str(value).strip(), strict=False)
+    return _network_of_text(str(value).strip())
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
+def _network_of_text(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=False)
 
 
 def _is_cidr(value: Any) -> bool:
