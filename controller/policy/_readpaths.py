@@ -214,7 +214,8 @@ def _keep_whole(root: Trie, path: tuple[str, ...]) -> None:
 
 def prune_trie(value: Any, trie: Trie | None) -> Any:
     """``value`` with only the paths of ``trie`` (see ``path_trie``)."""
-    if trie is None or not isinstance(value, Mapping):
+    # Values come from JSON (dicts); the ABC check is the slow path.
+    if trie is None or (type(value) is not dict and not isinstance(value, Mapping)):
         return value
     return {
         key: value[key] if sub is None else prune_trie(value[key], sub)

@@ -180,7 +180,8 @@ def _lookup(value: Any, path: str, default: Any) -> Any:
     """
     current = value
     for part in str(path).split("."):
-        if isinstance(current, Mapping) and part in current:
+        # The library hands maps over as dicts; the ABC check is the slow path.
+        if (type(current) is dict or isinstance(current, Mapping)) and part in current:
             current = current[part]
         elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
             current = current[int(part)]
