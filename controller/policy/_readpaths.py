@@ -224,6 +224,10 @@ def prune_trie(value: Any, trie: Trie | None) -> Any:
     }
 
 
+# A plan's unknown paths repeat from resource to resource (``id``, ``arn``,
+# ``ingress.0.id``), and each is tested against the same few sets of read
+# paths for the contexts and for every rule: the answers are remembered.
+@functools.lru_cache(maxsize=16384)
 def overlaps(paths: frozenset[tuple[str, ...]], dotted: str) -> bool:
     """Whether a read path is a prefix of ``dotted`` or lies inside it."""
     parts = tuple(part for part in dotted.split(".") if part)

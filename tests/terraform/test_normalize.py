@@ -147,12 +147,44 @@ def test_address_lines_are_found_lazily_in_resource_changes() -> None:
     assert address_lines(text, []) == {}
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(max_size=8), min_size=1, max_size=5, unique=True))
-def test_every_address_is_found_written_with_or_without_escapes(addresses: list[str]) -> None:
+_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _as_go_writes(text: str) -> str:
+    """JSON text as Go's encoding/json writes it (terraform show -json): <, >
+    and & and the other control characters as \\u escapes."""
+    return (
+        '"'
+        + "".join(
+            _GO_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c in "<>&" or ord(c) < 0x20 else c)
+            for c in text
+        )
+        + '"'
+    )
+
+
+_ENCODERS = (
+    lambda a: json.dumps(a, ensure_ascii=False),
+    lambda a: json.dumps(a, ensure_ascii=True),
+    _as_go_writes,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(max_size=8), min_size=1, max_size=5, unique=True),
+    st.lists(st.sampled_from(range(len(_ENCODERS))), min_size=5, max_size=5),
+    st.lists(st.text(max_size=8), max_size=3),
+)
+def test_every_address_is_found_however_it_is_escaped(
+    addresses: list[str], encoders: list[int], others: list[str]
+) -> None:
+    """Addresses written with the fewest escapes, all of them (ASCII only),
+    or as Go writes them, among addresses nobody asked for."""
+    written = [*addresses, *(o for o in others if o not in addresses)]
     entries = [
-        b'{"address": ' + json.dumps(a, ensure_ascii=i % 2 == 1).encode() + b"}"
-        for i, a in enumerate(addresses)
+        b'{"address": ' + _ENCODERS[encoders[i % 5]](a).encode() + b"}"
+        for i, a in enumerate(written)
     ]
     text = b'{"resource_changes": [\n' + b",\n".join(entries) + b"]}"
     assert address_lines(text, addresses) == {a: i + 2 for i, a in enumerate(addresses)}
