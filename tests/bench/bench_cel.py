@@ -22,8 +22,13 @@ from typing import Any
 
 from controller.cli import main as cli_main
 from controller.policy import celenv
-from controller.policy.celenv import HELPERS, VARIABLES
+from controller.policy.bundled import bundled_policies_path
+from controller.policy.celenv import HELPERS, VARIABLES, helpers_used
 from controller.policy.celenv import cel as rust_cel
+from controller.policy.contexts import Contexts
+from controller.policy.engine import Engine
+from controller.policy.loader import load_bundle
+from tests.bench.bench_engine import deployment
 from tests.policy.cel_spec import Case, cases, same
 
 try:
@@ -148,6 +153,63 @@ def main() -> None:
     for label, module in modules.items():
         code, summary = bundle_cases(module)
         print(f"bundle cases with {label}: exit {code}; {summary}")
+    if cpp_cel is not None:
+        binding_per_subject(rounds)
+
+
+def binding_per_subject(rounds: int) -> None:
+    """What one subject costs each library: the engine benchmark's
+    Deployment, its variables trimmed as the engine trims them, bound once
+    and read by every rule of its plan whose expression calls no helper
+    (helpers need typed overloads in cel-cpp). Binding is converting the values (eager in
+    common-expression-language, lazy in cel-cpp's activation)."""
+    engine = Engine(load_bundle(bundled_policies_path()).policies)
+    subject = deployment()
+    plan = engine._plan(subject.target, engine.matching(subject))
+    variables = Contexts(subject, plan.needed, plan.trims, plan.helpers).plain_variables
+    sources = [
+        rule.rule.expression
+        for _, rules in plan.rules
+        for rule in rules
+        if not helpers_used(rule.expression.program)
+    ]
+    rust_programs = [rust_cel.compile(source) for source in sources]
+    env = cpp_cel.NewEnv(variables={name: cpp_cel.Type.DYN for name in variables})
+    cpp_programs = [env.compile(source) for source in sources]
+
+    def rust_bind() -> Any:
+        context = rust_cel.Context()
+        for name, value in variables.items():
+            context.add_variable(name, value)
+        return context
+
+    def rust_all() -> None:
+        context = rust_bind()
+        for program in rust_programs:
+            program.execute(context)
+
+    def cpp_all() -> None:
+        activation = env.Activation(variables)
+        for program in cpp_programs:
+            program.eval(activation)
+
+    runs = {
+        "common-expression-language bind": rust_bind,
+        "common-expression-language bind + rules": rust_all,
+        "cel-expr-python bind": lambda: env.Activation(variables),
+        "cel-expr-python bind + rules": cpp_all,
+    }
+    figures: dict[str, list[float]] = {label: [] for label in runs}
+    for round_ in range(rounds):
+        order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for label in order:
+            start = time.process_time()
+            for _ in range(500):
+                runs[label]()
+            figures[label].append((time.process_time() - start) / 500 * 1e6)
+    print(f"one Deployment, {len(sources)} rules without helpers (CPU µs per subject, median):")
+    for label, values in figures.items():
+        print(f"  {label}: {statistics.median(values):.0f}")
 
 
 if __name__ == "__main__":
