@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.errors import InputError
+from controller.strict import nested_deeper_than
 
 # Nesting, counted in objects and arrays from the top of what is checked.
 # The deepest path of a typed workload (a CronJob's pod template, a
@@ -33,27 +34,11 @@ from controller.errors import InputError
 # JSON rendering) far from Python's limit.
 MAX_DEPTH = 64
 
-_NESTING = frozenset({dict, list})
-
-
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether ``value`` nests objects and arrays more than ``limit`` deep.
-
-    Level by level, without recursion, so a hostile body cannot exhaust the
-    stack while it is measured.
-    """
-    level = [value] if type(value) in _NESTING else []
-    for _ in range(limit):
-        deeper: list[Any] = []
-        add = deeper.append
-        for node in level:
-            for child in node.values() if type(node) is dict else node:
-                if type(child) in _NESTING:
-                    add(child)
-        if not deeper:
-            return False
-        level = deeper
-    return True
+    """Whether ``value`` nests objects and arrays more than ``limit`` deep
+    (measured level by level, without recursion, so a hostile body cannot
+    exhaust the stack while it is measured: the strict reader's measure)."""
+    return nested_deeper_than(value, limit)
 
 
 def json_type(value: Any) -> str:
