@@ -3,26 +3,25 @@
 # a review attestation made by guard itself, then verify it against guard's
 # own release policy, so nothing is pushed that the project's policy rejects.
 #
+# Who wrote and who approved the change is read from GitHub by guard (the
+# merged pull request that produced REVISION on main: its commits' authors,
+# pushers, co-authors and the reviewers' latest verdicts at its last
+# revision), never typed in: the token can read them, nobody can edit them.
+#
 # Environment: GUARD (the guard command), KEY (the release key file; its
 # password, if any, in GUARD_KEY_PASSWORD), TRUST (GuardTrust with its public
-# key), REVISION, CHANGE_ID, HEAD_REVISION, and AUTHORS / APPROVALS as
-# space-separated login=github:ID words. The facts come from the forge in the
-# release workflow and from the test in tests/ship.
+# key), REVISION (the commit that was built), GITHUB_TOKEN (reads the
+# repository, its pull requests and checks), and optionally GITHUB_API_URL
+# and RELEASE_REPOSITORY (default guard-dev/guard).
 set -euo pipefail
 envelope=$1
 here=$(cd "$(dirname "$0")" && pwd)
 image_json="$here/../../build/image/image.json"
 read -r name digest < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["image"], d["digest"])' "$image_json")
 repository=${name%:*}
-flags=()
-for author in $AUTHORS; do flags+=(--author "$author"); done
-for approval in $APPROVALS; do flags+=(--approval "$approval"); done
-$GUARD attest review --key "$KEY" --password-env GUARD_KEY_PASSWORD --attester guard-release \
-    --digest "$repository@$digest" \
-    --repository github.com/guard-dev/guard --target-ref refs/heads/main \
-    --revision "$REVISION" --head-revision "${HEAD_REVISION:-$REVISION}" \
-    --change-system github --change-id "$CHANGE_ID" \
-    --change-uri "https://github.com/guard-dev/guard/pull/$CHANGE_ID" \
-    --check make-test=pass "${flags[@]}" --output "$envelope"
+$GUARD attest review --from github --repository "${RELEASE_REPOSITORY:-guard-dev/guard}" \
+    --commit "$REVISION" --target-ref refs/heads/main \
+    --key "$KEY" --password-env GUARD_KEY_PASSWORD --attester guard-release \
+    --digest "$repository@$digest" --check make-test=pass --output "$envelope"
 $GUARD attest verify "$envelope" --trust "$TRUST" --policy "$here/review-policy.yaml" \
     --digest "$digest"

@@ -104,12 +104,13 @@ def _user(user: User, host: str) -> dict[str, Any]:
 
 @dataclass
 class FakeGitHub:
-    """One repository, acme/shop, and the pull requests of a scenario."""
+    """One repository (acme/shop unless named otherwise) and the pull requests of a scenario."""
 
     web_host: str = "github.com"
     prefix: str = ""
     repo_id: int = 4242
     owner: User = field(default_factory=lambda: User(9000, "acme", "Organization"))
+    name: str = "shop"
     pulls: dict[int, Pull] = field(default_factory=dict)
     # commit sha -> pull request numbers listed with it (commits/{sha}/pulls).
     commit_pulls: dict[str, list[int]] = field(default_factory=dict)
@@ -128,6 +129,10 @@ class FakeGitHub:
     tokens: set[str] = field(default_factory=lambda: {"gh-token"})
     api_url: str = ""
 
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
     def fail(
         self, path: str, status: int, headers: dict[str, str] | None = None, times: int = 1
     ) -> None:
@@ -141,10 +146,10 @@ class FakeGitHub:
             example(model),
             {
                 "id": self.repo_id,
-                "name": "shop",
-                "full_name": "acme/shop",
+                "name": self.name,
+                "full_name": self.full_name,
                 "owner": _user(self.owner, self.web_host),
-                "html_url": f"https://{self.web_host}/acme/shop",
+                "html_url": f"https://{self.web_host}/{self.full_name}",
                 "default_branch": "main",
             },
         )
@@ -153,13 +158,15 @@ class FakeGitHub:
         repo = self._repository(False)
         if pull.base_repo_id is not None:
             repo = {**repo, "id": pull.base_repo_id}
-        head_repo = merge(repo, {"id": 5151, "full_name": "mallory/shop"}) if pull.fork else repo
+        head_repo = (
+            merge(repo, {"id": 5151, "full_name": f"mallory/{self.name}"}) if pull.fork else repo
+        )
         body = merge(
             example(model),
             {
                 "number": pull.number,
                 "state": pull.state,
-                "html_url": f"https://{self.web_host}/acme/shop/pull/{pull.number}",
+                "html_url": f"https://{self.web_host}/{self.full_name}/pull/{pull.number}",
                 "user": _user(pull.author, self.web_host),
                 "merged_at": "2026-01-05T12:00:00Z" if pull.merged else None,
                 "merge_commit_sha": pull.merge_commit_sha,
@@ -236,7 +243,7 @@ class FakeGitHub:
         return self._json(BODY, 404)
 
     def _routes(self) -> list[tuple[str, Any]]:
-        repo = r"/repos/acme/shop"
+        repo = "/repos/" + re.escape(self.full_name)
         return [
             (repo, self._get_repo),
             (repo + r"/commits/([0-9a-f]+)/pulls", self._commit_pulls),
@@ -287,7 +294,7 @@ class FakeGitHub:
                     "state": review.state,
                     "commit_id": review.commit_id,
                     "submitted_at": review.submitted_at,
-                    "html_url": f"https://{self.web_host}/acme/shop/pull/{number}#review-{index}",
+                    "html_url": f"https://{self.web_host}/{self.full_name}/pull/{number}#review-{index}",
                 },
             )
             for index, review in enumerate(pull.reviews)
@@ -338,7 +345,7 @@ class FakeGitHub:
         headers = {}
         if start + per_page < len(items):
             headers["Link"] = (
-                f"<http://{self.web_host}{self.prefix}/repos/acme/shop/activity?after={start + per_page}"
+                f"<http://{self.web_host}{self.prefix}/repos/{self.full_name}/activity?after={start + per_page}"
                 f'&per_page={per_page}>; rel="next"'
             )
         return self._json(checked(list[m.Activity], page), 200, headers)
@@ -348,7 +355,7 @@ class FakeGitHub:
             {
                 "type": "deletion",
                 "ruleset_source_type": "Repository",
-                "ruleset_source": "acme/shop",
+                "ruleset_source": self.full_name,
                 "ruleset_id": 1,
             }
         ]
@@ -357,7 +364,7 @@ class FakeGitHub:
                 {
                     "type": "pull_request",
                     "ruleset_source_type": "Repository",
-                    "ruleset_source": "acme/shop",
+                    "ruleset_source": self.full_name,
                     "ruleset_id": 1,
                     "parameters": {
                         "dismiss_stale_reviews_on_push": True,

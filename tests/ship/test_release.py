@@ -1,18 +1,23 @@
 """The release's supply chain: the image's SBOM, the image digest signed with
-a review attestation made by guard itself and verified against guard's own
-release policy, and the release workflow checked by actionlint."""
+a review attestation that guard itself reads from GitHub (a loopback GitHub
+here) and verifies against guard's own release policy, and the release
+workflow checked by actionlint."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from controller.cli import main
+from tests.forge.fakegithub import ALICE, BOB, Commit, FakeGitHub, Pull, Review, User
 from tests.ship.test_lock import _entries
 from tests.ship.tools import REPO_ROOT, BuiltImage, built_image, clean_env, run
 
@@ -58,30 +63,62 @@ def _release_key(folder: Path) -> tuple[Path, Path]:
     return folder / "guard-release.key", trust
 
 
-def _sign(image: BuiltImage, tmp_path: Path, **facts: str) -> subprocess.CompletedProcess[str]:
+MERGED = "3" * 40
+HEAD = "1" * 40
+
+
+def _github(httpserver: HTTPServer, approver: User = BOB) -> FakeGitHub:
+    """guard-dev/guard on a loopback GitHub: alice's pull request #42, merged
+    into main as MERGED, approved at its head by ``approver``."""
+    fake = FakeGitHub(
+        api_url=httpserver.url_for("/").rstrip("/"),
+        owner=User(77000, "guard-dev", "Organization"),
+        name="guard",
+    )
+    fake.pulls[42] = Pull(
+        number=42,
+        author=ALICE,
+        head_sha=HEAD,
+        commits=[Commit(HEAD, ALICE)],
+        reviews=[Review(approver, "APPROVED", HEAD, "2026-01-05T11:00:00Z")],
+        merge_commit_sha=MERGED,
+    )
+    fake.commit_pulls[MERGED] = [42]
+    fake.permissions.update({"alice": "write", "bob": "write"})
+    fake.activities.append((ALICE, "push", "refs/heads/feature"))
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(fake.handle)
+    return fake
+
+
+def _sign(
+    image: BuiltImage, tmp_path: Path, github: FakeGitHub, revision: str = MERGED
+) -> subprocess.CompletedProcess[str]:
     key, trust = _release_key(tmp_path)
-    defaults = {
-        "REVISION": "1" * 40,
-        "CHANGE_ID": "42",
-        "AUTHORS": "alice=github:1001",
-        "APPROVALS": "bob=github:1002",
-    }
     env = clean_env(
         GUARD=str(Path(sys.executable).parent / "guard"),
         KEY=str(key),
         TRUST=str(trust),
-        **{**defaults, **facts},
+        REVISION=revision,
+        GITHUB_TOKEN="gh-token",
+        GITHUB_API_URL=github.api_url,
     )
     return run([RELEASE / "sign.sh", tmp_path / "image.intoto.json"], env=env, check=False)
 
 
 def test_release_signs_the_image_digest_and_passes_its_own_policy(
-    image: BuiltImage, tmp_path: Path
+    image: BuiltImage, tmp_path: Path, httpserver: HTTPServer
 ) -> None:
-    result = _sign(image, tmp_path)
+    result = _sign(image, tmp_path, _github(httpserver))
     assert result.returncode == 0, result.stdout + result.stderr
     envelope = json.loads((tmp_path / "image.intoto.json").read_text())
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    # Read from GitHub, not typed: who wrote it, who approved, where it came from.
+    assert [a["id"] for a in predicate["authors"]] == ["github:1001"]
+    assert [a["reviewer"]["id"] for a in predicate["approvals"]] == ["github:1002"]
+    assert predicate["repository"] == "github.com/guard-dev/guard"
+    assert predicate["change"]["id"] == "42"
+    assert predicate["source"]["repositoryId"] == "github:4242"
     # Verified again here, independently of the script, against the policy.
     argv = [
         "attest", "verify", str(tmp_path / "image.intoto.json"),
@@ -92,19 +129,52 @@ def test_release_signs_the_image_digest_and_passes_its_own_policy(
 
 
 def test_a_self_approved_release_is_refused_before_anything_is_pushed(
-    image: BuiltImage, tmp_path: Path
+    image: BuiltImage, tmp_path: Path, httpserver: HTTPServer
 ) -> None:
-    result = _sign(image, tmp_path, APPROVALS="alice=github:1001")
-    # guard attest review refuses to sign it at all (exit 2), before verify
-    # would have rejected it (exit 1): nothing is pushed either way.
+    result = _sign(image, tmp_path, _github(httpserver, approver=ALICE))
+    # The attestation records alice's approval of her own change; the
+    # release policy refuses it (exit 1) before anything is pushed.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "alice approved their own change" in result.stdout
+
+
+def test_a_commit_no_merged_change_produced_is_not_signed(
+    image: BuiltImage, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    result = _sign(image, tmp_path, _github(httpserver), revision="5" * 40)
     assert result.returncode == 2
-    assert "is also an author" in (result.stdout + result.stderr)
+    assert not (tmp_path / "image.intoto.json").exists()
+
+
+def test_an_attestation_read_from_flags_does_not_pass_the_release_policy(
+    image: BuiltImage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The release policy asks for the forge's evidence: the same facts typed
+    as flags (by anyone holding the key) do not count."""
+    key, trust = _release_key(tmp_path)
+    envelope = tmp_path / "typed.json"
+    argv = [
+        "attest", "review", "--key", str(key), "--attester", "guard-release",
+        "--digest", f"{image.repository}@{image.digest}",
+        "--repository", "github.com/guard-dev/guard", "--target-ref", "refs/heads/main",
+        "--revision", MERGED, "--change-system", "github", "--change-id", "42",
+        "--author", "alice=github:1001", "--approval", "bob=github:1002",
+        "--check", "make-test=pass", "--output", str(envelope),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    verify = [
+        "attest", "verify", str(envelope), "--trust", str(trust),
+        "--policy", str(RELEASE / "review-policy.yaml"), "--digest", image.digest,
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(verify) == 1
+    assert "the review was not read from a forge" in capsys.readouterr().out
 
 
 def test_an_attestation_for_another_digest_does_not_verify(
-    image: BuiltImage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    image: BuiltImage, tmp_path: Path, httpserver: HTTPServer
 ) -> None:
-    assert _sign(image, tmp_path).returncode == 0
+    assert _sign(image, tmp_path, _github(httpserver)).returncode == 0
     other = "sha256:" + "0" * 64
     code = main(
         [
