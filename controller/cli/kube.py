@@ -387,7 +387,7 @@ def serve_command(args: argparse.Namespace) -> int:
     # when installed) takes seconds to import, and only guard serve needs it;
     # every other command starts without it. The import contract still sees
     # these imports (tests/test_layout.py lists the one exception).
-    from controller.kube.service import GuardService, preflight
+    from controller.kube.service import GuardService, freeze_start_up_objects, preflight
     from controller.operator import create_registry
 
     files = FileInputs.load(settings.policy_paths, settings.trust_paths)
@@ -405,6 +405,7 @@ def serve_command(args: argparse.Namespace) -> int:
     service = GuardService(
         settings, files, registry=create_registry(reports=bool(settings.reports))
     )
+    freeze_start_up_objects()
     asyncio.run(service.run())
     return EXIT_OK
 

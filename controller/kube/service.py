@@ -10,6 +10,7 @@ exit (failing open during restarts); the chart ships the configuration.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from collections.abc import Mapping
@@ -177,3 +178,17 @@ class GuardService:
         finally:
             await runner.cleanup()
             self.runtime.audit.close()
+
+
+def freeze_start_up_objects() -> None:
+    """Leave everything start-up made out of the garbage collector's walks.
+
+    Imports and loaded policies are about 200,000 objects that live as long
+    as the process. The collector's full pass walks all of them (a tenth of
+    a second on a small node) and would land in the middle of an admission
+    request; frozen, they are never walked again and its passes see only
+    what was made since (``gc.freeze``). Called once by ``guard serve``,
+    before the operator starts.
+    """
+    gc.collect()
+    gc.freeze()

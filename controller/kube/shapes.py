@@ -34,6 +34,7 @@ from controller.strict import nested_deeper_than
 # JSON rendering) far from Python's limit.
 MAX_DEPTH = 64
 
+
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether ``value`` nests objects and arrays more than ``limit`` deep
     (measured level by level, without recursion, so a hostile body cannot

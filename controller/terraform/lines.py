@@ -31,7 +31,9 @@ def address_lines(text: bytes, addresses: Iterable[str]) -> dict[str, int]:
     # is wanted exactly when its bytes are one of these, so only strings with
     # other escapes (\u003c from Go's encoder, \/, \b, \f) need the decoder:
     # a decoder call per resource was most of this scan.
-    encoded = {json.dumps(a, ensure_ascii=False).encode("utf-8", "surrogatepass"): a for a in wanted}
+    encoded = {
+        json.dumps(a, ensure_ascii=False).encode("utf-8", "surrogatepass"): a for a in wanted
+    }
     found: dict[str, int] = {}
     line = text.count(b"\n", 0, start) + 1
     position = start

@@ -230,6 +230,11 @@ def start_guard(tls_dir: Path) -> tuple[Any, Any]:
 
 
 def _serve_guard(tls_dir: Path, conn: multiprocessing.connection.Connection) -> None:
+    # What ``guard serve`` does once its modules and files are loaded.
+    from controller.kube.service import freeze_start_up_objects
+    from tests.operator import harness  # noqa: F401  (loaded before the freeze, as in guard serve)
+
+    freeze_start_up_objects()
     api, guard = start_guard(tls_dir)
     attestation = yaml.safe_load((ROOT / "examples/attestations/app-reviewed.yaml").read_text())
     attestation["metadata"]["namespace"] = "shop"
