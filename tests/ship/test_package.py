@@ -1,14 +1,15 @@
 """guard as users install it: the wheel and sdist built here, installed into a
 fresh virtualenv from the locked wheels (offline), with the default policy
-bundle inside the package, and no deprecation warnings on the way."""
+bundle inside the package, and no deprecation warnings on the way.
+
+``dist`` and ``installed`` are tests/ship/conftest.py's, made once a session:
+the virtualenv is the one the README's CLI steps install the wheel into."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 import tarfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,56 +17,12 @@ import pytest
 from controller import __version__
 from controller.cli import main
 from controller.policy import bundled
-from tests.ship.tools import REPO_ROOT, WHEELHOUSE, clean_env, run
+from tests.ship.install import Dist, Installed
+from tests.ship.tools import REPO_ROOT, clean_env, run
 
 POLICIES = REPO_ROOT / "policies"
 EXAMPLES = REPO_ROOT / "examples"
 BUNDLE_IN_PACKAGE = "controller/policy/bundle/"
-
-
-@dataclass(frozen=True)
-class Dist:
-    wheel: Path
-    sdist: Path
-    log: str
-
-
-@dataclass(frozen=True)
-class Installed:
-    venv: Path
-    install_log: str
-
-    @property
-    def guard(self) -> Path:
-        return self.venv / "bin" / "guard"
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
-    """``python -m build``: the sdist, then the wheel built from that sdist."""
-    out = tmp_path_factory.mktemp("dist")
-    result = run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", out, REPO_ROOT],
-        env=clean_env(),
-    )
-    (wheel,) = out.glob("guard-*.whl")
-    (sdist,) = out.glob("guard-*.tar.gz")
-    return Dist(wheel, sdist, result.stdout + result.stderr)
-
-
-@pytest.fixture(scope="module")
-def installed(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """A fresh virtualenv with the wheel, its dependencies from the locked
-    wheelhouse only (``make wheelhouse``): no index, no network."""
-    if not (WHEELHOUSE / ".done").is_file():
-        pytest.fail(f"{WHEELHOUSE} is missing: run `make wheelhouse` (make test does)")
-    venv = tmp_path_factory.mktemp("venv") / "guard"
-    run([sys.executable, "-m", "venv", venv])
-    result = run(
-        [venv / "bin" / "pip", "install", "--no-index", "--find-links", WHEELHOUSE, dist.wheel],
-        env=clean_env(),
-    )
-    return Installed(venv, result.stdout + result.stderr)
 
 
 def _policy_files() -> dict[str, bytes]:
