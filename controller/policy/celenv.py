@@ -103,29 +103,36 @@ def parse_quantity(value: Any) -> float:
         raise ValueError(f"not a quantity: {value!r}")
     if isinstance(value, int | float):
         return float(value)
-    return _quantity_of_text(str(value).strip())
+    parsed = _quantity_of_text(str(value).strip())
+    if isinstance(parsed, float):
+        return parsed
+    if parsed is None:
+        raise ValueError(f"not a quantity: {value!r}")
+    raise ValueError(f"unknown quantity suffix {parsed!r} in {value!r}")
 
 
 # Helpers run once per element inside comprehensions, on values that repeat
 # across a cluster's workloads and a plan's resources ("500m", "10.0.0.0/8"):
-# their parsed forms are remembered (immutable; failures are not cached).
+# their parsed forms are remembered (immutable values).
 _PARSED_CACHE_SIZE = 4096
 
 
 @functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
-def _quantity_of_text(text: str) -> float:
+def _quantity_of_text(text: str) -> float | str | None:
+    """The quantity ``text`` writes; else the suffix it does not know, or
+    None when it is not a quantity at all (the caller names the value)."""
     match = _QUANTITY_RE.match(text)
     if match is None:
-        raise ValueError(f"not a quantity: {text!r}")
+        return None
     number, suffix = match.group(1), match.group(2) or ""
     try:
         if suffix[:1] in ("e", "E"):
             return float(Decimal(number + suffix))
         if suffix not in _QUANTITY_SUFFIX:
-            raise ValueError(f"unknown quantity suffix {suffix!r} in {text!r}")
+            return suffix
         return float(Decimal(number) * _QUANTITY_SUFFIX[suffix])
     except InvalidOperation:
-        raise ValueError(f"not a quantity: {text!r}") from None
+        return None
 
 
 def _is_quantity(value: Any) -> bool:

@@ -36,6 +36,22 @@ class Strict(BaseModel):
     )
 
 
+def complete_guard_models() -> None:
+    """Build the validator of every guard model now.
+
+    Guard's models build their validators when first used (``defer_build``),
+    so a command builds only those of the documents it reads. A long-running
+    process (``guard serve``) builds them all once at start-up instead: no
+    request pays for a build, and no two threads build one at the same time.
+    """
+    pending: list[type[BaseModel]] = [BaseModel]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("controller.") and not cls.__pydantic_complete__:
+            cls.model_rebuild()
+
+
 def documented_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema (by alias, for validation) with the docstring
     under each field of every guard model in it as that field's description,

@@ -23,5 +23,12 @@ $GUARD attest review --from github --repository "${RELEASE_REPOSITORY:-guard-dev
     --commit "$REVISION" --target-ref refs/heads/main \
     --key "$KEY" --password-env GUARD_KEY_PASSWORD --attester guard-release \
     --digest "$repository@$digest" --check make-test=pass --output "$envelope"
+# The release key signs whatever GitHub shows; the policy decides. A refused
+# envelope is removed so that nothing later in the job can pick it up.
+status=0
 $GUARD attest verify "$envelope" --trust "$TRUST" --policy "$here/review-policy.yaml" \
-    --digest "$digest"
+    --digest "$digest" || status=$?
+if [ "$status" -ne 0 ]; then
+    rm -f "$envelope"
+    exit "$status"
+fi

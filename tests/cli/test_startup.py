@@ -156,3 +156,41 @@ def test_an_unknown_command_is_argparse_usual_error(capsys: pytest.CaptureFixtur
         main(["nosuch"])
     assert exit.value.code == 2
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+_VALIDATORS_PROBE = """\
+import contextlib, io, json, sys
+from controller.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    main(json.loads(sys.argv[1]))
+from controller.policy import documents, strictmodel
+from controller.policy.baseline import GuardBaseline
+kinds = [*documents.DOCUMENT_KINDS.values(), GuardBaseline]
+if sys.argv[2] == "complete":
+    strictmodel.complete_guard_models()
+print(json.dumps({kind.__name__: kind.__pydantic_complete__ for kind in kinds}))
+"""
+
+
+def _validators_built(argv: list[str | Path], complete: bool = False) -> dict[str, bool]:
+    probe = subprocess.run(
+        [
+            sys.executable, "-c", _VALIDATORS_PROBE, json.dumps([str(a) for a in argv]),
+            "complete" if complete else "as-is",
+        ],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    built: dict[str, bool] = json.loads(probe.stdout)
+    return built
+
+
+def test_a_command_builds_the_validators_of_the_documents_it_reads_only() -> None:
+    built = _validators_built(["tf-plan", FAILING_PLAN, "-q"])
+    assert built["GuardPolicy"]
+    assert not any(built[k] for k in ("GuardTrust", "GuardPolicyTest", "GuardBaseline"))
+
+
+def test_guard_serve_builds_every_validator_before_it_serves() -> None:
+    """``guard serve`` calls ``complete_guard_models`` (through
+    ``freeze_start_up_objects``) so that no request builds one."""
+    assert all(_validators_built(["tf-plan", FAILING_PLAN, "-q"], complete=True).values())

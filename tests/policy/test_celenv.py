@@ -72,6 +72,25 @@ def test_bad_quantities_raise(text: str) -> None:
         parse_quantity(text)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (" 5Qi ", "unknown quantity suffix 'Qi' in ' 5Qi '"),
+        ("lots", "not a quantity: 'lots'"),
+        (None, "not a quantity: None"),
+        (["1"], "not a quantity: ['1']"),
+        (True, "not a quantity: True"),
+    ],
+)
+def test_a_bad_quantity_is_named_as_written_every_time(value: Any, message: str) -> None:
+    """The message shows the value as the rule was given it (not its text
+    form), whether its parse is remembered or not."""
+    for _ in range(2):
+        with pytest.raises(ValueError) as raised:
+            parse_quantity(value)
+        assert str(raised.value) == message
+
+
 def test_helper_error_is_an_evaluation_error() -> None:
     with pytest.raises(RuntimeError):
         run('quantity("lots") > 1.0')

@@ -133,9 +133,11 @@ def test_a_self_approved_release_is_refused_before_anything_is_pushed(
 ) -> None:
     result = _sign(image, tmp_path, _github(httpserver, approver=ALICE))
     # The attestation records alice's approval of her own change; the
-    # release policy refuses it (exit 1) before anything is pushed.
+    # release policy refuses it (exit 1) before anything is pushed, and the
+    # refused envelope is not left behind.
     assert result.returncode == 1, result.stdout + result.stderr
     assert "alice approved their own change" in result.stdout
+    assert not (tmp_path / "image.intoto.json").exists()
 
 
 def test_a_commit_no_merged_change_produced_is_not_signed(
@@ -143,6 +145,7 @@ def test_a_commit_no_merged_change_produced_is_not_signed(
 ) -> None:
     result = _sign(image, tmp_path, _github(httpserver), revision="5" * 40)
     assert result.returncode == 2
+    assert f"commit {'5' * 40}: 0 merged pull requests into refs/heads/main" in result.stderr
     assert not (tmp_path / "image.intoto.json").exists()
 
 
