@@ -12,8 +12,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from pytest_httpserver import HTTPServer
 
 from controller.cli import main
@@ -22,6 +24,7 @@ from tests.ship.test_lock import _entries
 from tests.ship.tools import REPO_ROOT, BuiltImage, built_image, clean_env, run
 
 RELEASE = REPO_ROOT / "packaging" / "release"
+README = REPO_ROOT / "README.md"
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "release.yml"
 
 
@@ -206,3 +209,40 @@ def test_release_workflow_signs_with_the_protected_environment_key() -> None:
     assert "secrets.GUARD_RELEASE_KEY" in text
     assert "packaging/release/sign.sh" in text
     assert "bash .ci/run" in text
+
+
+def _jobs() -> dict[str, Any]:
+    jobs: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    return jobs
+
+
+def _runs(job: dict[str, Any]) -> str:
+    return "\n".join(str(step.get("run", "")) for step in job["steps"])
+
+
+def test_the_guard_being_released_never_holds_a_token_that_can_write() -> None:
+    """The job that runs the new guard (and hands it GITHUB_TOKEN to read
+    the review) has read-only permissions; the job that can write runs no
+    guard at all."""
+    jobs = _jobs()
+    signing = [name for name, job in jobs.items() if "packaging/release/sign.sh" in _runs(job)]
+    assert signing == ["sign"]
+    assert set(jobs["sign"]["permissions"].values()) == {"read"}
+    writers = [
+        name for name, job in jobs.items() if "write" in (job.get("permissions") or {}).values()
+    ]
+    assert writers == ["publish"]
+    assert "guard" not in _runs(jobs["publish"]).replace("guard-", "").replace("guard ", "")
+
+
+def test_the_release_publishes_what_the_readme_verifies_with() -> None:
+    (published,) = [
+        str(step["run"])
+        for job in _jobs().values()
+        for step in job["steps"]
+        if "gh release create" in str(step.get("run", ""))
+    ]
+    for name in ("guard-image.intoto.json", "guard-release-trust.yaml"):
+        assert name in README.read_text()
+        assert f"dist/{name}" in published
+    assert "dist/guard-release.pub" in published
