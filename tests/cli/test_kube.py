@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from controller.cli import main
+from controller.kube import service
 from tests.kube.helpers import (
     TEST_POLICIES,
     UNATTESTED,
@@ -148,6 +149,28 @@ def test_serve_refuses_to_start_without_tls(
     assert main([*args, "--tls-cert", str(tmp_path / "no.crt"), "--tls-key", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"--tls-cert {tmp_path / 'no.crt'}: no such file" in err
+
+
+def test_serve_builds_its_validators_and_freezes_start_up_before_the_operator_runs(
+    setup: tuple[Path, Path, Path, Cast], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order ``guard serve`` keeps: files loaded and the service built,
+    then every validator built and start-up frozen, then the operator."""
+    policies, trust, _, _ = setup
+    order: list[str] = []
+
+    class Service:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            order.append("service")
+
+        async def run(self) -> None:
+            order.append("operator")
+
+    monkeypatch.setattr(service, "preflight", lambda settings: order.append("preflight"))
+    monkeypatch.setattr(service, "GuardService", Service)
+    monkeypatch.setattr(service, "freeze_start_up_objects", lambda: order.append("freeze"))
+    assert main(["serve", "--policies", str(policies), "--trust", str(trust)]) == 0
+    assert order == ["preflight", "service", "freeze", "operator"]
 
 
 def test_attestation_takes_files_and_folders_and_the_old_spelling_warns(
