@@ -212,10 +212,6 @@ def binding_per_subject(rounds: int) -> None:
         print(f"  {label}: {statistics.median(values):.0f}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 class CppProgram:
     """One expression compiled by cel-cpp, with the read-out guard's linter
     and planner use (variables, functions) taken from the current library's
@@ -316,3 +312,7 @@ def bundle_cases(module: Any) -> tuple[int, str]:
         celenv.cel = saved
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     return code, lines[-1] if lines else ""
+
+
+if __name__ == "__main__":
+    main()
