@@ -71,7 +71,7 @@ _NULL_FIRST_RE = re.compile(r"(?:^|[(\[,?:]|&&|\|\|)\s*null\s*[!=]=\s*$")
 _OPERAND_END_RE = re.compile(r"\s*(?:$|[)\],?:]|&&|\|\|)")
 
 
-def _blank_strings(source: str) -> str:
+def blank_strings(source: str) -> str:
     """String literals blanked to spaces (quotes kept, positions unchanged)."""
     return _STRING_RE.sub(
         lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], source
@@ -85,7 +85,7 @@ def access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
     null check; anything else (the variable passed whole to a function,
     iterated, compared, indexed with a computed key at its top) gives None.
     """
-    blank = _blank_strings(source)
+    blank = blank_strings(source)
     paths: set[tuple[str, ...]] = set()
     for use in re.finditer(rf"\b{re.escape(name)}\b", blank):
         before = blank[: use.start()].rstrip()
@@ -123,7 +123,7 @@ def element_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
     then every select chain on the bound names anywhere in the rule counts
     (over-counting is safe, it only keeps more). Anything else gives None.
     """
-    blank = _blank_strings(source)
+    blank = blank_strings(source)
     bound: set[str] = set()
     for use in re.finditer(rf"\b{re.escape(name)}\b", blank):
         if blank[: use.start()].rstrip().endswith("."):
@@ -249,7 +249,7 @@ def _path_index(
 def reads_whole_object(source: str) -> bool:
     """Whether ``source`` may read the new object other than field by field."""
     # The word "object" inside a string literal is not a use of the variable.
-    source = _blank_strings(source)
+    source = blank_strings(source)
     for use in _OBJECT_USE_RE.finditer(source):
         rest = source[use.end() :]
         before = source[: use.start()].rstrip()
@@ -280,7 +280,7 @@ def literals(source: str) -> tuple[Any, ...]:
         body = literal[1:-1]
         if "\\" not in body:
             found.setdefault(("str", body), body)
-    blank = _blank_strings(source)
+    blank = blank_strings(source)
     for number in _NUMBER_RE.findall(blank):
         value: Any = float(number) if "." in number else int(number)
         found.setdefault((type(value).__name__, number), value)

@@ -1,72 +1,38 @@
 """The CEL environment shared by Kubernetes and Terraform rules.
 
-The CEL library (``common-expression-language``, Rust-backed) has no type
-checker and lacks helpers policy authors know from Kubernetes
-ValidatingAdmissionPolicy. This module registers those helpers, compiles
-expressions once, and lints them statically: syntax errors, undefined
-variables and unknown functions are caught at load; type errors surface when
-each rule runs on its test cases (see ``controller.policy.testing``).
+The CEL library is ``cel-expr-python``, Google's cel-cpp behind Python
+bindings (chosen by measurement: docs/performance.md, "The CEL library").
+This module declares the helpers policy authors know from Kubernetes
+ValidatingAdmissionPolicy, compiles each expression once with the type
+checker (syntax errors, undefined variables, unknown functions and type
+errors the checker can prove are refused at load), and evaluates it over an
+activation, which converts a subject's values only as rules read them.
+Nothing else in guard touches the library.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import importlib.machinery
-import importlib.util
+import inspect
 import ipaddress
-import json
-import logging
 import re
-import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from types import ModuleType
 from typing import Any
 
+from cel_expr_python import cel
+
+from controller import strict
 from controller.errors import InputError
+from controller.policy._readpaths import blank_strings
 from controller.policy.documents import Target
 
-
-def _load_cel() -> ModuleType:
-    """The CEL library's compiled module, without its package's command line.
-
-    ``import cel`` runs the package's ``__init__``, which imports the
-    library's interactive shell (typer, rich, prompt_toolkit): about a fifth
-    of a second added to every ``guard`` command for nothing guard uses. The
-    compiled extension ``cel.cel`` is the whole library; it is loaded by
-    itself and registered under its own name, so a later ``import cel``
-    (by a user's code in the same process) reuses it instead of
-    initialising the extension a second time, which it refuses.
-    """
-    loaded = sys.modules.get("cel.cel")
-    if loaded is not None:
-        return loaded
-    package = importlib.util.find_spec("cel")
-    if package is None or not package.submodule_search_locations:
-        raise ImportError("the CEL library (common-expression-language) is not installed")
-    spec = importlib.machinery.PathFinder.find_spec("cel", package.submodule_search_locations)
-    if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
-        raise ImportError("the CEL library's compiled module (cel.cel) is missing")
-    # The extension's init function is named after the last part of the name.
-    spec = importlib.util.spec_from_file_location("cel.cel", spec.origin)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cel.cel"] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules["cel.cel"]
-        raise
-    return module
-
-
-cel = _load_cel()
-
-# The library logs every failed helper call; those failures already come back
-# as rule errors (or unknowns), so the log lines would only be noise.
-logging.getLogger("cel").setLevel(logging.CRITICAL)
+# Parameters of guard's helpers: any CEL value. (A ``dyn`` parameter
+# matches no argument at run time in this library; ``google.protobuf.Any``
+# is its "any kind" and matches every one.)
+_ANY = cel.Type("google.protobuf.Any")
 
 # Variables a rule may read, by target (DESIGN.md, "CEL").
 VARIABLES: Mapping[Target, frozenset[str]] = {
@@ -75,17 +41,6 @@ VARIABLES: Mapping[Target, frozenset[str]] = {
     ),
     Target.terraform: frozenset({"object", "oldObject", "after", "before", "resource"}),
 }
-
-# CEL's standard functions and macros as the library names them.
-BUILTIN_FUNCTIONS = frozenset(
-    {
-        "size", "contains", "startsWith", "endsWith", "matches", "has", "all", "exists",
-        "exists_one", "map", "filter", "int", "uint", "double", "string", "bytes", "bool",
-        "timestamp", "duration", "type", "dyn", "max", "min",
-        "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear",
-        "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
-    }
-)  # fmt: skip
 
 _QUANTITY_RE = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)([a-zA-Z]*|[eE][+-]?[0-9]+)?$")
 _QUANTITY_SUFFIX = {
@@ -272,21 +227,26 @@ def _glob(text: str, pattern: str) -> bool:
 
 
 # Terraform plans carry IAM policies, bucket policies and container definitions
-# as JSON strings; a document larger than this is refused rather than parsed.
+# as JSON strings; a document larger or deeper than this is refused rather
+# than parsed (deeper values than a plan's own are never needed, and CEL's
+# runtime walks values recursively).
 _JSON_MAX_CHARS = 1_000_000
+_JSON_LIMITS = strict.Limits(max_depth=100)
 
 
 def _json_decode(text: str) -> Any:
     """``jsonDecode(s)``: a JSON string (such as a plan's IAM ``policy``) as a value.
 
-    Invalid JSON raises, so the rule errors (never a pass); a placeholder for
-    an unknown value is not JSON either, so a rule over it becomes unknown.
+    Read as strictly as guard reads plans: invalid JSON, a duplicate key (AWS
+    and JSON parsers disagree on which copy counts) or a non-finite number
+    raises, so the rule errors (never a pass); a placeholder for an unknown
+    value is not JSON either, so a rule over it becomes unknown.
     """
     if not isinstance(text, str):
         raise ValueError(f"jsonDecode needs a string, not {type(text).__name__}")
     if len(text) > _JSON_MAX_CHARS:
         raise ValueError(f"jsonDecode refuses a document over {_JSON_MAX_CHARS} characters")
-    return json.loads(text)
+    return strict.loads(text, _JSON_LIMITS)
 
 
 def _compare_quantity(a: Any, b: Any) -> int:
@@ -327,75 +287,202 @@ HELPERS: Mapping[str, Callable[..., Any]] = {
     "jsonDecode": _json_decode,
 }
 
-# CEL type names, usable as values (``type(x) == list``); the library reports
-# them as variables.
-TYPE_NAMES = frozenset(
-    {"bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type"}
-)
-
-# Names comprehension macros bind (``c`` in ``containers.all(c, ...)``), which
-# the library reports as variables.
-_BOUND_RE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
-
 
 class CelCompileError(InputError, ValueError):
     """An expression that cannot be used, with the reason."""
 
 
+class CelEvaluationError(InputError, RuntimeError):
+    """An expression that could not be evaluated on these values, with the reason."""
+
+
+def _helper(name: str) -> Callable[..., Any]:
+    """Helper ``name`` as CEL calls it: looked up in ``HELPERS`` at each
+    call (the one table of helpers), and a failure names the helper (the
+    library reports only the exception's text)."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return HELPERS[name](*args)
+        except Exception as exc:
+            text = str(exc)
+            raise ValueError(text if text.startswith(name) else f"{name}: {text}") from None
+
+    return call
+
+
+def _declarations() -> list[Any]:
+    """Every helper, callable both as ``name(x, ...)`` and as ``x.name(...)``,
+    once per number of arguments it takes."""
+    declarations = []
+    for name, function in HELPERS.items():
+        parameters = list(inspect.signature(function).parameters.values())
+        required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+        impl = _helper(name)
+        overloads = [
+            cel.Overload(
+                id=f"guard_{name}_{style}_{arity}",
+                return_type=cel.Type.DYN,
+                parameters=[_ANY] * arity,
+                is_member=style == "member",
+                impl=impl,
+            )
+            for arity in range(required, len(parameters) + 1)
+            for style in ("global", "member")
+        ]
+        declarations.append(cel.FunctionDecl(name, overloads))
+    return declarations
+
+
+_DECLARATIONS = _declarations()
+# One environment per target: the variables its rules may read, all dynamic
+# (objects are whatever the API server or the plan holds), and the helpers.
+_ENVIRONMENTS = {
+    target: cel.NewEnv(
+        variables={name: cel.Type.DYN for name in sorted(names)}, functions=_DECLARATIONS
+    )
+    for target, names in VARIABLES.items()
+}
+# Activations hold only values; any environment builds them.
+_ACTIVATIONS = _ENVIRONMENTS[Target.kubernetes]
+_ERROR = cel.Type.ERROR
+
+
 @dataclass(frozen=True)
 class Compiled:
+    """One checked expression, with the variables and helpers its text names
+    (over-approximated: a comprehension's own name that shadows a variable
+    counts as reading it, which only converts or probes more)."""
+
     source: str
-    program: Any  # cel.Program
+    expression: Any  # the library's checked Expression
+    variables: frozenset[str]
+    helpers: frozenset[str]
 
     def run(self, context: Any) -> Any:
-        return self.program.execute(context)
+        """The expression's value on ``context`` (``new_context``), as a
+        Python value; ``CelEvaluationError`` when CEL reports an error."""
+        try:
+            value = self.expression.eval(context)
+        except Exception as exc:  # such as a helper's value CEL cannot hold: never a pass
+            raise CelEvaluationError(_evaluation_message(str(exc))) from None
+        # Most results are booleans: ``value()`` alone tells them apart (an
+        # error's ``value()`` is its text), and costs a third of ``type()``.
+        result = value.value()
+        if result is True or result is False:
+            return result
+        if value.type() == _ERROR:
+            raise CelEvaluationError(_evaluation_message(str(result)))
+        return value.plain_value()
+
+
+# ``NOT_FOUND: ...`` (a status code first) and `` [INVALID_ARGUMENT]`` after.
+_STATUS_RE = re.compile(r"^[A-Z_]+: |\s*\[[A-Z_]+\]$")
+_MESSAGES = (
+    (re.compile(r"^Key not found in map : "), "no such key "),
+    (re.compile(r"^Applying SELECT to non-message type"), "selecting a field of a value that is not a map"),
+    (re.compile(r"^Non-CEL value type for 'Python function '<function (?:_helper\.<locals>\.)?(\w+)[^']*''(?:\[\d+\])?: "),
+     "a helper returned a value CEL cannot hold: "),
+)  # fmt: skip
+
+
+def _evaluation_message(text: str) -> str:
+    text = _STATUS_RE.sub("", text.strip().splitlines()[0] if text.strip() else "")
+    for pattern, replacement in _MESSAGES:
+        text = pattern.sub(replacement, text, count=1)
+    return text or "evaluation error"
+
+
+# ``ERROR: <input>:LINE:COLUMN: message``, one per problem the library found.
+_PROBLEM_RE = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)")
+_UNDECLARED_RE = re.compile(r"^undeclared reference to '([^']+)'")
+
+
+def _compile_problem(message: str, source: str, target: Target) -> str:
+    """The library's report on ``source`` as one line: undefined variables
+    and unknown functions by name, else the first problem with its place."""
+    problems = [
+        (int(line), int(column), text) for line, column, text in _PROBLEM_RE.findall(message)
+    ]
+    if not problems:
+        first = _STATUS_RE.sub("", message.strip().splitlines()[0] if message.strip() else "")
+        return first or "the expression does not compile"
+    variables: list[str] = []
+    functions: list[str] = []
+    lines = source.split("\n")
+    for line, column, text in problems:
+        undeclared = _UNDECLARED_RE.match(text)
+        if undeclared is None:
+            continue
+        name = undeclared.group(1)
+        at = lines[line - 1][column - 1 : column] if 0 < line <= len(lines) else ""
+        # The library points at the call's parenthesis for a function.
+        if at == "(":
+            functions.append(name)
+        else:
+            variables.append(name.split(".", 1)[0])
+    parts = []
+    if variables:
+        parts.append(
+            f"undefined variable(s) {', '.join(sorted(set(variables)))}; "
+            f"{target.value} rules can read {', '.join(sorted(VARIABLES[target]))}"
+        )
+    if functions:
+        parts.append(f"unknown function(s) {', '.join(sorted(set(functions)))}")
+    if parts:
+        return "; ".join(parts)
+    line, column, text = problems[0]
+    # The library gives no place (-1) for limits on the whole expression.
+    at = f" at {line}:{column}" if line > 0 and column > 0 else ""
+    if text.startswith("Syntax error: "):
+        return f"syntax error{at}: {text.removeprefix('Syntax error: ')}"
+    if text.startswith(("unsupported syntax", "Exceeded max recursion depth")):
+        return f"syntax error{at}: {text}"
+    return f"type error{at}: {text}"
 
 
 def compile_expression(source: str, target: Target) -> Compiled:
-    """Compile and lint one expression; raise ``CelCompileError`` with the reason."""
+    """Compile and check one expression; raise ``CelCompileError`` with the reason."""
     try:
-        program = cel.compile(source)
+        expression = _ENVIRONMENTS[target].compile(source)
     except (ValueError, RuntimeError) as exc:
-        message = str(exc).replace("Failed to parse expression", "syntax error in")
-        # The library draws a caret under the source on extra lines; the
-        # position is already in the first line, and errors are one line.
-        first = message.strip().splitlines()[0] if message.strip() else "syntax error"
-        raise CelCompileError(first) from None
-    bound = set(_BOUND_RE.findall(source))
-    allowed = VARIABLES[target]
-    unknown_vars = sorted(set(program.variables()) - allowed - bound - set(HELPERS) - TYPE_NAMES)
-    if unknown_vars:
-        raise CelCompileError(
-            f"undefined variable(s) {', '.join(unknown_vars)}; "
-            f"{target.value} rules can read {', '.join(sorted(allowed))}"
-        )
-    unknown_functions = sorted(
-        name
-        for name in program.functions()
-        if not name.startswith(("_", "@", "!"))
-        and name not in BUILTIN_FUNCTIONS
-        and name not in HELPERS
+        raise CelCompileError(_compile_problem(str(exc), source, target)) from None
+    return Compiled(
+        source=source,
+        expression=expression,
+        variables=_names_read(source, VARIABLES[target]),
+        helpers=_names_called(source, HELPERS),
     )
-    if unknown_functions:
-        raise CelCompileError(f"unknown function(s) {', '.join(unknown_functions)}")
-    return Compiled(source=source, program=program)
 
 
-def helpers_used(program: Any) -> frozenset[str]:
-    """The registered helpers a compiled expression calls."""
-    return frozenset(name for name in program.functions() if name in HELPERS)
+# An identifier, with the ``.`` that makes it a field or method before it
+# and the ``(`` that makes it a call after it.
+_NAME_USE_RE = re.compile(r"(\.\s*)?(?<!\w)([A-Za-z_]\w*)(\s*\()?")
 
 
-def new_context(variables: Mapping[str, Any], helpers: Iterable[str] | None = None) -> Any:
-    """A context with the given variables and helpers (all of them by default),
-    built once per subject.
+def _names_read(source: str, names: frozenset[str]) -> frozenset[str]:
+    """The variables among ``names`` that ``source`` names outside string
+    literals, other than as a field (``x.object``) or a call."""
+    return frozenset(
+        match.group(2)
+        for match in _NAME_USE_RE.finditer(blank_strings(source))
+        if match.group(2) in names and not match.group(1) and not match.group(3)
+    )
 
-    Registering a helper costs about as much as converting a small value, so
-    the engine names only the helpers its rules call.
+
+def _names_called(source: str, names: Mapping[str, Any]) -> frozenset[str]:
+    """The functions among ``names`` that ``source`` calls (``f(x)`` or ``x.f()``)."""
+    return frozenset(
+        match.group(2)
+        for match in _NAME_USE_RE.finditer(blank_strings(source))
+        if match.group(2) in names and match.group(3)
+    )
+
+
+def new_context(variables: Mapping[str, Any]) -> Any:
+    """The values of one subject's variables, for every rule that judges it.
+
+    The library converts a value into CEL only when an expression reads it,
+    so building this is cheap and what no rule reads is never converted.
     """
-    context = cel.Context()
-    for name in HELPERS if helpers is None else helpers:
-        context.add_function(name, HELPERS[name])
-    for name, value in variables.items():
-        context.add_variable(name, value)
-    return context
+    return _ACTIVATIONS.Activation(variables)

@@ -44,13 +44,10 @@ class Contexts:
         subject: Subject,
         needed: frozenset[str],
         trims: Mapping[str, frozenset[tuple[str, ...]]] | None = None,
-        helpers: frozenset[str] | None = None,
     ) -> None:
         self.subject = subject
         self.needed = needed
         self.trims = trims or {}
-        # The helpers the rules call (None: every helper).
-        self.helpers = helpers
         self._plain: Any = None
         self._plain_variables: dict[str, Any] | None = None
         self._probes: dict[tuple[str, str], Any] = {}
@@ -97,7 +94,7 @@ class Contexts:
     @property
     def plain(self) -> Any:
         if self._plain is None:
-            self._plain = new_context(self.plain_variables, self.helpers)
+            self._plain = new_context(self.plain_variables)
         return self._plain
 
     def content_key(self) -> bytes | None:
@@ -127,5 +124,5 @@ class Contexts:
         """The context with every unknown set to the stand-in ``value``."""
         key = probe_key(value)
         if key not in self._probes:
-            self._probes[key] = new_context(self._variables(value), self.helpers)
+            self._probes[key] = new_context(self._variables(value))
         return self._probes[key]

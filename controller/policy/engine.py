@@ -37,7 +37,12 @@ from controller.policy._readpaths import (
     read_set,
     union_paths,
 )
-from controller.policy.celenv import CelCompileError, Compiled, compile_expression, helpers_used
+from controller.policy.celenv import (
+    CelCompileError,
+    CelEvaluationError,
+    Compiled,
+    compile_expression,
+)
 from controller.policy.contexts import Contexts
 from controller.policy.documents import Action, GuardException, GuardPolicy, Rule, Target
 from controller.policy.invalid import InvalidPolicy
@@ -78,8 +83,6 @@ class CompiledRule:
     reads: ReadSet = field(default_factory=lambda: ReadSet(frozenset(), True, {}))
     # The stand-ins tried for an unknown value (placeholders and the rule's constants).
     probes: tuple[Any, ...] = ()
-    # The registered helpers the rule (and its message) calls; None: any.
-    helpers: frozenset[str] | None = None
 
     def may_depend_on(self, unknowns: Sequence[str]) -> bool:
         """Whether a value at one of these paths of the new state could change
@@ -131,20 +134,17 @@ def compile_policy(policy: GuardPolicy) -> CompiledPolicy:
             except CelCompileError as exc:
                 raise PolicyError(policy.name, rule.name, "messageExpression", str(exc)) from None
         reads = read_set(rule.expression, rule.message_expression or "")
-        variables = set(expression.program.variables())
-        helpers = helpers_used(expression.program)
+        variables = expression.variables
         if message is not None:
-            variables |= set(message.program.variables())
-            helpers |= helpers_used(message.program)
+            variables |= message.variables
         compiled.append(
             CompiledRule(
                 rule=rule,
                 expression=expression,
                 message=message,
-                variables=frozenset(variables),
+                variables=variables,
                 reads=reads,
                 probes=probe_values(reads.literals),
-                helpers=helpers,
             )
         )
     return CompiledPolicy(policy=policy, rules=tuple(compiled))
@@ -160,12 +160,11 @@ class RuleOutcome:
 class _Plan:
     """How to evaluate one shape of subject (its target and matching policies),
     worked out once: the rules to run, the variables to convert and how far
-    to trim them, and the helpers to register."""
+    to trim them."""
 
     rules: tuple[tuple[CompiledPolicy, tuple[CompiledRule, ...]], ...]
     needed: frozenset[str]
     trims: Mapping[str, frozenset[tuple[str, ...]]]
-    helpers: frozenset[str] | None
     # Every rule's outcome by the subject's ``Contexts.content_key`` (see
     # ``Engine.outcomes``); bounded, and it lives as long as this engine.
     outcomes: dict[bytes, tuple[RuleOutcome, ...]] = field(
@@ -182,10 +181,7 @@ def _plan_for(target: Target, compiled: Sequence[CompiledPolicy]) -> _Plan:
         used = [r.reads.paths.get(name, None) for r in running if name in r.variables]
         if all(u is not None for u in used):
             trims[name] = union_paths(*used) or frozenset()
-    helpers: frozenset[str] | None = frozenset()
-    for rule in running:
-        helpers = None if helpers is None or rule.helpers is None else helpers | rule.helpers
-    return _Plan(rules, needed, trims, helpers)
+    return _Plan(rules, needed, trims)
 
 
 @dataclass(frozen=True)
@@ -391,7 +387,7 @@ class Engine:
         resources, are then judged once. Findings, waivers and review are
         still worked out for every subject.
         """
-        contexts = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+        contexts = Contexts(subject, plan.needed, plan.trims)
         key = contexts.content_key()
         found = plan.outcomes.get(key) if key is not None else None
         if found is not None:
@@ -564,8 +560,8 @@ class Engine:
 def _execute(rule: CompiledRule, context: Any) -> RuleOutcome:
     try:
         value = rule.expression.run(context)
-    except Exception as exc:  # the CEL library raises several types; all are errors
-        return RuleOutcome(Result.error, f"rule could not be evaluated: {_cel_error(exc)}")
+    except CelEvaluationError as exc:
+        return RuleOutcome(Result.error, f"rule could not be evaluated: {exc}")
     if value is True:
         return RuleOutcome(Result.passed)
     if value is not False:
@@ -577,13 +573,6 @@ def _execute(rule: CompiledRule, context: Any) -> RuleOutcome:
         try:
             rendered = rule.message.run(context)
             message = str(rendered) if rendered is not None else message
-        except Exception:  # fall back to the static message; the failure still stands
+        except CelEvaluationError:  # the static message; the failure still stands
             pass
     return RuleOutcome(Result.fail, message)
-
-
-def _cel_error(exc: Exception) -> str:
-    text = str(exc).split(". Check that", 1)[0]
-    if isinstance(exc, KeyError):
-        return f"no such key {text}"
-    return text

@@ -1,40 +1,52 @@
 """The CEL specification's conformance cases against the CEL libraries guard
 could sit on: passes, failures, and evaluation time per case.
 
-``python -m tests.bench cel`` prints the table in docs/performance.md. Each
-library compiles every case once; the time is binding the case's variables
-and evaluating, the work guard repeats per rule and subject, measured in
-alternating rounds so that outside load lands on both libraries alike.
+``python -m tests.bench cel`` prints the tables in docs/performance.md.
+guard runs on ``cel-expr-python`` (cel-cpp); ``common-expression-language``,
+the library it ran on before, is measured beside it where it is installed
+(``pip install common-expression-language``). Each library compiles every
+case once; the time is binding the case's variables and evaluating, the
+work guard repeats per rule and subject, measured in alternating rounds so
+that outside load lands on both libraries alike.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import importlib
 import io
 import os
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from cel_expr_python import cel as cpp_cel
+
 from controller.cli import main as cli_main
-from controller.policy import celenv
+from controller.policy import celenv, contexts, engine
 from controller.policy.bundled import bundled_policies_path
-from controller.policy.celenv import HELPERS, VARIABLES, helpers_used
-from controller.policy.celenv import cel as rust_cel
+from controller.policy.celenv import HELPERS, CelEvaluationError, Compiled, new_context
 from controller.policy.contexts import Contexts
+from controller.policy.documents import Target
 from controller.policy.engine import Engine
 from controller.policy.loader import load_bundle
-from tests.bench.bench_engine import deployment
+from tests.bench.bench_engine import deployment, security_group
 from tests.policy.cel_spec import Case, cases, same
 
-try:
-    from cel_expr_python import cel as cpp_cel
-except ImportError:  # measured only where it is installed
-    cpp_cel = None
+
+def _rust_library() -> ModuleType | None:
+    """``common-expression-language``'s compiled module, where it is installed."""
+    try:
+        return importlib.import_module("cel.cel")
+    except ImportError:
+        return None
+
+
+rust_cel = _rust_library()
 
 Runner = Callable[[], Any]
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -47,6 +59,7 @@ class Failed(Exception):
 def prepare_rust(case: Case) -> Runner:
     """``common-expression-language``: compile once; each run builds a
     context and evaluates, errors raised as exceptions."""
+    assert rust_cel is not None
     try:
         program = rust_cel.compile(case.expr)
     except Exception as exc:
@@ -104,11 +117,11 @@ def judge(case: Case, prepare: Callable[[Case], Runner]) -> tuple[bool, Runner |
 def main() -> None:
     rounds = int(os.environ.get("GUARD_BENCH_ROUNDS", "5"))
     kept, skipped = cases()
-    libraries: dict[str, Callable[[Case], Runner]] = {"common-expression-language": prepare_rust}
-    if cpp_cel is not None:
-        libraries["cel-expr-python"] = prepare_cpp
+    libraries: dict[str, Callable[[Case], Runner]] = {"cel-expr-python": prepare_cpp}
+    if rust_cel is not None:
+        libraries["common-expression-language"] = prepare_rust
     else:
-        print("cel-expr-python is not installed: only common-expression-language is measured")
+        print("common-expression-language is not installed: only cel-expr-python is measured")
     print(f"{len(kept)} conformance cases kept, {skipped} left out (protobuf messages, containers)")
     runners: dict[str, dict[int, Runner]] = {}
     for label, prepare in libraries.items():
@@ -147,56 +160,106 @@ def main() -> None:
             f"{label}: {statistics.median(figures):.1f} µs per case (CPU, median of "
             f"{rounds} rounds; min {min(figures):.1f}, max {max(figures):.1f})"
         )
-    modules: dict[str, Any] = {"common-expression-language": rust_cel}
-    if cpp_cel is not None:
-        modules["cel-expr-python"] = CppModule
-    for label, module in modules.items():
-        code, summary = bundle_cases(module)
-        print(f"bundle cases with {label}: exit {code}; {summary}")
-    if cpp_cel is not None:
+    code, summary = bundle_cases()
+    print(f"bundle cases with cel-expr-python: exit {code}; {summary}")
+    idioms(rounds)
+    if rust_cel is not None:
+        with rust_engine():
+            code, summary = bundle_cases()
+        print(f"bundle cases with common-expression-language: exit {code}; {summary}")
         binding_per_subject(rounds)
+
+
+# docs/policies.md, "Writing fast rules": each expression on the engine
+# benchmark's objects (``c`` a container of the Deployment, ``r`` an ingress
+# block of the security group, ``podSpec`` and ``object`` the Deployment's).
+IDIOMS = (
+    "lookup(c, 'image', '') != ''",
+    "has(c.image) && c.image != ''",
+    "lookup(c, 'securityContext.privileged', false) == true",
+    "has(c.securityContext) && c.securityContext != null && "
+    "has(c.securityContext.privileged) && c.securityContext.privileged == true",
+    "lookup(c.securityContext, 'privileged', false) == true",
+    "lookup(podSpec, 'volumes', []).all(v, !has(v.hostPath))",
+    "!has(podSpec.volumes) || podSpec.volumes == null || podSpec.volumes.all(v, !has(v.hostPath))",
+    "lookup(r, 'from_port', 0) <= 22",
+    "!has(r.from_port) || r.from_port == null || r.from_port <= 22",
+    "imageHasDigest(c.image)",
+    "podSpec.containers.all(c, true)",
+    "lookup(object, 'spec.template.metadata.labels.owner', '') != ''",
+)
+
+
+def idioms(rounds: int) -> None:
+    """CPU per evaluation of each idiom on values already bound (a subject's
+    rules share one activation), and what binding each value costs: the
+    first read of a variable converts all of it, once per subject."""
+    subject = deployment()
+    pod_spec = subject.object["spec"]["template"]["spec"]
+    values = {
+        "c": pod_spec["containers"][0],
+        "r": security_group().object["ingress"][0],
+        "podSpec": pod_spec,
+        "object": subject.object,
+    }
+    env = cpp_cel.NewEnv(
+        variables={name: cpp_cel.Type.DYN for name in values},
+        functions=celenv._DECLARATIONS,
+    )
+    programs = {source: env.compile(source) for source in IDIOMS}
+    reads = {f"first read of {name}": env.compile(f"{name} != null") for name in values}
+    figures: dict[str, list[float]] = {label: [] for label in (*IDIOMS, *reads)}
+    for round_ in range(rounds):
+        activation = env.Activation(values)
+        for program in programs.values():
+            program.eval(activation)  # every variable converted before timing
+        order = list(IDIOMS) if round_ % 2 == 0 else list(reversed(IDIOMS))
+        for source in order:
+            program = programs[source]
+            start = time.process_time()
+            for _ in range(2000):
+                program.eval(activation)
+            figures[source].append((time.process_time() - start) / 2000 * 1e6)
+        for label, program in reads.items():
+            name = label.rsplit(" ", 1)[1]
+            start = time.process_time()
+            for _ in range(2000):
+                program.eval(env.Activation({name: values[name]}))
+            figures[label].append((time.process_time() - start) / 2000 * 1e6)
+    print("rule idioms (CPU µs per evaluation on bound values, median):")
+    for label, measured in figures.items():
+        print(f"  {statistics.median(measured):6.1f}  {label}")
 
 
 def binding_per_subject(rounds: int) -> None:
     """What one subject costs each library: the engine benchmark's
     Deployment, its variables trimmed as the engine trims them, bound once
-    and read by every rule of its plan whose expression calls no helper
-    (helpers need typed overloads in cel-cpp). Binding is converting the values (eager in
-    common-expression-language, lazy in cel-cpp's activation)."""
-    engine = Engine(load_bundle(bundled_policies_path()).policies)
+    and read by every rule of its plan. Binding is converting the values
+    (eager in common-expression-language, lazy in cel-cpp's activation)."""
+    assert rust_cel is not None
+    guard = Engine(load_bundle(bundled_policies_path()).policies)
     subject = deployment()
-    plan = engine._plan(subject.target, engine.matching(subject))
-    variables = Contexts(subject, plan.needed, plan.trims, plan.helpers).plain_variables
-    sources = [
-        rule.rule.expression
-        for _, rules in plan.rules
-        for rule in rules
-        if not helpers_used(rule.expression.program)
-    ]
-    rust_programs = [rust_cel.compile(source) for source in sources]
-    env = cpp_cel.NewEnv(variables={name: cpp_cel.Type.DYN for name in variables})
-    cpp_programs = [env.compile(source) for source in sources]
-
-    def rust_bind() -> Any:
-        context = rust_cel.Context()
-        for name, value in variables.items():
-            context.add_variable(name, value)
-        return context
+    plan = guard._plan(subject.target, guard.matching(subject))
+    variables = Contexts(subject, plan.needed, plan.trims).plain_variables
+    rules = [rule.expression for _, plan_rules in plan.rules for rule in plan_rules]
+    rust_rules = [rust_compile(rule.source, subject.target) for rule in rules]
 
     def rust_all() -> None:
-        context = rust_bind()
-        for program in rust_programs:
-            program.execute(context)
+        context = rust_context(variables)
+        for rule in rust_rules:
+            with contextlib.suppress(CelEvaluationError):
+                rule.run(context)
 
     def cpp_all() -> None:
-        activation = env.Activation(variables)
-        for program in cpp_programs:
-            program.eval(activation)
+        context = new_context(variables)
+        for rule in rules:
+            with contextlib.suppress(CelEvaluationError):
+                rule.run(context)
 
     runs = {
-        "common-expression-language bind": rust_bind,
+        "common-expression-language bind": lambda: rust_context(variables),
         "common-expression-language bind + rules": rust_all,
-        "cel-expr-python bind": lambda: env.Activation(variables),
+        "cel-expr-python bind": lambda: new_context(variables),
         "cel-expr-python bind + rules": cpp_all,
     }
     figures: dict[str, list[float]] = {label: [] for label in runs}
@@ -207,109 +270,57 @@ def binding_per_subject(rounds: int) -> None:
             for _ in range(500):
                 runs[label]()
             figures[label].append((time.process_time() - start) / 500 * 1e6)
-    print(f"one Deployment, {len(sources)} rules without helpers (CPU µs per subject, median):")
+    print(f"one Deployment, its {len(rules)} rules (CPU µs per subject, median):")
     for label, values in figures.items():
         print(f"  {label}: {statistics.median(values):.0f}")
 
 
-class CppProgram:
-    """One expression compiled by cel-cpp, with the read-out guard's linter
-    and planner use (variables, functions) taken from the current library's
-    parse of the same text."""
+class RustCompiled(Compiled):
+    """An expression compiled by common-expression-language, run as guard
+    runs its own (errors as ``CelEvaluationError``)."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.parsed = rust_cel.compile(source)
-        self.compiled: dict[frozenset[str], Any] = {}
-
-    def variables(self) -> list[str]:
-        return list(self.parsed.variables())
-
-    def functions(self) -> list[str]:
-        return list(self.parsed.functions())
-
-    def execute(self, context: CppContext) -> Any:
-        helpers = frozenset(context.functions)
-        expression = self.compiled.get(helpers)
-        if expression is None:
-            expression = cpp_env(helpers).compile(self.source, disable_check=True)
-            self.compiled[helpers] = expression
-        result = expression.eval(data=context.variables)
-        if result.type() == cpp_cel.Type.ERROR:
-            raise RuntimeError(str(result.value()))
-        return result.plain_value()
+    def run(self, context: Any) -> Any:
+        try:
+            return self.expression.execute(context)
+        except Exception as exc:
+            raise CelEvaluationError(str(exc)) from None
 
 
-class CppContext:
-    def __init__(self) -> None:
-        self.variables: dict[str, Any] = {}
-        self.functions: dict[str, Any] = {}
-
-    def add_variable(self, name: str, value: Any) -> None:
-        self.variables[name] = value
-
-    def add_function(self, name: str, function: Any) -> None:
-        self.functions[name] = function
+def rust_compile(source: str, target: Target) -> Compiled:
+    """The expression as guard's engine holds it, compiled by
+    common-expression-language; guard's own check decides what compiles."""
+    assert rust_cel is not None
+    checked = celenv.compile_expression(source, target)
+    return RustCompiled(source, rust_cel.compile(source), checked.variables, checked.helpers)
 
 
-_ENVS: dict[frozenset[str], Any] = {}
+def rust_context(variables: Mapping[str, Any]) -> Any:
+    """A common-expression-language context with every helper and the values."""
+    assert rust_cel is not None
+    context = rust_cel.Context()
+    for name, function in HELPERS.items():
+        context.add_function(name, function)
+    for name, value in variables.items():
+        context.add_variable(name, value)
+    return context
 
 
-def cpp_env(helpers: frozenset[str]) -> Any:
-    """A cel-cpp environment with guard's variables and the named helpers,
-    each declared once per arity it accepts (and ``join`` as a method too)."""
-    env = _ENVS.get(helpers)
-    if env is not None:
-        return env
-    cel = cpp_cel
-    declarations = []
-    for name in sorted(helpers):
-        function = HELPERS[name]
-        parameters = inspect.signature(function).parameters.values()
-        required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
-        overloads = [
-            cel.Overload(
-                id=f"{name}_{arity}", return_type=cel.Type.DYN,
-                parameters=[cel.Type.DYN] * arity, impl=function,
-            )
-            for arity in range(required, len(parameters) + 1)
-        ]  # fmt: skip
-        if name == "join":
-            overloads += [
-                cel.Overload(
-                    id=f"{name}_member_{arity}", return_type=cel.Type.DYN,
-                    parameters=[cel.Type.DYN] * arity, is_member=True, impl=function,
-                )
-                for arity in range(required, len(parameters) + 1)
-            ]  # fmt: skip
-        declarations.append(cel.FunctionDecl(name, overloads))
-    names = set().union(*VARIABLES.values())
-    env = cel.NewEnv(variables={name: cel.Type.DYN for name in names}, functions=declarations)
-    _ENVS[helpers] = env
-    return env
-
-
-class CppModule:
-    """The two entry points guard's CEL module uses, over cel-cpp."""
-
-    Context = CppContext
-
-    @staticmethod
-    def compile(source: str) -> CppProgram:
-        return CppProgram(source)
-
-
-def bundle_cases(module: Any) -> tuple[int, str]:
-    """``guard policy test policies/`` with the given CEL module behind the
-    engine: its exit code and summary line."""
-    saved = celenv.cel
-    celenv.cel = module
-    out = io.StringIO()
+@contextlib.contextmanager
+def rust_engine() -> Iterator[None]:
+    """guard's engine with common-expression-language behind it."""
+    saved = engine.compile_expression, contexts.new_context
+    engine.compile_expression, contexts.new_context = rust_compile, rust_context  # type: ignore[assignment]
     try:
-        with contextlib.redirect_stdout(out):
-            code = cli_main(["policy", "test", str(POLICIES)])
+        yield
     finally:
-        celenv.cel = saved
+        engine.compile_expression, contexts.new_context = saved  # type: ignore[assignment]
+
+
+def bundle_cases() -> tuple[int, str]:
+    """``guard policy test policies/``: its exit code and summary line."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(["policy", "test", str(POLICIES)])
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     return code, lines[-1] if lines else ""
 

@@ -62,7 +62,7 @@ def test_only_the_admission_benchmark_pods_share_what_the_rules_read() -> None:
                 parse_review(json.loads(body)), controller_identities=frozenset({CONTROLLER_USER})
             )
             plan = engine._plan(subject.target, engine.matching(subject))
-            keys.append(Contexts(subject, plan.needed, plan.trims, plan.helpers).content_key())
+            keys.append(Contexts(subject, plan.needed, plan.trims).content_key())
         assert keys[0] is not None
         assert (keys[0] == keys[1]) is shared, workload
 

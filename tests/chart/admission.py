@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
+from cel_expr_python import cel
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -83,11 +83,18 @@ def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) ->
     return True
 
 
+# The API server type-checks matchConditions with ``request`` declared; its
+# fields are dynamic here (guard's chart writes only field reads and tests).
+_ENV = cel.NewEnv(variables={"request": cel.Type.DYN})
+
+
 def _conditions_match(conditions: Sequence[Mapping[str, Any]], request: AdmissionRequest) -> bool:
-    context = cel.Context()
-    context.add_variable("request", request.request_variable())
+    activation = _ENV.Activation({"request": request.request_variable()})
     for condition in conditions:
-        verdict = cel.evaluate(condition["expression"], context)
+        result = _ENV.compile(condition["expression"]).eval(activation)
+        if result.type() == cel.Type.ERROR:
+            raise ValueError(f"matchCondition {condition['name']}: {result.value()}")
+        verdict = result.plain_value()
         if not isinstance(verdict, bool):
             raise TypeError(f"matchCondition {condition['name']} returned {verdict!r}")
         if not verdict:

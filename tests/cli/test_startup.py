@@ -23,7 +23,7 @@ from tests.cli.conftest import APP_DIGEST, ATTESTATIONS, DEMO_TRUST, FAILING_PLA
 # Libraries that take from a tenth of a second to seconds to import.
 HEAVY = (
     "pydantic",
-    "cel",
+    "cel_expr_python",
     "githubkit",
     "gitlab",
     "httpx",

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.policy.celenv import CelCompileError, compile_expression, new_context
+from controller.policy.celenv import (
+    CelCompileError,
+    CelEvaluationError,
+    compile_expression,
+    new_context,
+)
 from controller.policy.documents import Target
 
 POLICY = json.dumps(
@@ -65,4 +70,86 @@ def test_a_rule_that_does_not_compile_says_why_in_one_line(source: str) -> None:
     try:
         compile_expression(source, Target.kubernetes)
     except CelCompileError as exc:
+        assert str(exc) and "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ('"a" + 1 == "a1"', "type error at 1:5: found no matching overload for '_+_'"),
+        ("object.?spec", "syntax error at 1:1: unsupported syntax '.?'"),
+        ("object.spec +", "syntax error at 1:14: mismatched input '<EOF>'"),
+        ("objekt.a == 1 && frob(after)", "undefined variable(s) objekt; terraform rules can read"),
+        ("objekt.a == 1 && frob(after)", "; unknown function(s) frob"),
+        (" + ".join(["1"] * 40) + " == 40", "syntax error: Exceeded max recursion depth"),
+    ],
+)
+def test_compile_problems_are_named_with_their_place(expression: str, problem: str) -> None:
+    with pytest.raises(CelCompileError) as raised:
+        compile_expression(expression, Target.terraform)
+    assert problem in str(raised.value)
+    assert "\n" not in str(raised.value) and "INVALID_ARGUMENT" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "value", "problem"),
+    [
+        ("object.a == 1", {}, 'no such key "a"'),
+        ("object.a.b == 1", {"a": 1}, "selecting a field of a value that is not a map"),
+        ("quantity(object.a) > 1.0", {"a": "lots"}, "quantity: not a quantity: 'lots'"),
+        ("jsonDecode(object.a) == 1", {"a": '{"k": 1, "k": 2}'}, "jsonDecode: duplicate key 'k'"),
+        ("jsonDecode(object.a) == 1", {"a": "[" * 101 + "]" * 101}, "jsonDecode: nested too"),
+    ],
+)
+def test_evaluation_problems_name_what_went_wrong(
+    expression: str, value: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(CelEvaluationError) as raised:
+        run(expression, object=value)
+    assert problem in str(raised.value)
+    assert not str(raised.value).startswith(("NOT_FOUND", "INVALID_ARGUMENT", "UNKNOWN"))
+
+
+# Values a rule may be handed that CEL has no type for, or cannot hold.
+odd_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.binary(max_size=3),
+    st.dates(),
+    st.tuples(st.integers(0, 3)),
+    st.frozensets(st.integers(0, 3), max_size=2),
+)
+odd_values = st.recursive(
+    odd_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=3), st.integers(0, 3)), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+READERS = [
+    "object.a == 1",
+    "has(object.a) && object.a.b != null",
+    "size(object) > 0 && object.all(k, k != '')",
+    "lookup(object, 'a.b', 0) == 0",
+    "jsonDecode(lookup(object, 'a', '{}')) == {}",
+    "object == before",
+    "string(object.a) != ''",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(READERS), odd_values, odd_values)
+def test_any_value_gives_a_value_or_an_evaluation_error(
+    expression: str, new: Any, old: Any
+) -> None:
+    """Whatever the values, a rule answers or reports why it could not:
+    never another exception, which would escape the engine's verdicts."""
+    compiled = compile_expression(expression, Target.terraform)
+    try:
+        compiled.run(new_context({"object": {"a": new}, "before": {"a": old}}))
+    except CelEvaluationError as exc:
         assert str(exc) and "\n" not in str(exc)

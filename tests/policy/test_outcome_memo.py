@@ -149,7 +149,7 @@ def tf_subject(obj: dict[str, Any], unknowns: tuple[str, ...], rtype: str) -> Su
 def remembered_and_fresh(subject: Subject) -> tuple[tuple[RuleOutcome, ...], list[RuleOutcome]]:
     plan = ENGINE._plan(subject.target, ENGINE.matching(subject))
     remembered = ENGINE.outcomes(plan, subject)
-    contexts = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+    contexts = Contexts(subject, plan.needed, plan.trims)
     fresh = [ENGINE.run_rule(rule, contexts) for _, rules in plan.rules for rule in rules]
     return remembered, fresh
 
@@ -200,8 +200,8 @@ def test_unknown_paths_are_part_of_the_content() -> None:
     plan = ENGINE._plan(Target.terraform, ENGINE.matching(tf_subject({}, (), "aws_s3_bucket")))
     known = tf_subject({"acl": "private"}, (), "aws_s3_bucket")
     unknown = tf_subject({"acl": "private"}, ("encrypted",), "aws_s3_bucket")
-    key = Contexts(known, plan.needed, plan.trims, plan.helpers).content_key()
-    other = Contexts(unknown, plan.needed, plan.trims, plan.helpers).content_key()
+    key = Contexts(known, plan.needed, plan.trims).content_key()
+    other = Contexts(unknown, plan.needed, plan.trims).content_key()
     assert key is not None and other is not None and key != other
 
 
@@ -209,13 +209,13 @@ def test_values_json_cannot_tell_apart_are_never_remembered() -> None:
     plan = ENGINE._plan(Target.terraform, ENGINE.matching(tf_subject({}, (), "aws_s3_bucket")))
     for value in (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), float("nan"), float("inf"), 2**70):
         subject = tf_subject({"encrypted": value}, (), "aws_s3_bucket")
-        contexts = Contexts(subject, plan.needed, plan.trims, plan.helpers)
+        contexts = Contexts(subject, plan.needed, plan.trims)
         assert contexts.content_key() is None, value
         remembered, fresh = remembered_and_fresh(subject)
         assert list(remembered) == fresh
     # null itself is exact, and a NaN never shares its outcome.
     null = tf_subject({"encrypted": None}, (), "aws_s3_bucket")
-    assert Contexts(null, plan.needed, plan.trims, plan.helpers).content_key() is not None
+    assert Contexts(null, plan.needed, plan.trims).content_key() is not None
 
 
 def test_the_memory_is_bounded(monkeypatch: Any) -> None:

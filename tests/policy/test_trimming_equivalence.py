@@ -33,8 +33,8 @@ RULES = [
     "podSpec.hostPID != null && podSpec.hostPID == true",
     "has(podSpec.volumes) && podSpec.volumes.size() > 0",
     "object.metadata.labels != null ? size(object.metadata.labels) > 0 : false",
-    "!object.metadata.annotations != null",
-    "object.spec.x + 1 != null",
+    "-object.metadata.annotations != null",
+    "object.spec.x + dyn(1) != null",
 ]
 MESSAGE = "'pod ' + resource.name"
 
@@ -115,8 +115,8 @@ ENGINE = Engine([policy()])
 def assert_trimming_changes_nothing(engine: Engine, subject: Subject, variable: str) -> None:
     plan = engine._plan(subject.target, engine.matching(subject))
     assert plan.trims.get(variable) is not None  # the analysis narrowed it
-    trimmed = Contexts(subject, plan.needed, plan.trims, plan.helpers)
-    whole = Contexts(subject, plan.needed, {}, plan.helpers)
+    trimmed = Contexts(subject, plan.needed, plan.trims)
+    whole = Contexts(subject, plan.needed, {})
     rules = [rule for _, rules in plan.rules for rule in rules]
     assert [engine.run_rule(r, trimmed) for r in rules] == [
         engine.run_rule(r, whole) for r in rules

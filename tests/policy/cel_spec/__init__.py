@@ -255,5 +255,6 @@ def same(expected: Any, actual: Any) -> bool:
             and all(same(v, actual[k]) for k, v in expected.items())
         )
     if isinstance(expected, bytes):
-        return isinstance(actual, bytes) and actual == expected
+        # cel-cpp's bindings hand bytes back as a bytearray: the same value.
+        return isinstance(actual, bytes | bytearray) and bytes(actual) == expected
     return type(expected) is type(actual) and expected == actual
