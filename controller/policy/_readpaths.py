@@ -1,7 +1,8 @@
 """What a CEL rule reads: the read-path analysis of its source text.
 
-The CEL library exposes no syntax tree, so the analysis works on the source
-with the string literals blanked out. It is fail-safe by construction: when
+The CEL library's Python bindings expose no syntax tree, so the analysis
+works on the source with the string literals and comments blanked out (and
+``celenv`` refuses the one form it cannot read: a leading-dot name). It is fail-safe by construction: when
 a use of a variable is anything but a plain field path (passed whole to a
 function, iterated, indexed with a computed key), the answer is "reads it
 whole" (``None`` paths, ``reads_whole_object``). Over-approximating only
@@ -19,8 +20,28 @@ from dataclasses import dataclass
 from typing import Any
 
 _FIELD_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")
-_STRING_RE = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
+# CEL's string literals (triple-quoted first, so that three quotes are not
+# read as an empty string and a quote) and its comments (``//`` to the end
+# of the line), read left to right as its lexer reads them: a quote inside a
+# comment, or ``//`` inside a string, is not what it would be on its own.
+_LEXEME_RE = re.compile(
+    r"(?P<string>'''(?:[^\\]|\\.)*?'''" + r'|"""(?:[^\\]|\\.)*?"""'
+    r"|'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*")'
+    r"|(?P<comment>//[^\n]*)",
+    re.DOTALL,
+)
 _PATH_LITERAL_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")
+
+
+def string_literals(source: str) -> list[str]:
+    """The text between the quotes of each string literal of ``source``."""
+    found = []
+    for match in _LEXEME_RE.finditer(source):
+        text = match.group("string")
+        if text is not None:
+            quotes = 3 if len(text) >= 6 and text[:3] in ("'''", '"""') else 1
+            found.append(text[quotes:-quotes])
+    return found
 
 
 def words(source: str) -> set[str]:
@@ -29,9 +50,8 @@ def words(source: str) -> set[str]:
     ``in`` read."""
     # Field reads only (``.name``): loop variables and function names are not
     # attributes of the object, and counting them would probe needlessly.
-    words = set(_FIELD_RE.findall(_STRING_RE.sub(" ", source)))
-    for literal in _STRING_RE.findall(source):
-        text = literal[1:-1]
+    words = set(_FIELD_RE.findall(blank_strings(source)))
+    for text in string_literals(source):
         if _PATH_LITERAL_RE.fullmatch(text):
             words.add(text.split(".", 1)[0])
     return words
@@ -72,10 +92,16 @@ _OPERAND_END_RE = re.compile(r"\s*(?:$|[)\],?:]|&&|\|\|)")
 
 
 def blank_strings(source: str) -> str:
-    """String literals blanked to spaces (quotes kept, positions unchanged)."""
-    return _STRING_RE.sub(
-        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[0], source
-    )
+    """String literals blanked to spaces (a quote kept at each end) and
+    comments to spaces, positions unchanged."""
+    return _LEXEME_RE.sub(_blank, source)
+
+
+def _blank(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if match.group("comment") is not None:
+        return " " * len(text)
+    return text[0] + " " * (len(text) - 2) + text[-1]
 
 
 def access_paths(source: str, name: str) -> frozenset[tuple[str, ...]] | None:
@@ -276,8 +302,7 @@ def literals(source: str) -> tuple[Any, ...]:
     null), in order of appearance: the values an unknown is most likely to be
     judged against, so each is tried as a stand-in for it."""
     found: dict[tuple[str, str], Any] = {}
-    for literal in _STRING_RE.findall(source):
-        body = literal[1:-1]
+    for body in string_literals(source):
         if "\\" not in body:
             found.setdefault(("str", body), body)
     blank = blank_strings(source)

@@ -350,14 +350,13 @@ _ERROR = cel.Type.ERROR
 
 @dataclass(frozen=True)
 class Compiled:
-    """One checked expression, with the variables and helpers its text names
+    """One checked expression, with the variables its text names
     (over-approximated: a comprehension's own name that shadows a variable
     counts as reading it, which only converts or probes more)."""
 
     source: str
     expression: Any  # the library's checked Expression
     variables: frozenset[str]
-    helpers: frozenset[str]
 
     def run(self, context: Any) -> Any:
         """The expression's value on ``context`` (``new_context``), as a
@@ -393,8 +392,10 @@ def _evaluation_message(text: str) -> str:
     return text or "evaluation error"
 
 
-# ``ERROR: <input>:LINE:COLUMN: message``, one per problem the library found.
-_PROBLEM_RE = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)")
+# ``ERROR: <input>:LINE:COLUMN: message`` at the start of a line, one per
+# problem the library found; the lines between echo the source, which may
+# itself hold such text.
+_PROBLEM_RE = re.compile(r"^ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)", re.MULTILINE)
 _UNDECLARED_RE = re.compile(r"^undeclared reference to '([^']+)'")
 
 
@@ -402,7 +403,8 @@ def _compile_problem(message: str, source: str, target: Target) -> str:
     """The library's report on ``source`` as one line: undefined variables
     and unknown functions by name, else the first problem with its place."""
     problems = [
-        (int(line), int(column), text) for line, column, text in _PROBLEM_RE.findall(message)
+        (int(line), int(column), _STATUS_RE.sub("", text))
+        for line, column, text in _PROBLEM_RE.findall(_STATUS_RE.sub("", message.strip()))
     ]
     if not problems:
         first = _STATUS_RE.sub("", message.strip().splitlines()[0] if message.strip() else "")
@@ -415,9 +417,11 @@ def _compile_problem(message: str, source: str, target: Target) -> str:
         if undeclared is None:
             continue
         name = undeclared.group(1)
-        at = lines[line - 1][column - 1 : column] if 0 < line <= len(lines) else ""
-        # The library points at the call's parenthesis for a function.
-        if at == "(":
+        before, at = "", ""
+        if 0 < line <= len(lines) and column > 0:
+            before, at = lines[line - 1][: column - 1], lines[line - 1][column - 1 : column]
+        # The library points at a call's parenthesis, right after the name.
+        if at == "(" and before.rstrip().endswith(name.rsplit(".", 1)[-1]):
             functions.append(name)
         else:
             variables.append(name.split(".", 1)[0])
@@ -447,35 +451,33 @@ def compile_expression(source: str, target: Target) -> Compiled:
         expression = _ENVIRONMENTS[target].compile(source)
     except (ValueError, RuntimeError) as exc:
         raise CelCompileError(_compile_problem(str(exc), source, target)) from None
+    blank = blank_strings(source)
+    leading = _LEADING_DOT_RE.search(blank)
+    if leading is not None:
+        # ``.after`` is ``after`` to CEL, but guard's read-path analysis (what
+        # is converted, trimmed and probed for unknowns) reads it as a field.
+        name = leading.group(1)
+        raise CelCompileError(f"write {name}, not .{name}: a leading dot is not supported")
     return Compiled(
-        source=source,
-        expression=expression,
-        variables=_names_read(source, VARIABLES[target]),
-        helpers=_names_called(source, HELPERS),
+        source=source, expression=expression, variables=_names_read(blank, VARIABLES[target])
     )
 
 
 # An identifier, with the ``.`` that makes it a field or method before it
 # and the ``(`` that makes it a call after it.
 _NAME_USE_RE = re.compile(r"(\.\s*)?(?<!\w)([A-Za-z_]\w*)(\s*\()?")
+# A name with a dot before it and no operand before the dot (``.after``):
+# the dot follows nothing, an operator, or an opening bracket.
+_LEADING_DOT_RE = re.compile(r"(?:^|[^\w\s)\]}'\"])\s*\.\s*([A-Za-z_]\w*)")
 
 
-def _names_read(source: str, names: frozenset[str]) -> frozenset[str]:
-    """The variables among ``names`` that ``source`` names outside string
-    literals, other than as a field (``x.object``) or a call."""
+def _names_read(blank: str, names: frozenset[str]) -> frozenset[str]:
+    """The variables among ``names`` that the source (strings and comments
+    blanked) names, other than as a field (``x.object``) or a call."""
     return frozenset(
         match.group(2)
-        for match in _NAME_USE_RE.finditer(blank_strings(source))
+        for match in _NAME_USE_RE.finditer(blank)
         if match.group(2) in names and not match.group(1) and not match.group(3)
-    )
-
-
-def _names_called(source: str, names: Mapping[str, Any]) -> frozenset[str]:
-    """The functions among ``names`` that ``source`` calls (``f(x)`` or ``x.f()``)."""
-    return frozenset(
-        match.group(2)
-        for match in _NAME_USE_RE.finditer(blank_strings(source))
-        if match.group(2) in names and match.group(3)
     )
 
 

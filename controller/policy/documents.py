@@ -46,6 +46,7 @@ from controller.policy.identity import (
 from controller.policy.keyless import SigstoreIdentity, SigstoreRoot
 from controller.policy.provenance import ProvenanceRequirements, SourceSummaries
 from controller.policy.strictmodel import Strict
+from controller.strict import nested_deeper_than
 
 API_VERSION = "guard.dev/v1alpha1"
 API_GROUP = "guard.dev"
@@ -775,6 +776,11 @@ class TestResource(Strict):
 KUBERNETES_OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
 
+# The deepest a test case's values may nest: as deep as a plan's values
+# (controller.terraform.normalize), deeper than any admission request.
+CASE_MAX_DEPTH = 100
+
+
 class TestCase(Strict):
     """One case. ``object``/``oldObject`` are the Kubernetes object or the
     Terraform ``after``/``before``; ``unknowns`` lists dotted paths of
@@ -803,6 +809,15 @@ class TestCase(Strict):
     def _has_object(self) -> TestCase:
         if self.object is None and self.old_object is None:
             raise ValueError("a case needs object, oldObject, or both")
+        # YAML anchors can nest a case far deeper than any request or plan
+        # guard reads, and the CEL runtime walks values recursively.
+        for field_name, value in (
+            ("object", self.object),
+            ("oldObject", self.old_object),
+            ("request", self.request),
+        ):
+            if nested_deeper_than(value, CASE_MAX_DEPTH):
+                raise ValueError(f"{field_name}: nested more than {CASE_MAX_DEPTH} levels deep")
         operation = (self.request or {}).get("operation")
         if operation is not None and operation not in KUBERNETES_OPERATIONS:
             raise ValueError(

@@ -1,8 +1,9 @@
 """GuardPolicyTest: run policy test cases, like ``kyverno test`` or ``gator verify``.
 
-The CEL library has no type checker, so running every rule on its cases is
-how type errors surface; the coverage this records lets lint fail a rule that
-no case exercises.
+Rules are type-checked when they are loaded, but objects have no schema (every
+variable is dynamic), so a type error on a field's value surfaces only when a
+rule runs on a case that has it; the coverage this records lets lint fail a
+rule that no case exercises.
 """
 
 from __future__ import annotations

@@ -291,7 +291,7 @@ def rust_compile(source: str, target: Target) -> Compiled:
     common-expression-language; guard's own check decides what compiles."""
     assert rust_cel is not None
     checked = celenv.compile_expression(source, target)
-    return RustCompiled(source, rust_cel.compile(source), checked.variables, checked.helpers)
+    return RustCompiled(source, rust_cel.compile(source), checked.variables)
 
 
 def rust_context(variables: Mapping[str, Any]) -> Any:

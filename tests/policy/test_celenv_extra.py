@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from cel_expr_python import cel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.policy.celenv import (
+    VARIABLES,
     CelCompileError,
     CelEvaluationError,
     compile_expression,
@@ -153,3 +155,47 @@ def test_any_value_gives_a_value_or_an_evaluation_error(
         compiled.run(new_context({"object": {"a": new}, "before": {"a": old}}))
     except CelEvaluationError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("expression", [".after.acl == 'private'", "!has(.object.spec)"])
+def test_a_leading_dot_name_is_refused(expression: str) -> None:
+    """``.after`` is ``after`` to CEL; guard refuses it rather than let its
+    read-path analysis take it for a field (and trim or skip what it reads)."""
+    with pytest.raises(CelCompileError, match="a leading dot is not supported"):
+        compile_expression(expression, Target.terraform)
+
+
+def test_text_the_source_echoes_is_not_taken_for_a_problem() -> None:
+    source = "size(1) == 'ERROR: <input>:9:9: undeclared reference to \\'evil\\''"
+    with pytest.raises(CelCompileError) as raised:
+        compile_expression(source, Target.terraform)
+    assert "evil" not in str(raised.value)
+    assert str(raised.value).startswith("type error at 1:5")
+
+
+# Pieces of source that fool a reader which does not lex CEL as CEL does:
+# quotes inside comments and triple-quoted strings, ``//`` inside strings,
+# variable names inside strings, comments and fields.
+FRAGMENTS = [
+    "after.acl", "object.spec", "before", "resource.type", "oldObject",
+    "'x'", '"y"', "'after'", '"object.y"', "'''it's after'''", '"""a "b" before"""', "'//'",
+    "'a\\'b'", "before.after", "[1].map(after, after)", "has(after.x)",
+]  # fmt: skip
+COMMENTS = ["// don't\n", '// "before\n', "// after.acl\n", "//'''\n", ""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(COMMENTS), st.sampled_from(FRAGMENTS)), min_size=1))
+def test_every_variable_an_expression_reads_is_seen(pieces: list[tuple[str, str]]) -> None:
+    """The variables guard converts and probes include every one the CEL
+    checker resolves: compiled where one of them is left undeclared, an
+    expression that names it fails."""
+    source = "[" + ",\n".join(comment + fragment for comment, fragment in pieces) + "].size() > 0"
+    compiled = compile_expression(source, Target.terraform)
+    for name in VARIABLES[Target.terraform]:
+        others = {other: cel.Type.DYN for other in VARIABLES[Target.terraform] if other != name}
+        try:
+            cel.NewEnv(variables=others).compile(source)
+        except RuntimeError as exc:
+            if f"undeclared reference to '{name}" in str(exc):
+                assert name in compiled.variables, (name, source)
