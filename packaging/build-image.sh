@@ -34,13 +34,14 @@ MIRRORS=(
     "deb http://deb.debian.org/debian $SUITE-updates main"
     "deb http://deb.debian.org/debian-security $SUITE-security main"
 )
-# Essential packages (no apt) plus Python. mmdebstrap's merged-/usr set-up
+# Essential packages (no apt) plus Python, and the C++ runtime the CEL
+# library (cel-cpp) is linked against. mmdebstrap's merged-/usr set-up
 # installs usrmerge, which pulls Perl in; usr-is-merged satisfies the same
 # dependency, so usrmerge and Perl's modules go again. Documentation is left
 # out except the copyright files.
 MMDEBSTRAP_OPTIONS=(
     --variant=essential --architectures=amd64
-    --include=python3,usr-is-merged
+    --include=python3,libstdc++6,usr-is-merged
     '--customize-hook=chroot "$1" dpkg --purge usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36'
     "--dpkgopt=path-exclude=/usr/share/doc/*"
     "--dpkgopt=path-include=/usr/share/doc/*/copyright"
@@ -137,13 +138,18 @@ pip=(/opt/guard/bin/python "/tmp/wheels/$pip_wheel/pip" install --quiet --no-ind
 in_image "${pip[@]}" --require-hashes -r /tmp/wheels/requirements.lock
 in_image "${pip[@]}" --no-deps "/tmp/wheels/$guard_wheel"
 # A named user for the numeric id (tools and libraries that look up $HOME),
-# and nothing left of the build or of apt.
+# and nothing left of the build or of apt. The CEL library's optional
+# extensions (strings, math, encoders, optional syntax, protobuf: 37 MB of
+# the image) are never loaded by guard, whose CEL environment declares its
+# own helpers. The CEL engine is imported once to prove the image runs it.
 in_image /bin/sh -c '
     echo "guard:x:65532:65532:guard:/nonexistent:/usr/sbin/nologin" >>/etc/passwd
     echo "guard:x:65532:" >>/etc/group
     rm -rf /tmp/wheels /var/cache/apt /var/lib/apt /var/log/* /var/lib/dpkg/*-old \
-        /var/cache/debconf/*-old /root/.cache
-    /opt/guard/bin/guard --version'
+        /var/cache/debconf/*-old /root/.cache \
+        /opt/guard/lib/python3.11/site-packages/cel_expr_python/ext
+    /opt/guard/bin/guard --version
+    /opt/guard/bin/python -c "import controller.policy.engine"'
 
 "${BUILDAH[@]}" config \
     --os linux --arch amd64 \
