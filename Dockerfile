@@ -23,15 +23,18 @@ RUN /opt/build/bin/pip install --python /opt/guard/bin/python --require-hashes \
 COPY pyproject.toml README.md ./
 COPY policies ./policies
 COPY controller ./controller
-RUN /opt/build/bin/pip install --python /opt/guard/bin/python --no-deps .
+RUN /opt/build/bin/pip install --python /opt/guard/bin/python --no-deps . \
+    && rm -rf /opt/guard/lib/python3.11/site-packages/cel_expr_python/ext
 
 # Same base as the build stage: the virtualenv links to its interpreter.
 FROM ${DEBIAN_IMAGE}
 ARG REVISION=unknown
 ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/guard-dev/guard
+# libstdc++6: the CEL library (cel-cpp) is C++; its unused extensions are
+# left out of the virtualenv above, as in `make image`.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 \
+    && apt-get install -y --no-install-recommends python3 libstdc++6 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && echo "guard:x:65532:65532:guard:/nonexistent:/usr/sbin/nologin" >>/etc/passwd \
     && echo "guard:x:65532:" >>/etc/group
