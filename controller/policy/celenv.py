@@ -207,13 +207,22 @@ _GLOBS: dict[str, Callable[[str], Any]] = {}
 _GLOBS_MAX = 4096
 
 
-def _glob(text: str, pattern: str) -> bool:
-    """``glob(s, pattern)``: shell-style, case-sensitive (``fnmatch.fnmatchcase``).
+def _glob(text: str, pattern: str | list[str]) -> bool:
+    """``glob(s, pattern)``: shell-style, case-sensitive (``fnmatch.fnmatchcase``);
+    ``glob(s, [pattern, ...])``: whether any of the patterns matches.
 
-    Called once per element from inside CEL comprehensions, so the pattern's
-    compiled form is kept; a pattern without wildcards is a comparison.
+    Called once per element from inside CEL comprehensions, so each pattern's
+    compiled form is kept; a pattern without wildcards is a comparison. A list
+    of patterns is one call from CEL where ``patterns.exists(p, glob(s, p))``
+    is one per pattern, and each call into Python costs more than matching.
     """
-    pattern = str(pattern)
+    text = str(text)
+    if isinstance(pattern, list):
+        return any(_glob_test(str(one))(text) for one in pattern)
+    return bool(_glob_test(str(pattern))(text))
+
+
+def _glob_test(pattern: str) -> Callable[[str], Any]:
     test = _GLOBS.get(pattern)
     if test is None:
         if any(c in pattern for c in "*?["):
@@ -223,7 +232,7 @@ def _glob(text: str, pattern: str) -> bool:
         if len(_GLOBS) >= _GLOBS_MAX:
             _GLOBS.clear()
         _GLOBS[pattern] = test
-    return bool(test(str(text)))
+    return test
 
 
 # Terraform plans carry IAM policies, bucket policies and container definitions

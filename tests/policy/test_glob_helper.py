@@ -19,3 +19,14 @@ def test_glob_answers_as_fnmatchcase(text: str, pattern: str) -> None:
     assert glob(text, pattern) is fnmatch.fnmatchcase(text, pattern)
     # Asked again (now from the compiled cache), the same answer.
     assert glob(text, pattern) is fnmatch.fnmatchcase(text, pattern)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_alphabet, max_size=8).map("".join),
+    st.lists(st.lists(_alphabet, max_size=6).map("".join), max_size=4),
+)
+def test_glob_over_a_list_is_any_of_its_patterns(text: str, patterns: list[str]) -> None:
+    assert HELPERS["glob"](text, patterns) is any(
+        fnmatch.fnmatchcase(text, pattern) for pattern in patterns
+    )
