@@ -6,8 +6,8 @@ This module declares the helpers policy authors know from Kubernetes
 ValidatingAdmissionPolicy, compiles each expression once with the type
 checker (syntax errors, undefined variables, unknown functions and type
 errors the checker can prove are refused at load), and evaluates it over an
-activation, which converts a subject's values only as rules read them.
-Nothing else in guard touches the library.
+activation, which converts each of a subject's variables when a rule first
+reads it. Nothing else in guard touches the library.
 """
 
 from __future__ import annotations
@@ -493,7 +493,11 @@ def _names_read(blank: str, names: frozenset[str]) -> frozenset[str]:
 def new_context(variables: Mapping[str, Any]) -> Any:
     """The values of one subject's variables, for every rule that judges it.
 
-    The library converts a value into CEL only when an expression reads it,
-    so building this is cheap and what no rule reads is never converted.
+    The library converts a variable, whole, when an expression first reads
+    it, and keeps it for the others: building this is cheap, and what no
+    rule reads is never converted. Its runtime walks values recursively, so
+    they must come bounded in depth, as every reader of guard bounds them
+    (admission requests, plans, test cases, ``jsonDecode``): a value nested
+    several thousand levels deep would crash the process, not fail a rule.
     """
     return _ACTIVATIONS.Activation(variables)
