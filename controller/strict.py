@@ -275,10 +275,63 @@ def _problem(exc: yaml.YAMLError) -> str:
     return "nested too deeply" if "maximum nesting depth" in problem else problem
 
 
+# How many values a document's aliases may add to it, beyond the nodes its
+# text writes. A few lines of anchors that each repeat the one before twice
+# (a "billion laughs") expand to more values than any walk of the document
+# (its depth check, its conversion into CEL, its key) can finish.
+MAX_ALIASED_VALUES = 1_000_000
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def aliased_values(root: yaml.Node) -> int:
+    """How many values the aliases of a composed document add: its size
+    written out as a tree, less its distinct nodes. Each node is sized once
+    (no recursion, no expansion). An alias inside the node it names (a value
+    that contains itself, which no JSON or API object can be) is an error."""
+    sizes: dict[int, int] = {}
+    expanding: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        key = id(node)
+        if key in sizes:
+            stack.pop()
+        elif key not in expanding:
+            expanding.add(key)
+            for child in _children(node):
+                if id(child) in expanding and id(child) not in sizes:
+                    # Expanded and not yet sized: the child is an ancestor.
+                    raise yaml.YAMLError("an alias is used inside the value it names")
+                if id(child) not in sizes:
+                    stack.append(child)
+        else:
+            stack.pop()
+            sizes[key] = 1 + sum(sizes.get(id(c), 0) for c in _children(node))
+    return sizes[id(root)] - len(sizes)
+
+
+def _check_aliases(node: yaml.Node) -> None:
+    if aliased_values(node) > MAX_ALIASED_VALUES:
+        raise yaml.YAMLError(
+            f"its aliases repeat more than {MAX_ALIASED_VALUES:,} values (an alias bomb)"
+        )
+
+
 def load_json_or_yaml(text: str) -> Any:
     """Parse a JSON or YAML document (YAML is a superset), rejecting duplicate keys."""
     try:
-        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # a SafeLoader subclass
+        node = yaml.compose(text, Loader=_FastUniqueKeyLoader)
+        if node is None:
+            return None
+        _check_aliases(node)
+        return UniqueKeyLoader("").construct_document(node)  # type: ignore[no-untyped-call]
     except RecursionError:
         raise StrictJSONError("not valid JSON or YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
@@ -336,6 +389,7 @@ def read_yaml_documents(text: str, source: str) -> list[YAMLDocument]:
         index += 1
         where = f"{source} (document {index})"
         try:
+            _check_aliases(node)
             data = UniqueKeyLoader("").construct_document(node)  # type: ignore[no-untyped-call]
         except RecursionError:
             raise YAMLDocumentError(where, "nested too deeply") from None

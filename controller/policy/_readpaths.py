@@ -21,12 +21,14 @@ from typing import Any
 
 _FIELD_RE = re.compile(r"\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 # CEL's string literals (triple-quoted first, so that three quotes are not
-# read as an empty string and a quote) and its comments (``//`` to the end
-# of the line), read left to right as its lexer reads them: a quote inside a
-# comment, or ``//`` inside a string, is not what it would be on its own.
+# read as an empty string and a quote), its backtick-quoted names and its
+# comments (``//`` to the end of the line), read left to right as its lexer
+# reads them: a quote inside a comment, or ``//`` inside a string or a
+# quoted name, is not what it would be on its own.
 _LEXEME_RE = re.compile(
     r"(?P<string>'''(?:[^\\]|\\.)*?'''" + r'|"""(?:[^\\]|\\.)*?"""'
     r"|'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*")'
+    r"|(?P<quoted>`[^`\n]*`)"
     r"|(?P<comment>//[^\n]*)",
     re.DOTALL,
 )
@@ -93,12 +95,14 @@ _OPERAND_END_RE = re.compile(r"\s*(?:$|[)\],?:]|&&|\|\|)")
 
 def blank_strings(source: str) -> str:
     """String literals blanked to spaces (a quote kept at each end) and
-    comments to spaces, positions unchanged."""
+    comments to spaces, positions unchanged; quoted names are kept."""
     return _LEXEME_RE.sub(_blank, source)
 
 
 def _blank(match: re.Match[str]) -> str:
     text = match.group(0)
+    if match.group("quoted") is not None:
+        return text
     if match.group("comment") is not None:
         return " " * len(text)
     return text[0] + " " * (len(text) - 2) + text[-1]

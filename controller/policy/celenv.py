@@ -216,10 +216,13 @@ def _glob(text: str, pattern: str | list[str]) -> bool:
     of patterns is one call from CEL where ``patterns.exists(p, glob(s, p))``
     is one per pattern, and each call into Python costs more than matching.
     """
-    text = str(text)
-    if isinstance(pattern, list):
-        return any(_glob_test(str(one))(text) for one in pattern)
-    return bool(_glob_test(str(pattern))(text))
+    if not isinstance(text, str):
+        raise ValueError(f"glob matches a string, not {type(text).__name__}")
+    patterns = pattern if isinstance(pattern, list) else [pattern]
+    for one in patterns:
+        if not isinstance(one, str):
+            raise ValueError(f"a glob pattern is a string, not {type(one).__name__}")
+    return any(_glob_test(one)(text) for one in patterns)
 
 
 def _glob_test(pattern: str) -> Callable[[str], Any]:
@@ -461,6 +464,13 @@ def compile_expression(source: str, target: Target) -> Compiled:
     except (ValueError, RuntimeError) as exc:
         raise CelCompileError(_compile_problem(str(exc), source, target)) from None
     blank = blank_strings(source)
+    quoted = _QUOTED_NAME_RE.search(blank)
+    if quoted is not None:
+        # The read-path analysis knows fields by their plain names only.
+        raise CelCompileError(
+            f"write [{quoted.group(1)!r}], not .{quoted.group(0)}: "
+            "backtick-quoted names are not supported"
+        )
     leading = _LEADING_DOT_RE.search(blank)
     if leading is not None:
         # ``.after`` is ``after`` to CEL, but guard's read-path analysis (what
@@ -476,8 +486,10 @@ def compile_expression(source: str, target: Target) -> Compiled:
 # and the ``(`` that makes it a call after it.
 _NAME_USE_RE = re.compile(r"(\.\s*)?(?<!\w)([A-Za-z_]\w*)(\s*\()?")
 # A name with a dot before it and no operand before the dot (``.after``):
-# the dot follows nothing, an operator, or an opening bracket.
-_LEADING_DOT_RE = re.compile(r"(?:^|[^\w\s)\]}'\"])\s*\.\s*([A-Za-z_]\w*)")
+# the dot follows nothing, an operator (``in`` among them), or an opening
+# bracket.
+_LEADING_DOT_RE = re.compile(r"(?:^|[^\w\s)\]}'\"]|\bin)\s*\.\s*([A-Za-z_]\w*)")
+_QUOTED_NAME_RE = re.compile(r"`([^`\n]*)`")
 
 
 def _names_read(blank: str, names: frozenset[str]) -> frozenset[str]:

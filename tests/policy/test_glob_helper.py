@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,3 +31,15 @@ def test_glob_over_a_list_is_any_of_its_patterns(text: str, patterns: list[str])
     assert HELPERS["glob"](text, patterns) is any(
         fnmatch.fnmatchcase(text, pattern) for pattern in patterns
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [("g", [["ghcr.io"]]), ("1", [1]), ("None", [None]), ("True", True), (["x"], "*"), (1, "*")],
+)
+def test_glob_refuses_what_is_not_a_string_rather_than_match_its_text(
+    text: object, pattern: object
+) -> None:
+    """``str([...])`` is a character class to fnmatch: coercing would match."""
+    with pytest.raises(ValueError, match="string"):
+        HELPERS["glob"](text, pattern)
