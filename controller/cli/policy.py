@@ -57,9 +57,10 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
         "lint",
         help="check documents, CEL rules and test coverage (exit 0, 1 or 2)",
         description="Validate every document, compile every CEL rule, run the test cases "
-        "and fail any rule no case exercises (objects have no schema, so a type error on a "
-        "field's value surfaces only when a rule runs on a case that has it). Exit 0 when clean, 1 when a "
-        "case fails or a rule is unexercised, 2 when a document does not load or compile.",
+        "and fail any rule no case exercises (objects have no schema, so a type error on "
+        "a field's value surfaces only when a rule runs on a case that has it). Exit 0 "
+        "when clean, 1 when a case fails or a rule is unexercised, 2 when a document does "
+        "not load or compile.",
         examples=[
             ("lint a folder of policies and their tests", "guard policy lint policies/"),
             (

@@ -1,9 +1,10 @@
 """What a CEL rule reads: the read-path analysis of its source text.
 
 The CEL library's Python bindings expose no syntax tree, so the analysis
-works on the source with the string literals and comments blanked out (and
-``celenv`` refuses the one form it cannot read: a leading-dot name). It is fail-safe by construction: when
-a use of a variable is anything but a plain field path (passed whole to a
+works on the source with the string literals and comments blanked out
+(``celenv`` refuses the forms it cannot read: leading-dot and
+backtick-quoted names). It is fail-safe by construction: when a use of a
+variable is anything but a plain field path (passed whole to a
 function, iterated, indexed with a computed key), the answer is "reads it
 whole" (``None`` paths, ``reads_whole_object``). Over-approximating only
 costs speed (more is converted into CEL values, more is probed for
