@@ -379,9 +379,10 @@ class Engine:
     def outcomes(self, plan: _Plan, subject: Subject) -> tuple[RuleOutcome, ...]:
         """The outcome of every rule of ``plan`` on ``subject``, in plan order.
 
-        A rule can read nothing but its compiled program, the registered
-        helpers (pure functions) and the trimmed variables with the unknown
-        paths; the program and helpers are fixed by the plan, so outcomes
+        A rule can read nothing but its compiled program, guard's helpers
+        (pure functions, declared once for every rule) and the trimmed
+        variables with the unknown paths; the programs are fixed by the
+        plan and the helpers by the CEL environment, so outcomes
         are remembered per plan by the subject's ``content_key``. Pods a
         controller makes from one template, or a module's repeated
         resources, are then judged once. Findings, waivers and review are
